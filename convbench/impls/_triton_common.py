@@ -1,0 +1,20 @@
+"""What the Triton families share: whether Triton can run here, and the skip reason when not."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from ..registry import Case
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def device_reason(case: Case) -> str | None:
+    if importlib.util.find_spec("triton") is None:
+        return "Triton is not installed"
+    if case.device_type == "cpu" and not interpreting():
+        return "Triton kernels need a CUDA GPU (on CPU they run only under TRITON_INTERPRET=1, for correctness)"
+    return None

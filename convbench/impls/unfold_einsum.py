@@ -1,0 +1,41 @@
+"""unfold + einsum: the textbook im2col formulation; materialises a K-times larger tensor."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..registry import Impl, register
+
+
+def _windows(x, p):
+    """(N, C, L) -> (N, C, L_out, K) windows, dilation and stride applied."""
+    x = F.pad(x, (p.padding, p.padding))
+    span = p.dilation * (p.K - 1) + 1
+    u = x.unfold(2, span, p.stride)
+    return u[..., :: p.dilation] if p.dilation > 1 else u
+
+
+def _build(p, inp):
+    x, w, b = inp.x, inp.weight, inp.bias
+    if p.op == "depthwise":
+        wm = w.view(p.C_in, p.multiplier, p.K)
+        eq = "nclk,cmk->ncml"
+    else:
+        wm = w
+        eq = "nilk,oik->nol"
+
+    def run():
+        y = torch.einsum(eq, _windows(x, p), wm).reshape(p.N, p.C_out, p.L_out)
+        if b is not None:
+            y = y + b.view(1, -1, 1)
+        return y
+
+    return run
+
+
+for op in ("depthwise", "pointwise"):
+    register(Impl(
+        name="unfold_einsum", op=op, layout="ncl", build=_build, tf32="matmul",
+        description="x.unfold (im2col view) + torch.einsum; bias added separately",
+    ))

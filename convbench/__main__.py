@@ -1,0 +1,5 @@
+"""python -m convbench."""
+
+from .cli import main
+
+main(prog_name="convbench")

@@ -1,0 +1,165 @@
+"""The convbench command line: parse and validate at the edge, then delegate."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from .config import ConfigError
+
+
+class UserError(click.ClickException):
+    """Bad input: one paragraph, exit code 2, no traceback."""
+
+    exit_code = 2
+
+    def show(self, file=None):
+        click.echo(f"convbench: error: {self.format_message()}", err=True)
+
+
+def fail(msg: str):
+    raise UserError(msg)
+
+
+def parse_shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)
+    if not m or not (1 <= int(m.group(1)) <= int(m.group(2))):
+        fail(f"--shard: could not parse {value!r}; write I/N with 1 <= I <= N, e.g. 1/4")
+    return int(m.group(1)), int(m.group(2))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="convbench")
+def main():
+    """Choose, prove and guard Conv1d kernels (depthwise and pointwise) for speech models."""
+
+
+@main.command("list")
+@click.option("--device", default="auto", show_default=True, help="Device to check support on.")
+def list_cmd(device):
+    """Implementations and what each supports on this machine."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .config import resolve_devices
+    from .impls import TRITON_IMPORT_ERROR
+    from .problem import make_problem
+    from .registry import Case, all_impls
+
+    try:
+        label, devs = next(iter(resolve_devices([device], "--device", "--device").items()))
+    except ConfigError as exc:
+        fail(str(exc))
+    dev = devs[0]
+    t = Table(title=f"convbench implementations (support checked on {dev})")
+    for col in ("op", "name", "layout", "dtypes", "modes", "baseline", "here", "description"):
+        t.add_column(col, overflow="fold")
+    for impl in sorted(all_impls(), key=lambda i: (i.op, i.layout, not i.baseline, i.name)):
+        prob = make_problem(impl.op, N=1, C_in=8, C_out=8, L=16, K=3 if impl.op == "depthwise" else 1, padding=1 if impl.op == "depthwise" else 0)
+        reasons = {impl.skip_reason(Case(prob, d, impl.layout, dev)) for d in impl.dtypes} - {None}
+        here = "yes" if len(reasons) < len(impl.dtypes) or not reasons else f"no: {next(iter(reasons))}"
+        t.add_row(impl.op, impl.name, impl.layout, ",".join(impl.dtypes), ",".join(impl.modes),
+                  "yes" if impl.baseline else "", here, impl.description)
+    Console().print(t)
+    if TRITON_IMPORT_ERROR:
+        click.echo(f"Triton families not loaded: {TRITON_IMPORT_ERROR}", err=True)
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Run folder (default: runs/<name>-<timestamp>).")
+@click.option("--device", "devices", multiple=True, help="Override `devices`: auto, cpu, cuda, cuda:N, all.")
+@click.option("--impl", "impls", multiple=True, help="Only these implementations (repeatable).")
+@click.option("--resume", "resume", type=click.Path(file_okay=False), default=None,
+              help="Continue this run folder, skipping finished rows.")
+@click.option("--shard", default=None, help="Run the I-th of N deterministic slices of the cases, e.g. 1/4.")
+@click.option("--isolation", type=click.Choice(["process", "none"]), default="process", show_default=True,
+              help="Run cases in a worker process (crash/hang isolation) or in this process.")
+@click.option("--precision", type=click.Choice(["default", "ieee", "tf32"]), default=None,
+              help="Override `precision` (float32 TF32 policy).")
+@click.option("--quiet", is_flag=True, help="No progress bar or summary table.")
+def run(config, out_dir, devices, impls, resume, shard, isolation, precision, quiet):
+    """Run the sweep described by CONFIG (YAML) and write a run folder."""
+    from rich.console import Console
+
+    from . import results
+    from .config import load_config
+    from .progress import Reporter, summary_table
+    from .registry import all_impls
+    from .runner import Interrupted, run_sweep
+
+    shard_t = parse_shard(shard)
+    overrides = {"devices": list(devices) or None, "precision": precision}
+    try:
+        cfg = load_config(config, overrides)
+    except ConfigError as exc:
+        fail(str(exc))
+    if impls:
+        known = {i.name for i in all_impls() if i.op in cfg.ops}
+        for name in impls:
+            if name not in known:
+                fail(f"--impl: no implementation named {name!r} for ops {', '.join(cfg.ops)}; "
+                     f"known: {', '.join(sorted(known))}")
+    if resume:
+        run_dir = Path(resume)
+        try:
+            old = results.load_meta(run_dir)
+        except results.ResultsError as exc:
+            fail(f"--resume: {exc}")
+        if old.get("comparability") and old["comparability"] != cfg.comparability:
+            diff = {k: (old["comparability"].get(k), v) for k, v in cfg.comparability.items()
+                    if old["comparability"].get(k) != v}
+            fail(f"--resume: {resume!r} was run with other settings, so its rows would not be "
+                 f"comparable with new ones: {diff} (old, new). Resume with the config it was "
+                 f"started with, or start a new run.")
+    else:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-{stamp}"
+        if (run_dir / results.RESULTS_FILE).exists():
+            fail(f"--out: {str(run_dir)!r} already holds a run; pass --resume {str(run_dir)!r} to "
+                 f"continue it, or choose another folder")
+    console = Console(stderr=True)
+    reporter = Reporter(enabled=not quiet, console=console)
+    try:
+        run_sweep(cfg, run_dir, impl_filter=set(impls) or None, shard=shard_t,
+                  isolation=isolation, reporter=reporter)
+    except Interrupted as exc:
+        console.print(f"\ninterrupted ({exc}); every finished row is in {run_dir}/results.jsonl.\n"
+                      f"Resume with: convbench run {config} --resume {run_dir}")
+        sys.exit(130)
+    df = results.load(run_dir)
+    if not quiet:
+        from .registry import all_impls as _all
+
+        baselines = {(i.op, i.layout): i.name for i in _all() if i.baseline}
+        out = Console()
+        if not out.is_terminal:
+            out = Console(width=160)
+        out.print(summary_table(df, baselines))
+    counts = df.status.value_counts().to_dict()
+    click.echo(f"wrote {len(df)} rows to {run_dir} ({', '.join(f'{k}: {v}' for k, v in counts.items())})")
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False))
+def merge(runs, out_dir):
+    """Join shard run folders into one run."""
+    from .merge import MergeError, merge_runs
+
+    try:
+        path = merge_runs(runs, out_dir)
+    except MergeError as exc:
+        fail(str(exc))
+    click.echo(f"merged {len(runs)} runs into {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

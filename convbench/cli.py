@@ -161,5 +161,11 @@ def merge(runs, out_dir):
     click.echo(f"merged {len(runs)} runs into {path}")
 
 
+# Further verbs live in their own modules; each registers here with one line.
+# compare (regression gate)
+# report / plot / select
+# profile
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

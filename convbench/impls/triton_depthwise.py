@@ -1,13 +1,68 @@
-"""Depthwise Conv1d in Triton: one kernel for (N, C, L) and (N, L, C) storage via strides."""
+"""Depthwise Conv1d in Triton, forward and backward, for (N, C, L) and (N, L, C) storage via strides."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 
 from ..registry import Impl, register
-from ._triton_common import device_reason
+from ._triton_common import device_reason, interpreting
+
+# Kernels up to this many taps are fully unrolled (K is a compile-time constant, so each tap's
+# load is one instruction with an immediate offset); longer kernels run a runtime tap loop.
+MAX_UNROLL_K = 16
+LONG_K_UNROLL = 8
+
+
+# --------------------------------------------------------------------------------------------
+# Forward: y[n, c, l] = sum_k w[c, k] * x[n, c // MULT, l*stride - padding + k*dilation] + b[c]
+# --------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _fwd_tap(acc, x_ptrs, w_rows, pos0, mask_c, mask_l, k, K, L_in, sxl, dilation,
+             MASKED: tl.constexpr, CHECK_K: tl.constexpr, EVEN_C: tl.constexpr):
+    off = k * dilation
+    if CHECK_K:
+        kv = k < K
+        wv = tl.load(w_rows + k, mask=mask_c & kv, other=0.0)
+    elif EVEN_C:
+        wv = tl.load(w_rows + k)
+    else:
+        wv = tl.load(w_rows + k, mask=mask_c, other=0.0)
+    if MASKED:
+        pos = pos0 + off
+        m = mask_c[:, None] & (mask_l & (pos >= 0) & (pos < L_in))[None, :]
+        if CHECK_K:
+            m = m & kv
+        xv = tl.load(x_ptrs + off * sxl, mask=m, other=0.0)
+    elif CHECK_K:
+        xv = tl.load(x_ptrs + off * sxl, mask=mask_c[:, None] & kv, other=0.0)
+    elif EVEN_C:
+        xv = tl.load(x_ptrs + off * sxl)
+    else:
+        xv = tl.load(x_ptrs + off * sxl, mask=mask_c[:, None], other=0.0)
+    return acc + xv.to(tl.float32) * wv.to(tl.float32)[:, None]
+
+
+@triton.jit
+def _fwd_taps(x_ptrs, w_rows, pos0, mask_c, mask_l, K, L_in, sxl, dilation,
+              KC: tl.constexpr, MASKED: tl.constexpr, EVEN_C: tl.constexpr,
+              BLOCK_C: tl.constexpr, BLOCK_L: tl.constexpr, UNROLL: tl.constexpr):
+    acc = tl.zeros((BLOCK_C, BLOCK_L), dtype=tl.float32)
+    if KC > 0:
+        for k in tl.static_range(KC):
+            acc = _fwd_tap(acc, x_ptrs, w_rows, pos0, mask_c, mask_l, k, K, L_in, sxl, dilation,
+                           MASKED, False, EVEN_C)
+    else:
+        for k0 in range(0, K, UNROLL):
+            for kk in tl.static_range(UNROLL):
+                acc = _fwd_tap(acc, x_ptrs, w_rows, pos0, mask_c, mask_l, k0 + kk, K, L_in, sxl,
+                               dilation, MASKED, True, EVEN_C)
+    return acc
 
 
 @triton.jit
@@ -16,37 +71,319 @@ def depthwise_fwd_kernel(
     C_out, L_in, L_out, K, MULT,
     sxn, sxc, sxl, syn, syc, syl,
     conv_stride, padding, dilation,
-    HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_L: tl.constexpr,
+    HAS_BIAS: tl.constexpr, KC: tl.constexpr, EVEN_C: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_L: tl.constexpr, UNROLL: tl.constexpr,
 ):
-    """y[n, c, l] = sum_k w[c, k] * x[n, c // MULT, l*stride - padding + k*dilation] (+ b[c])."""
+    """One (BLOCK_C, BLOCK_L) output tile; x: strides (sxn, sxc, sxl) so either layout works.
+
+    Tiles whose whole receptive field lies inside x (and inside L_out) take a mask-free path.
+    """
     pid_l = tl.program_id(0)
     pid_c = tl.program_id(1)
     n = tl.program_id(2).to(tl.int64)
+    l_start = pid_l * BLOCK_L
     offs_c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    offs_l = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
+    offs_l = l_start + tl.arange(0, BLOCK_L)
     mask_c = offs_c < C_out
     mask_l = offs_l < L_out
-    x_rows = x_ptr + n * sxn + (offs_c // MULT)[:, None] * sxc
     pos0 = offs_l * conv_stride - padding
-    acc = tl.zeros((BLOCK_C, BLOCK_L), dtype=tl.float32)
-    for k in range(0, K):
-        pos = pos0 + k * dilation
-        m = mask_c[:, None] & (mask_l & (pos >= 0) & (pos < L_in))[None, :]
-        xv = tl.load(x_rows + pos[None, :] * sxl, mask=m, other=0.0)
-        wv = tl.load(w_ptr + offs_c * K + k, mask=mask_c, other=0.0)
-        acc += xv.to(tl.float32) * wv.to(tl.float32)[:, None]
+    x_ptrs = x_ptr + n * sxn + (offs_c // MULT)[:, None] * sxc + pos0[None, :] * sxl
+    w_rows = w_ptr + offs_c * K
+    first = l_start * conv_stride - padding
+    last = (l_start + BLOCK_L - 1) * conv_stride - padding + (K - 1) * dilation
+    interior = (first >= 0) & (last < L_in) & (l_start + BLOCK_L <= L_out)
+    if interior:
+        acc = _fwd_taps(x_ptrs, w_rows, pos0, mask_c, mask_l, K, L_in, sxl, dilation,
+                        KC, False, EVEN_C, BLOCK_C, BLOCK_L, UNROLL)
+    else:
+        acc = _fwd_taps(x_ptrs, w_rows, pos0, mask_c, mask_l, K, L_in, sxl, dilation,
+                        KC, True, EVEN_C, BLOCK_C, BLOCK_L, UNROLL)
     if HAS_BIAS:
         acc += tl.load(b_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[:, None]
     y_ptrs = y_ptr + n * syn + offs_c[:, None] * syc + offs_l[None, :] * syl
     tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask_c[:, None] & mask_l[None, :])
 
 
-def depthwise_conv1d(x, weight, bias, stride=1, padding=0, dilation=1, layout="ncl"):
-    """Depthwise Conv1d forward.
+# --------------------------------------------------------------------------------------------
+# grad_x, a gather: gx[n, ci, j] = sum_m sum_k w[c, k] * gy[n, c, t / stride],
+#   c = ci*MULT + m, t = j + padding - k*dilation, for t >= 0, t % stride == 0, t / stride < L_out
+# --------------------------------------------------------------------------------------------
 
-    x: (N, C_in, L) for layout "ncl" or (N, L, C_in) for "nlc"; weight: (C_out, 1, K) with
-    C_out a multiple of C_in; bias: (C_out,) or None. Returns y in x's layout, contiguous.
-    """
+
+@triton.jit
+def _bwdx_tap(acc, g_ptrs, w_rows, t0, mask_c, mask_j, k, K, L_out, sgl, conv_stride, dilation,
+              MASKED: tl.constexpr, CHECK_K: tl.constexpr, EVEN_C: tl.constexpr):
+    off = k * dilation
+    if CHECK_K:
+        kv = k < K
+        wv = tl.load(w_rows + k, mask=mask_c & kv, other=0.0)
+    elif EVEN_C:
+        wv = tl.load(w_rows + k)
+    else:
+        wv = tl.load(w_rows + k, mask=mask_c, other=0.0)
+    if MASKED:
+        t = t0 - off
+        q = t // conv_stride
+        m = mask_j & (t >= 0) & (t % conv_stride == 0) & (q < L_out)
+        m = mask_c[:, None] & m[None, :]
+        if CHECK_K:
+            m = m & kv
+        gv = tl.load(g_ptrs + q[None, :] * sgl, mask=m, other=0.0)
+    elif CHECK_K:
+        gv = tl.load(g_ptrs + (t0 - off)[None, :] * sgl, mask=mask_c[:, None] & kv, other=0.0)
+    elif EVEN_C:
+        gv = tl.load(g_ptrs + (t0 - off)[None, :] * sgl)
+    else:
+        gv = tl.load(g_ptrs + (t0 - off)[None, :] * sgl, mask=mask_c[:, None], other=0.0)
+    return acc + gv.to(tl.float32) * wv.to(tl.float32)[:, None]
+
+
+@triton.jit
+def _bwdx_taps(acc, g_ptrs, w_rows, t0, mask_c, mask_j, K, L_out, sgl, conv_stride, dilation,
+               KC: tl.constexpr, MASKED: tl.constexpr, EVEN_C: tl.constexpr,
+               UNROLL: tl.constexpr):
+    if KC > 0:
+        for k in tl.static_range(KC):
+            acc = _bwdx_tap(acc, g_ptrs, w_rows, t0, mask_c, mask_j, k, K, L_out, sgl,
+                            conv_stride, dilation, MASKED, False, EVEN_C)
+    else:
+        for k0 in range(0, K, UNROLL):
+            for kk in tl.static_range(UNROLL):
+                acc = _bwdx_tap(acc, g_ptrs, w_rows, t0, mask_c, mask_j, k0 + kk, K, L_out, sgl,
+                                conv_stride, dilation, MASKED, True, EVEN_C)
+    return acc
+
+
+@triton.jit
+def depthwise_bwd_x_kernel(
+    gy_ptr, w_ptr, gx_ptr,
+    C_in, L_in, L_out, K, MULT,
+    sgn, sgc, sgl, sxn, sxc, sxl,
+    conv_stride, padding, dilation,
+    KC: tl.constexpr, EVEN_C: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_L: tl.constexpr, UNROLL: tl.constexpr,
+):
+    """One (BLOCK_C, BLOCK_L) tile of grad_x over (input channel, input position)."""
+    pid_j = tl.program_id(0)
+    pid_c = tl.program_id(1)
+    n = tl.program_id(2).to(tl.int64)
+    j_start = pid_j * BLOCK_L
+    offs_ci = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    offs_j = j_start + tl.arange(0, BLOCK_L)
+    mask_c = offs_ci < C_in
+    mask_j = offs_j < L_in
+    t0 = offs_j + padding
+    # stride 1 only: every tap's gy position j + padding - k*dilation lies in [0, L_out)
+    interior = (conv_stride == 1) & (j_start + padding - (K - 1) * dilation >= 0)
+    interior = interior & (j_start + BLOCK_L - 1 + padding < L_out) & (j_start + BLOCK_L <= L_in)
+    acc = tl.zeros((BLOCK_C, BLOCK_L), dtype=tl.float32)
+    for m in range(0, MULT):
+        c = offs_ci * MULT + m
+        g_ptrs = gy_ptr + n * sgn + c[:, None] * sgc
+        w_rows = w_ptr + c * K
+        if interior:
+            acc = _bwdx_taps(acc, g_ptrs, w_rows, t0, mask_c, mask_j, K, L_out, sgl, conv_stride,
+                             dilation, KC, False, EVEN_C, UNROLL)
+        else:
+            acc = _bwdx_taps(acc, g_ptrs, w_rows, t0, mask_c, mask_j, K, L_out, sgl, conv_stride,
+                             dilation, KC, True, EVEN_C, UNROLL)
+    gx_ptrs = gx_ptr + n * sxn + offs_ci[:, None] * sxc + offs_j[None, :] * sxl
+    tl.store(gx_ptrs, acc.to(gx_ptr.dtype.element_ty), mask=mask_c[:, None] & mask_j[None, :])
+
+
+# --------------------------------------------------------------------------------------------
+# grad_w / grad_b, stage 1: partial[row, k, c] = sum over one L tile of gy[n, c, l] * x[...],
+# row = n * n_lblocks + l_block; partial[row, K, c] holds the bias partial (sum of gy).
+# --------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _bwdw_tap(gy, x_ptrs, p_ptrs, pos0, mask_c, mask_l, k, K, L_in, sxl, dilation, C_out,
+              MASKED: tl.constexpr, CHECK_K: tl.constexpr, EVEN_C: tl.constexpr):
+    off = k * dilation
+    if MASKED:
+        pos = pos0 + off
+        m = mask_c[:, None] & (mask_l & (pos >= 0) & (pos < L_in))[None, :]
+        if CHECK_K:
+            m = m & (k < K)
+        xv = tl.load(x_ptrs + off * sxl, mask=m, other=0.0)
+    elif CHECK_K:
+        xv = tl.load(x_ptrs + off * sxl, mask=mask_c[:, None] & (k < K), other=0.0)
+    elif EVEN_C:
+        xv = tl.load(x_ptrs + off * sxl)
+    else:
+        xv = tl.load(x_ptrs + off * sxl, mask=mask_c[:, None], other=0.0)
+    part = tl.sum(gy * xv.to(tl.float32), axis=1)
+    if CHECK_K:
+        tl.store(p_ptrs + k * C_out, part, mask=mask_c & (k < K))
+    else:
+        tl.store(p_ptrs + k * C_out, part, mask=mask_c)
+
+
+@triton.jit
+def _bwdw_taps(gy, x_ptrs, p_ptrs, pos0, mask_c, mask_l, K, L_in, sxl, dilation, C_out,
+               KC: tl.constexpr, MASKED: tl.constexpr, EVEN_C: tl.constexpr,
+               UNROLL: tl.constexpr):
+    if KC > 0:
+        for k in tl.static_range(KC):
+            _bwdw_tap(gy, x_ptrs, p_ptrs, pos0, mask_c, mask_l, k, K, L_in, sxl, dilation, C_out,
+                      MASKED, False, EVEN_C)
+    else:
+        for k0 in range(0, K, UNROLL):
+            for kk in tl.static_range(UNROLL):
+                _bwdw_tap(gy, x_ptrs, p_ptrs, pos0, mask_c, mask_l, k0 + kk, K, L_in, sxl,
+                          dilation, C_out, MASKED, True, EVEN_C)
+
+
+@triton.jit
+def depthwise_bwd_w_kernel(
+    x_ptr, gy_ptr, p_ptr,
+    C_out, L_in, L_out, K, MULT, n_lblocks,
+    sxn, sxc, sxl, sgn, sgc, sgl,
+    conv_stride, padding, dilation,
+    HAS_BIAS: tl.constexpr, KC: tl.constexpr, EVEN_C: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_L: tl.constexpr, UNROLL: tl.constexpr,
+):
+    """Partial weight/bias gradients of one (BLOCK_C, BLOCK_L) tile of gy into p: (rows, K+1, C_out)."""
+    pid_l = tl.program_id(0)
+    pid_c = tl.program_id(1)
+    n = tl.program_id(2)
+    l_start = pid_l * BLOCK_L
+    offs_c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    offs_l = l_start + tl.arange(0, BLOCK_L)
+    mask_c = offs_c < C_out
+    mask_l = offs_l < L_out
+    n64 = n.to(tl.int64)
+    g_ptrs = gy_ptr + n64 * sgn + offs_c[:, None] * sgc + offs_l[None, :] * sgl
+    gy = tl.load(g_ptrs, mask=mask_c[:, None] & mask_l[None, :], other=0.0).to(tl.float32)
+    pos0 = offs_l * conv_stride - padding
+    x_ptrs = x_ptr + n64 * sxn + (offs_c // MULT)[:, None] * sxc + pos0[None, :] * sxl
+    row = (n * n_lblocks + pid_l).to(tl.int64)
+    p_ptrs = p_ptr + row * (K + 1) * C_out + offs_c
+    first = l_start * conv_stride - padding
+    last = (l_start + BLOCK_L - 1) * conv_stride - padding + (K - 1) * dilation
+    interior = (first >= 0) & (last < L_in) & (l_start + BLOCK_L <= L_out)
+    if interior:
+        _bwdw_taps(gy, x_ptrs, p_ptrs, pos0, mask_c, mask_l, K, L_in, sxl, dilation, C_out,
+                   KC, False, EVEN_C, UNROLL)
+    else:
+        _bwdw_taps(gy, x_ptrs, p_ptrs, pos0, mask_c, mask_l, K, L_in, sxl, dilation, C_out,
+                   KC, True, EVEN_C, UNROLL)
+    if HAS_BIAS:
+        tl.store(p_ptrs + K * C_out, tl.sum(gy, axis=1), mask=mask_c)
+
+
+@triton.jit
+def depthwise_bwd_w_reduce_kernel(
+    p_ptr, gw_ptr, gb_ptr, rows, C_out, K,
+    HAS_BIAS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_COL: tl.constexpr,
+):
+    """Stage 2: sum p over rows; column col = k*C_out + c goes to gw[c, k] (k == K: gb[c])."""
+    pid = tl.program_id(0)
+    cols = (K + 1) * C_out
+    offs = pid * BLOCK_COL + tl.arange(0, BLOCK_COL)
+    mask = offs < cols
+    acc = tl.zeros((BLOCK_R, BLOCK_COL), dtype=tl.float32)
+    for r0 in range(0, rows, BLOCK_R):
+        r = r0 + tl.arange(0, BLOCK_R)
+        ptrs = p_ptr + r.to(tl.int64)[:, None] * cols + offs[None, :]
+        acc += tl.load(ptrs, mask=(r < rows)[:, None] & mask[None, :], other=0.0)
+    total = tl.sum(acc, axis=0)
+    k = offs // C_out
+    c = offs % C_out
+    tl.store(gw_ptr + c * K + k, total.to(gw_ptr.dtype.element_ty), mask=mask & (k < K))
+    if HAS_BIAS:
+        tl.store(gb_ptr + c, total.to(gb_ptr.dtype.element_ty), mask=mask & (k == K))
+
+
+# --------------------------------------------------------------------------------------------
+# Launch plans: tile shapes picked once per shape (timed among a few candidates on the GPU),
+# then cached with the grid, so later calls do no host sync and little Python.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tile:
+    block_c: int
+    block_l: int
+    num_warps: int
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Everything a launch depends on besides the tensors themselves."""
+
+    layout: str
+    dtype: torch.dtype
+    N: int
+    C_in: int
+    C_out: int
+    L_in: int
+    L_out: int
+    K: int
+    stride: int
+    padding: int
+    dilation: int
+    has_bias: bool
+
+    @property
+    def mult(self) -> int:
+        return self.C_out // self.C_in
+
+    @property
+    def kc(self) -> int:
+        return self.K if self.K <= MAX_UNROLL_K else 0
+
+    def strides(self, C: int, L: int) -> tuple[int, int, int]:
+        """(n, c, l) element strides of a contiguous tensor with C channels, L positions."""
+        return (C * L, L, 1) if self.layout == "ncl" else (C * L, 1, C)
+
+
+_PLANS: dict[tuple, tuple[Tile, tuple[int, int, int]]] = {}
+_INTERPRET_TILES = {"ncl": Tile(4, 32, 4), "nlc": Tile(4, 8, 4)}
+
+
+def _candidates(layout: str, C: int, L: int, itemsize: int, kind: str) -> list[Tile]:
+    """A few tile shapes of ~2-4K elements, long along the contiguous dimension."""
+    if interpreting():
+        return [_INTERPRET_TILES[layout]]
+    if layout == "ncl":
+        bl = min(512, triton.next_power_of_2(L))
+        out = [Tile(max(1, 2048 // bl), bl, 4), Tile(max(1, 4096 // bl), bl, 8)]
+        if bl >= 256:
+            out.append(Tile(2048 // (bl // 2), bl // 2, 4))
+        return out
+    vec = 16 // itemsize  # elements per 16-byte access
+    bc = min(32 * vec, triton.next_power_of_2(C))
+    if kind == "bwd_w":  # long L tiles keep the partial buffer small
+        bc = min(bc, 8 * vec)
+        return [Tile(bc, max(8, 4096 // bc), 4), Tile(bc, max(8, 8192 // bc), 8)]
+    out = [Tile(bc, max(1, 2048 // bc), 4), Tile(bc, max(1, 4096 // bc), 8)]
+    if bc >= 64:
+        out.append(Tile(bc // 2, 4096 // (bc // 2), 4))
+    return out
+
+
+def _plan(kind: str, g: Geometry, C: int, L: int, launch) -> tuple[Tile, tuple[int, int, int]]:
+    """Cached (tile, grid) for this kernel and shape; on first use, time the candidates."""
+    key = (kind, g)
+    hit = _PLANS.get(key)
+    if hit is not None:
+        return hit
+    cands = _candidates(g.layout, C, L, g.dtype.itemsize, kind)
+    plans = [(t, (triton.cdiv(L, t.block_l), triton.cdiv(C, t.block_c), g.N)) for t in cands]
+    best = plans[0]
+    if len(plans) > 1:
+        from triton.testing import do_bench
+
+        times = [do_bench(lambda p=p: launch(*p), warmup=5, rep=20, return_mode="median")
+                 for p in plans]
+        best = plans[min(range(len(plans)), key=times.__getitem__)]
+    _PLANS[key] = best
+    return best
+
+
+def _geometry(x, weight, bias, stride, padding, dilation, layout) -> Geometry:
     if layout == "ncl":
         N, C_in, L = x.shape
     elif layout == "nlc":
@@ -56,28 +393,119 @@ def depthwise_conv1d(x, weight, bias, stride=1, padding=0, dilation=1, layout="n
     C_out, one, K = weight.shape
     if one != 1 or C_out % C_in:
         raise ValueError(f"weight {tuple(weight.shape)} is not depthwise for C_in={C_in}")
+    if stride < 1 or dilation < 1 or padding < 0:
+        raise ValueError(f"bad stride={stride!r}, dilation={dilation!r} or padding={padding!r}")
     L_out = (L + 2 * padding - dilation * (K - 1) - 1) // stride + 1
     if L_out < 1:
         raise ValueError(f"L_out={L_out} < 1")
-    w = weight.reshape(C_out, K).contiguous()
-    if layout == "ncl":
-        y = torch.empty((N, C_out, L_out), device=x.device, dtype=x.dtype)
-        sx = (x.stride(0), x.stride(1), x.stride(2))
-        sy = (y.stride(0), y.stride(1), y.stride(2))
-        block_c, block_l = 4, min(512, triton.next_power_of_2(L_out))
-    else:
-        y = torch.empty((N, L_out, C_out), device=x.device, dtype=x.dtype)
-        sx = (x.stride(0), x.stride(2), x.stride(1))
-        sy = (y.stride(0), y.stride(2), y.stride(1))
-        block_c, block_l = min(128, triton.next_power_of_2(C_out)), 16
-    grid = (triton.cdiv(L_out, block_l), triton.cdiv(C_out, block_c), N)
-    depthwise_fwd_kernel[grid](
-        x, w, bias if bias is not None else w, y,
-        C_out, L, L_out, K, C_out // C_in,
-        *sx, *sy, stride, padding, dilation,
-        HAS_BIAS=bias is not None, BLOCK_C=block_c, BLOCK_L=block_l,
-    )
+    return Geometry(layout, x.dtype, N, C_in, C_out, L, L_out, K, stride, padding, dilation,
+                    bias is not None)
+
+
+def _forward(g: Geometry, x, w, bias):
+    """x contiguous in g.layout, w: (C_out, K) contiguous. Returns y contiguous in g.layout."""
+    shape = (g.N, g.C_out, g.L_out) if g.layout == "ncl" else (g.N, g.L_out, g.C_out)
+    y = torch.empty(shape, device=x.device, dtype=x.dtype)
+    sx, sy = g.strides(g.C_in, g.L_in), g.strides(g.C_out, g.L_out)
+
+    def launch(t: Tile, grid):
+        depthwise_fwd_kernel[grid](
+            x, w, bias if bias is not None else w, y,
+            g.C_out, g.L_in, g.L_out, g.K, g.mult, *sx, *sy, g.stride, g.padding, g.dilation,
+            HAS_BIAS=g.has_bias, KC=g.kc, EVEN_C=g.C_out % t.block_c == 0,
+            BLOCK_C=t.block_c, BLOCK_L=t.block_l, UNROLL=LONG_K_UNROLL, num_warps=t.num_warps,
+        )
+
+    launch(*_plan("fwd", g, g.C_out, g.L_out, launch))
     return y
+
+
+def _grad_x(g: Geometry, gy, w):
+    shape = (g.N, g.C_in, g.L_in) if g.layout == "ncl" else (g.N, g.L_in, g.C_in)
+    gx = torch.empty(shape, device=gy.device, dtype=g.dtype)
+    sg, sx = g.strides(g.C_out, g.L_out), g.strides(g.C_in, g.L_in)
+
+    def launch(t: Tile, grid):
+        depthwise_bwd_x_kernel[grid](
+            gy, w, gx, g.C_in, g.L_in, g.L_out, g.K, g.mult, *sg, *sx,
+            g.stride, g.padding, g.dilation,
+            KC=g.kc, EVEN_C=g.C_in % t.block_c == 0,
+            BLOCK_C=t.block_c, BLOCK_L=t.block_l, UNROLL=LONG_K_UNROLL, num_warps=t.num_warps,
+        )
+
+    launch(*_plan("bwd_x", g, g.C_in, g.L_in, launch))
+    return gx
+
+
+def _grad_w(g: Geometry, x, gy, w_dtype):
+    """Two stages: per-(row, tap, channel) partial sums, then one reduce over rows."""
+    sx, sg = g.strides(g.C_in, g.L_in), g.strides(g.C_out, g.L_out)
+    gw = torch.empty((g.C_out, 1, g.K), device=x.device, dtype=w_dtype)
+    gb = torch.empty((g.C_out,), device=x.device, dtype=w_dtype) if g.has_bias else None
+    bufs = {}
+
+    def launch(t: Tile, grid):
+        rows = g.N * grid[0]
+        p = bufs.get(rows)
+        if p is None:
+            p = bufs[rows] = torch.empty((rows, g.K + 1, g.C_out), device=x.device,
+                                         dtype=torch.float32)
+        depthwise_bwd_w_kernel[grid](
+            x, gy, p, g.C_out, g.L_in, g.L_out, g.K, g.mult, grid[0], *sx, *sg,
+            g.stride, g.padding, g.dilation,
+            HAS_BIAS=g.has_bias, KC=g.kc, EVEN_C=g.C_out % t.block_c == 0,
+            BLOCK_C=t.block_c, BLOCK_L=t.block_l, UNROLL=LONG_K_UNROLL, num_warps=t.num_warps,
+        )
+        return p, rows
+
+    tile, grid = _plan("bwd_w", g, g.C_out, g.L_out, launch)
+    p, rows = launch(tile, grid)
+    cols = (g.K + 1) * g.C_out
+    block_r = 1 if interpreting() else min(32, triton.next_power_of_2(rows))
+    block_col = 128
+    depthwise_bwd_w_reduce_kernel[(triton.cdiv(cols, block_col),)](
+        p, gw, gb if gb is not None else gw, rows, g.C_out, g.K,
+        HAS_BIAS=g.has_bias, BLOCK_R=block_r, BLOCK_COL=block_col, num_warps=4,
+    )
+    return gw, gb
+
+
+class DepthwiseConv1dFn(torch.autograd.Function):
+    """Autograd wrapper: forward, grad_x (gather kernel) and grad_w/grad_b (two-stage reduce)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, g: Geometry):
+        w = weight.reshape(g.C_out, g.K).contiguous()
+        ctx.save_for_backward(x, w)
+        ctx.geometry = g
+        ctx.w_dtype = weight.dtype
+        return _forward(g, x, w, bias)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, w = ctx.saved_tensors
+        g = ctx.geometry
+        gy = gy.contiguous()
+        gx = _grad_x(g, gy, w) if ctx.needs_input_grad[0] else None
+        gw = gb = None
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            gw, gb = _grad_w(g, x, gy, ctx.w_dtype)
+        return gx, gw, gb, None
+
+
+def depthwise_conv1d(x, weight, bias, stride=1, padding=0, dilation=1, layout="ncl"):
+    """Depthwise Conv1d, differentiable in x, weight and bias.
+
+    x: (N, C_in, L) for layout "ncl" or (N, L, C_in) for "nlc"; weight: (C_out, 1, K) with
+    C_out a multiple of C_in; bias: (C_out,) or None. Returns y in x's layout, contiguous.
+    """
+    g = _geometry(x, weight, bias, stride, padding, dilation, layout)
+    x = x.contiguous()
+    if torch.is_grad_enabled() and (
+        x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+    ):
+        return DepthwiseConv1dFn.apply(x, weight, bias, g)
+    return _forward(g, x, weight.reshape(g.C_out, g.K).contiguous(), bias)
 
 
 def _builder(layout):
@@ -90,7 +518,10 @@ def _builder(layout):
 
 for _layout, _name in (("ncl", "triton"), ("nlc", "triton_nlc")):
     register(Impl(
-        name=_name, op="depthwise", layout=_layout, build=_builder(_layout), modes=("fwd",),
-        requires=("triton",), supports=device_reason,
-        description=f"Triton tiled depthwise kernel on ({'N,C,L' if _layout == 'ncl' else 'N,L,C'}) storage",
+        name=_name, op="depthwise", layout=_layout, build=_builder(_layout),
+        modes=("fwd", "fwd_bwd"), requires=("triton",), supports=device_reason,
+        description=(
+            f"Triton tiled depthwise kernels on ({'N,C,L' if _layout == 'ncl' else 'N,L,C'}) "
+            "storage: forward, gather grad_x, two-stage grad_w"
+        ),
     ))

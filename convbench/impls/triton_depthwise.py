@@ -26,9 +26,9 @@ LONG_K_UNROLL = 8
 def _fwd_tap(acc, x_ptrs, w_rows, pos0, mask_c, mask_l, k, K, L_in, sxl, dilation,
              MASKED: tl.constexpr, CHECK_K: tl.constexpr, EVEN_C: tl.constexpr):
     off = k * dilation
-    if CHECK_K:
-        kv = k < K
-        wv = tl.load(w_rows + k, mask=mask_c & kv, other=0.0)
+    if CHECK_K:  # long-K path: taps past K are masked off (a tensor, also in the interpreter)
+        mask_c = mask_c & ((mask_c.to(tl.int32) * 0 + k) < K)
+        wv = tl.load(w_rows + k, mask=mask_c, other=0.0)
     elif EVEN_C:
         wv = tl.load(w_rows + k)
     else:
@@ -36,11 +36,9 @@ def _fwd_tap(acc, x_ptrs, w_rows, pos0, mask_c, mask_l, k, K, L_in, sxl, dilatio
     if MASKED:
         pos = pos0 + off
         m = mask_c[:, None] & (mask_l & (pos >= 0) & (pos < L_in))[None, :]
-        if CHECK_K:
-            m = m & kv
         xv = tl.load(x_ptrs + off * sxl, mask=m, other=0.0)
     elif CHECK_K:
-        xv = tl.load(x_ptrs + off * sxl, mask=mask_c[:, None] & kv, other=0.0)
+        xv = tl.load(x_ptrs + off * sxl, mask=mask_c[:, None], other=0.0)
     elif EVEN_C:
         xv = tl.load(x_ptrs + off * sxl)
     else:
@@ -111,12 +109,12 @@ def depthwise_fwd_kernel(
 
 
 @triton.jit
-def _bwdx_tap(acc, g_ptrs, w_rows, t0, mask_c, mask_j, k, K, L_out, sgl, conv_stride, dilation,
+def _bwdx_tap(acc, g_ptrs, g0, w_rows, t0, mask_c, mask_j, k, K, L_out, sgl, conv_stride, dilation,
               MASKED: tl.constexpr, CHECK_K: tl.constexpr, EVEN_C: tl.constexpr):
     off = k * dilation
-    if CHECK_K:
-        kv = k < K
-        wv = tl.load(w_rows + k, mask=mask_c & kv, other=0.0)
+    if CHECK_K:  # long-K path: taps past K are masked off (a tensor, also in the interpreter)
+        mask_c = mask_c & ((mask_c.to(tl.int32) * 0 + k) < K)
+        wv = tl.load(w_rows + k, mask=mask_c, other=0.0)
     elif EVEN_C:
         wv = tl.load(w_rows + k)
     else:
@@ -126,30 +124,28 @@ def _bwdx_tap(acc, g_ptrs, w_rows, t0, mask_c, mask_j, k, K, L_out, sgl, conv_st
         q = t // conv_stride
         m = mask_j & (t >= 0) & (t % conv_stride == 0) & (q < L_out)
         m = mask_c[:, None] & m[None, :]
-        if CHECK_K:
-            m = m & kv
         gv = tl.load(g_ptrs + q[None, :] * sgl, mask=m, other=0.0)
     elif CHECK_K:
-        gv = tl.load(g_ptrs + (t0 - off)[None, :] * sgl, mask=mask_c[:, None] & kv, other=0.0)
+        gv = tl.load(g0 - off * sgl, mask=mask_c[:, None], other=0.0)
     elif EVEN_C:
-        gv = tl.load(g_ptrs + (t0 - off)[None, :] * sgl)
+        gv = tl.load(g0 - off * sgl)
     else:
-        gv = tl.load(g_ptrs + (t0 - off)[None, :] * sgl, mask=mask_c[:, None], other=0.0)
+        gv = tl.load(g0 - off * sgl, mask=mask_c[:, None], other=0.0)
     return acc + gv.to(tl.float32) * wv.to(tl.float32)[:, None]
 
 
 @triton.jit
-def _bwdx_taps(acc, g_ptrs, w_rows, t0, mask_c, mask_j, K, L_out, sgl, conv_stride, dilation,
+def _bwdx_taps(acc, g_ptrs, g0, w_rows, t0, mask_c, mask_j, K, L_out, sgl, conv_stride, dilation,
                KC: tl.constexpr, MASKED: tl.constexpr, EVEN_C: tl.constexpr,
                UNROLL: tl.constexpr):
     if KC > 0:
         for k in tl.static_range(KC):
-            acc = _bwdx_tap(acc, g_ptrs, w_rows, t0, mask_c, mask_j, k, K, L_out, sgl,
+            acc = _bwdx_tap(acc, g_ptrs, g0, w_rows, t0, mask_c, mask_j, k, K, L_out, sgl,
                             conv_stride, dilation, MASKED, False, EVEN_C)
     else:
         for k0 in range(0, K, UNROLL):
             for kk in tl.static_range(UNROLL):
-                acc = _bwdx_tap(acc, g_ptrs, w_rows, t0, mask_c, mask_j, k0 + kk, K, L_out, sgl,
+                acc = _bwdx_tap(acc, g_ptrs, g0, w_rows, t0, mask_c, mask_j, k0 + kk, K, L_out, sgl,
                                 conv_stride, dilation, MASKED, True, EVEN_C)
     return acc
 
@@ -180,12 +176,13 @@ def depthwise_bwd_x_kernel(
     for m in range(0, MULT):
         c = offs_ci * MULT + m
         g_ptrs = gy_ptr + n * sgn + c[:, None] * sgc
+        g0 = g_ptrs + t0[None, :] * sgl
         w_rows = w_ptr + c * K
         if interior:
-            acc = _bwdx_taps(acc, g_ptrs, w_rows, t0, mask_c, mask_j, K, L_out, sgl, conv_stride,
+            acc = _bwdx_taps(acc, g_ptrs, g0, w_rows, t0, mask_c, mask_j, K, L_out, sgl, conv_stride,
                              dilation, KC, False, EVEN_C, UNROLL)
         else:
-            acc = _bwdx_taps(acc, g_ptrs, w_rows, t0, mask_c, mask_j, K, L_out, sgl, conv_stride,
+            acc = _bwdx_taps(acc, g_ptrs, g0, w_rows, t0, mask_c, mask_j, K, L_out, sgl, conv_stride,
                              dilation, KC, True, EVEN_C, UNROLL)
     gx_ptrs = gx_ptr + n * sxn + offs_ci[:, None] * sxc + offs_j[None, :] * sxl
     tl.store(gx_ptrs, acc.to(gx_ptr.dtype.element_ty), mask=mask_c[:, None] & mask_j[None, :])
@@ -201,23 +198,20 @@ def depthwise_bwd_x_kernel(
 def _bwdw_tap(gy, x_ptrs, p_ptrs, pos0, mask_c, mask_l, k, K, L_in, sxl, dilation, C_out,
               MASKED: tl.constexpr, CHECK_K: tl.constexpr, EVEN_C: tl.constexpr):
     off = k * dilation
+    if CHECK_K:
+        mask_c = mask_c & ((mask_c.to(tl.int32) * 0 + k) < K)
     if MASKED:
         pos = pos0 + off
         m = mask_c[:, None] & (mask_l & (pos >= 0) & (pos < L_in))[None, :]
-        if CHECK_K:
-            m = m & (k < K)
         xv = tl.load(x_ptrs + off * sxl, mask=m, other=0.0)
     elif CHECK_K:
-        xv = tl.load(x_ptrs + off * sxl, mask=mask_c[:, None] & (k < K), other=0.0)
+        xv = tl.load(x_ptrs + off * sxl, mask=mask_c[:, None], other=0.0)
     elif EVEN_C:
         xv = tl.load(x_ptrs + off * sxl)
     else:
         xv = tl.load(x_ptrs + off * sxl, mask=mask_c[:, None], other=0.0)
     part = tl.sum(gy * xv.to(tl.float32), axis=1)
-    if CHECK_K:
-        tl.store(p_ptrs + k * C_out, part, mask=mask_c & (k < K))
-    else:
-        tl.store(p_ptrs + k * C_out, part, mask=mask_c)
+    tl.store(p_ptrs + k * C_out, part, mask=mask_c)
 
 
 @triton.jit

@@ -1,0 +1,100 @@
+"""Triton depthwise forward and gradients against the float64 reference, in interpreter mode on CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from convbench.problem import Depthwise, same_padding
+from convbench.reference import reference_ncl, rel_err, tolerance
+
+triton_depthwise = pytest.importorskip("convbench.impls.triton_depthwise")
+
+
+def _case(N=2, C=6, L=7, K=3, stride=1, padding=None, dilation=1, bias=True, mult=1):
+    pad = same_padding(K, dilation) if padding is None else padding
+    return Depthwise(N=N, C_in=C, C_out=mult * C, L=L, K=K, stride=stride, padding=pad,
+                     dilation=dilation, bias=bias)
+
+
+CASES = {
+    "L1_K1": _case(L=1, K=1),
+    "L7_K3": _case(L=7, K=3, C=12),
+    "L129_K4": _case(N=1, L=129, K=4),
+    "L517_K3": _case(N=1, C=6, L=517, K=3),
+    "L129_K31": _case(N=1, C=3, L=129, K=31),
+    "K_gt_L_pad": _case(L=4, K=31, padding=15),
+    "stride2": _case(L=129, K=4, stride=2, padding=2),
+    "dilation2": _case(L=129, K=3, dilation=2),
+    "stride2_dil2_odd": _case(L=31, K=3, stride=2, dilation=2, padding=1),
+    "nobias": _case(L=129, K=3, bias=False),
+    "mult2": _case(L=129, K=3, mult=2),
+    "mult2_stride2": _case(C=3, L=33, K=4, mult=2, stride=2, padding=1),
+    "long_K": _case(N=1, C=3, L=60, K=40, padding=20),
+}
+
+
+def _check(problem: Depthwise, dtype: str, layout: str, grads: bool) -> None:
+    inp = problem.make_inputs(dtype, layout=layout, seed=1, requires_grad=grads)
+    p = problem
+    y = triton_depthwise.depthwise_conv1d(inp.x, inp.weight, inp.bias, p.stride, p.padding,
+                                          p.dilation, layout)
+    x64 = inp.x.detach().double().requires_grad_(grads)
+    w64 = inp.weight.detach().double().requires_grad_(grads)
+    b64 = inp.bias.detach().double().requires_grad_(grads) if inp.bias is not None else None
+    ref = reference_ncl(p, x64 if layout == "ncl" else x64.transpose(1, 2), w64, b64)
+    if layout == "nlc":
+        ref = ref.transpose(1, 2)
+    tol = tolerance(dtype)
+    assert y.dtype == inp.x.dtype and y.is_contiguous()
+    assert rel_err(y, ref) <= tol, f"forward rel_err {rel_err(y, ref):.3g} > {tol}"
+    if not grads:
+        return
+    gy = torch.randn(ref.shape, generator=torch.Generator().manual_seed(2)).to(y.dtype)
+    y.backward(gy)
+    ref.backward(gy.double())
+    pairs = [("x", inp.x, x64), ("weight", inp.weight, w64)]
+    if inp.bias is not None:
+        pairs.append(("bias", inp.bias, b64))
+    for name, t, t64 in pairs:
+        assert t.grad is not None and t.grad.dtype == t.dtype, name
+        err = rel_err(t.grad, t64.grad)
+        assert err <= tol, f"grad {name} rel_err {err:.3g} > {tol}"
+
+
+@pytest.mark.parametrize("layout", ["ncl", "nlc"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_forward_and_grads_fp32(name, layout):
+    _check(CASES[name], "float32", layout, grads=True)
+
+
+@pytest.mark.parametrize("layout", ["ncl", "nlc"])
+@pytest.mark.parametrize("name", ["L7_K3", "L129_K4", "stride2", "mult2"])
+def test_forward_and_grads_bf16(name, layout):
+    _check(CASES[name], "bfloat16", layout, grads=True)
+
+
+def test_no_grad_path_matches_autograd_path():
+    p = CASES["L7_K3"]
+    inp = p.make_inputs("float32", layout="nlc", seed=3)
+    a = triton_depthwise.depthwise_conv1d(inp.x, inp.weight, inp.bias, 1, p.padding, 1, "nlc")
+    w = inp.weight.clone().requires_grad_(True)
+    b = triton_depthwise.depthwise_conv1d(inp.x, w, inp.bias, 1, p.padding, 1, "nlc")
+    assert torch.equal(a, b.detach())
+
+
+def test_bad_arguments_are_quoted():
+    x = torch.zeros(1, 4, 8)
+    with pytest.raises(ValueError, match="'nwc'"):
+        triton_depthwise.depthwise_conv1d(x, torch.zeros(4, 1, 3), None, layout="nwc")
+    with pytest.raises(ValueError, match="not depthwise"):
+        triton_depthwise.depthwise_conv1d(x, torch.zeros(6, 1, 3), None)
+    with pytest.raises(ValueError, match="L_out"):
+        triton_depthwise.depthwise_conv1d(x, torch.zeros(4, 1, 20), None)
+
+
+def test_registered_with_backward():
+    from convbench.registry import get
+
+    for name in ("triton", "triton_nlc"):
+        assert get("depthwise", name).modes == ("fwd", "fwd_bwd")

@@ -26,7 +26,7 @@ def _build(p, inp):
         eq = "nilk,oik->nol"
 
     def run():
-        y = torch.einsum(eq, _windows(x, p), wm).reshape(p.N, p.C_out, p.L_out)
+        y = torch.einsum(eq, _windows(x, p), wm).reshape(p.N, p.C_out, p.L_out).contiguous()
         if b is not None:
             y = y + b.view(1, -1, 1)
         return y

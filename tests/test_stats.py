@@ -1,0 +1,75 @@
+"""Statistics and adaptive stopping, tested exactly with a deterministic fake timer."""
+
+import numpy as np
+import pytest
+
+from convbench.stats import median_ci_ranks, summarize
+from convbench.timing import MeasureSettings, measure_interleaved, stop_reason
+
+
+class FakeTimer:
+    """Returns seeded noisy samples around a per-closure mean; the closure returns its mean."""
+
+    def __init__(self, rel_noise: float, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+        self.rel_noise = rel_noise
+        self.calls: list[float] = []
+
+    def prepare(self, fn):
+        return fn
+
+    def sample(self, fn):
+        mean = fn()
+        self.calls.append(mean)
+        return float(mean * (1 + self.rel_noise * self.rng.standard_normal()))
+
+
+def test_summary_is_exact_on_known_samples():
+    s = summarize([5, 1, 4, 2, 3])
+    assert (s.median_ms, s.q1_ms, s.q3_ms, s.n_samples) == (3, 2, 4, 5)
+    assert s.ci_low_ms <= s.median_ms <= s.ci_high_ms
+
+
+@pytest.mark.parametrize("n", [5, 10, 20, 100, 1000])
+def test_median_ci_ranks_cover_about_95_percent(n):
+    lo, hi = median_ci_ranks(n)
+    assert 0 <= lo <= n // 2 <= hi <= n - 1
+    from math import comb
+
+    coverage = sum(comb(n, k) for k in range(lo + 1, hi + 1)) / 2**n
+    assert coverage >= 0.93 or (lo == 0 and hi == n - 1)
+
+
+def test_ci_of_median_covers_truth_about_95_percent_of_the_time():
+    rng = np.random.default_rng(1)
+    hits = 0
+    for _ in range(400):
+        s = summarize(rng.normal(1.0, 0.1, 50))
+        hits += s.ci_low_ms <= 1.0 <= s.ci_high_ms
+    assert 0.92 <= hits / 400 <= 0.99
+
+
+def test_quiet_closure_converges_noisy_one_hits_the_cap():
+    settings = MeasureSettings(target_rel_ci=0.01, min_samples=10, max_samples=300, max_time_s=100,
+                               warmup_ms=0)
+    timer = FakeTimer(rel_noise=0.002)
+    quiet = measure_interleaved({"a": lambda: 1.0}, timer, settings)["a"]
+    assert quiet.stop_reason == "converged" and quiet.summary.n_samples == 10
+    assert quiet.summary.median_ms == pytest.approx(1.0, rel=0.01)
+    noisy = measure_interleaved({"b": lambda: 1.0}, FakeTimer(rel_noise=2.0), settings)["b"]
+    assert noisy.stop_reason == "sample_cap" and noisy.summary.n_samples == 300
+
+
+def test_rounds_are_interleaved():
+    settings = MeasureSettings(target_rel_ci=0.0, min_samples=3, max_samples=4, max_time_s=100,
+                               warmup_ms=0)
+    timer = FakeTimer(rel_noise=0.0)
+    measure_interleaved({"a": lambda: 1.0, "b": lambda: 2.0}, timer, settings)
+    measured = timer.calls[4:]  # after two warm-up calls each
+    assert measured == [1.0, 2.0] * 3  # noise-free: both converge at min_samples
+
+
+def test_stop_reason_time_cap():
+    s = MeasureSettings(min_samples=10, target_rel_ci=0.0, max_time_s=0.5)
+    assert stop_reason([1.0, 2.0, 3.0], 0.6, s) == "time_cap"
+    assert stop_reason([1.0, 2.0], 0.6, s) is None  # at least 3 samples even past the cap

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
 from ..registry import Case, Impl, register
+
+
+# mkldnn.flags() also sets oneDNN's TF32 switch, which warns on every CPU-only build
+warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
 
 
 def _conv_args(p):

@@ -1,10 +1,13 @@
-"""Pointwise (1x1) Conv1d in Triton: a batched GEMM with bias fused, for both layouts via strides."""
+"""Pointwise (1x1) Conv1d in Triton: a tiled tensor-core GEMM with bias fused, for (N,C,L) and (N,L,C)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
+import triton.testing
 
 from ..precision import triton_input_precision
 from ..registry import Case, Impl, register
@@ -12,50 +15,263 @@ from ._triton_common import device_reason, interpreting
 
 
 @triton.jit
-def pointwise_fwd_kernel(
+def _grouped_tile(pid, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
+    """Program id -> (tile row, tile column), GROUP_M row tiles at a time, so that the B
+    columns a group streams stay in L2 while its A rows are reused (the Triton tutorial order)."""
+    num_pid_in_group = GROUP_M * num_pid_n
+    group_id = pid // num_pid_in_group
+    first_pid_m = group_id * GROUP_M
+    group_size_m = tl.minimum(num_pid_m - first_pid_m, GROUP_M)
+    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
+    pid_n = (pid % num_pid_in_group) // group_size_m
+    return pid_m, pid_n
+
+
+# Sizes that differ between shapes but never sit on a vectorised (contiguous) axis are not
+# specialised, so one compiled kernel serves every shape of a family (fewer compiles to tune).
+@triton.jit(do_not_specialize=["M", "L_in", "L_out", "sxn", "conv_stride", "padding"])
+def pointwise_nlc_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr,
-    C_in, C_out, L_in, L_out,
+    M, C_in, C_out, L_in, L_out,
+    sxn, sxl, sxc, swo, swi,
+    conv_stride, padding,
+    HAS_BIAS: tl.constexpr, FOLDED: tl.constexpr, EVEN_K: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    """(N,L,C) storage: y[r, o] = sum_i x[row(r), i] * w[o, i] (+ b[o]), r over all N*L_out rows.
+
+    x: (N, L_in, C_in) via strides; w: (C_out, C_in); y: contiguous (N*L_out, C_out).
+    FOLDED: rows of x are evenly spaced (stride 1, padding 0, batch stride == L_in * sxl), so
+    row r sits at r * sxl; otherwise row r is batch r // L_out at position (r % L_out)*stride - padding.
+    """
+    pid = tl.program_id(0)
+    pid_m, pid_n = _grouped_tile(pid, tl.cdiv(M, BLOCK_M), tl.cdiv(C_out, BLOCK_N), GROUP_M)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    if FOLDED:
+        row_ok = offs_m < M
+        row_off = offs_m.to(tl.int64) * sxl
+    else:
+        nb = offs_m // L_out
+        pos = (offs_m % L_out) * conv_stride - padding
+        row_ok = (offs_m < M) & (pos >= 0) & (pos < L_in)
+        row_off = nb.to(tl.int64) * sxn + pos.to(tl.int64) * sxl
+    col_ok = offs_n < C_out
+    a_ptrs = x_ptr + row_off[:, None] + offs_k[None, :] * sxc
+    b_ptrs = w_ptr + offs_n[None, :] * swo + offs_k[:, None] * swi
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, tl.cdiv(C_in, BLOCK_K)):
+        if EVEN_K:
+            a = tl.load(a_ptrs, mask=row_ok[:, None], other=0.0)
+            b = tl.load(b_ptrs, mask=col_ok[None, :], other=0.0)
+        else:
+            k_ok = offs_k < C_in - k0 * BLOCK_K
+            a = tl.load(a_ptrs, mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+            b = tl.load(b_ptrs, mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+        if UPCAST:  # the CPU interpreter's bf16 dot is wrong (triton 3.9); upcast there only
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+        a_ptrs += BLOCK_K * sxc
+        b_ptrs += BLOCK_K * swi
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + offs_n, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    y_ptrs = y_ptr + offs_m.to(tl.int64)[:, None] * C_out + offs_n[None, :]
+    tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=(offs_m < M)[:, None] & col_ok[None, :])
+
+
+@triton.jit(do_not_specialize=["NB", "L_in", "conv_stride", "padding"])
+def pointwise_ncl_kernel(
+    x_ptr, w_ptr, b_ptr, y_ptr,
+    NB, C_in, C_out, L_in, L_out,
     sxn, sxc, sxl, swo, swi, syn, syc, syl,
     conv_stride, padding,
-    HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    BLOCK_O: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_I: tl.constexpr,
+    HAS_BIAS: tl.constexpr, FOLD_BATCH: tl.constexpr, PLAIN: tl.constexpr, EVEN_K: tl.constexpr,
+    PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
-    """y[n, o, l] = sum_i w[o, i] * x[n, i, l*stride - padding] (+ b[o])."""
-    pid_l = tl.program_id(0)
-    pid_o = tl.program_id(1)
-    n = tl.program_id(2).to(tl.int64)
-    offs_o = pid_o * BLOCK_O + tl.arange(0, BLOCK_O)
-    offs_l = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
-    offs_i = tl.arange(0, BLOCK_I)
-    pos = offs_l * conv_stride - padding
-    mask_o = offs_o < C_out
-    mask_l = (offs_l < L_out) & (pos >= 0) & (pos < L_in)
-    acc = tl.zeros((BLOCK_O, BLOCK_L), dtype=tl.float32)
-    for i0 in range(0, C_in, BLOCK_I):
-        ii = i0 + offs_i
-        mask_i = ii < C_in
-        wt = tl.load(w_ptr + offs_o[:, None] * swo + ii[None, :] * swi,
-                     mask=mask_o[:, None] & mask_i[None, :], other=0.0)
-        xt = tl.load(x_ptr + n * sxn + ii[:, None] * sxc + pos[None, :] * sxl,
-                     mask=mask_i[:, None] & mask_l[None, :], other=0.0)
-        if UPCAST:  # the CPU interpreter's bf16 dot is wrong (triton 3.9); upcast there only
-            wt = wt.to(tl.float32)
-            xt = xt.to(tl.float32)
-        acc = tl.dot(wt, xt, acc, input_precision=PRECISION)
-    if HAS_BIAS:
-        acc += tl.load(b_ptr + offs_o, mask=mask_o, other=0.0).to(tl.float32)[:, None]
-    y_ptrs = y_ptr + n * syn + offs_o[:, None] * syc + offs_l[None, :] * syl
-    tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty),
-             mask=mask_o[:, None] & (offs_l < L_out)[None, :])
+    """(N,C,L) storage: y[n, o, l] = sum_i w[o, i] * x[n, i, l*stride - padding] (+ b[o]).
 
-
-def pointwise_conv1d(x, weight, bias, stride=1, padding=0, layout="ncl", precision=None):
-    """Pointwise Conv1d forward.
-
-    x: (N, C_in, L) for "ncl" or (N, L, C_in) for "nlc"; weight: (C_out, C_in, 1); bias: (C_out,)
-    or None. precision: "ieee" | "tf32" for float32 inputs (default: the run's policy).
-    Returns y in x's layout, contiguous.
+    Tile rows are output channels (A = w), tile columns are output positions (B = x[n]).
+    FOLD_BATCH: columns run over all NB*L_out (n, l) pairs, so a short L fills whole tiles; used
+    when x's rows are not 16-byte aligned anyway (odd L), where folding costs no vector width.
+    Otherwise the batch is folded into the program id. PLAIN: stride 1 and padding 0.
+    y: (NB, C_out, L_out) with strides (syn, syc, syl); syl is 1 except when the (N,L,C) GEMM
+    runs here transposed (y^T = W @ x^T, with NB = 1 and the N*L rows as positions).
     """
+    pid = tl.program_id(0)
+    num_pid_m = tl.cdiv(C_out, BLOCK_M)
+    if FOLD_BATCH:
+        pid_m, pid_n = _grouped_tile(pid, num_pid_m, tl.cdiv(NB * L_out, BLOCK_N), GROUP_M)
+        offs_j = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        nb = (offs_j // L_out).to(tl.int64)
+        offs_l = offs_j % L_out
+        col_in = offs_j < NB * L_out
+        x_col = nb * sxn
+        y_col = nb * syn + offs_l * syl
+    else:
+        tiles_per_batch = num_pid_m * tl.cdiv(L_out, BLOCK_N)
+        nb = (pid // tiles_per_batch).to(tl.int64)
+        pid_m, pid_n = _grouped_tile(pid % tiles_per_batch, num_pid_m, tl.cdiv(L_out, BLOCK_N), GROUP_M)
+        offs_l = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        col_in = offs_l < L_out
+        x_col = nb * sxn
+        y_col = nb * syn + offs_l.to(tl.int64) * syl
+    if PLAIN:
+        col_ok = col_in
+        x_col = x_col + offs_l.to(tl.int64) * sxl
+    else:
+        pos = offs_l * conv_stride - padding
+        col_ok = col_in & (pos >= 0) & (pos < L_in)
+        x_col = x_col + pos.to(tl.int64) * sxl
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_k = tl.arange(0, BLOCK_K)
+    row_ok = offs_m < C_out
+    a_ptrs = w_ptr + offs_m[:, None] * swo + offs_k[None, :] * swi
+    b_ptrs = x_ptr + offs_k[:, None] * sxc + x_col[None, :]
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, tl.cdiv(C_in, BLOCK_K)):
+        if EVEN_K:
+            a = tl.load(a_ptrs, mask=row_ok[:, None], other=0.0)
+            b = tl.load(b_ptrs, mask=col_ok[None, :], other=0.0)
+        else:
+            k_ok = offs_k < C_in - k0 * BLOCK_K
+            a = tl.load(a_ptrs, mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+            b = tl.load(b_ptrs, mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+        if UPCAST:  # the CPU interpreter's bf16 dot is wrong (triton 3.9); upcast there only
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+        a_ptrs += BLOCK_K * swi
+        b_ptrs += BLOCK_K * sxc
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + offs_m, mask=row_ok, other=0.0).to(tl.float32)[:, None]
+    y_ptrs = y_ptr + offs_m[:, None] * syc + y_col[None, :]
+    tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=row_ok[:, None] & col_in[None, :])
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """One launch configuration: tile sizes in elements, warps per program, pipeline depth."""
+
+    block_m: int
+    block_n: int
+    block_k: int
+    num_warps: int
+    num_stages: int
+    group_m: int = 8
+
+    def label(self) -> str:
+        return f"{self.block_m}x{self.block_n}x{self.block_k} w{self.num_warps} s{self.num_stages}"
+
+
+# Small candidate sets per operand kind (H100: 228 KB shared memory per SM). 16-bit: wgmma
+# tiles from 64x128 up to 128x256; tf32 halves BLOCK_K for the same bytes per stage; the ieee
+# float32 dot has no tensor-core path, so its tiles are sized for FMA register pressure.
+CONFIGS: dict[str, tuple[TileConfig, ...]] = {
+    "16bit": (
+        TileConfig(128, 256, 64, 8, 3),
+        TileConfig(128, 256, 64, 8, 4),
+        TileConfig(256, 128, 64, 8, 3),
+        TileConfig(128, 128, 64, 8, 4),
+    ),
+    "tf32": (
+        TileConfig(128, 256, 32, 8, 3),
+        TileConfig(128, 128, 32, 8, 4),
+        TileConfig(64, 128, 32, 4, 4),
+    ),
+    "ieee": (
+        TileConfig(128, 128, 32, 8, 2),
+        TileConfig(128, 64, 32, 4, 3),
+        TileConfig(64, 64, 32, 4, 3),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A kernel variant with a tile config. variant: "nlc" (x rows as A), "nlc_t" (the (N,L,C)
+    GEMM transposed, y^T = W @ x^T, run by the ncl kernel), "ncl", "ncl_fold"."""
+
+    variant: str
+    config: TileConfig
+
+    def label(self) -> str:
+        return f"{self.variant} {self.config.label()}"
+
+
+@dataclass(frozen=True)
+class TuneRecord:
+    """One candidate's time on one tuning key (kept so the bench can show why a config won)."""
+
+    key: tuple
+    candidate: str
+    median_ms: float
+
+
+_TUNED: dict[tuple, Candidate] = {}
+TUNE_LOG: list[TuneRecord] = []
+# signature of a call (shapes, strides, dtype, bias, conv args, precision) -> ready launch
+_PLANS: dict[tuple, object] = {}
+
+
+def _operand_kind(dtype: torch.dtype, precision: str) -> str:
+    if dtype == torch.float32:
+        return "tf32" if precision == "tf32" else "ieee"
+    return "16bit"
+
+
+def _interpreter_config(rows: int, cols: int, depth: int) -> TileConfig:
+    """The CPU interpreter runs one numpy op per tile: few, large tiles are fastest there."""
+
+    def fit(n: int, cap: int) -> int:
+        return max(16, min(cap, triton.next_power_of_2(n)))
+
+    return TileConfig(fit(rows, 64), fit(cols, 64), fit(depth, 32), 4, 1, 8)
+
+
+def _pick(key: tuple, candidates: list[Candidate], run) -> Candidate:
+    """Best candidate for this key by median time of run(cand), measured once, then cached."""
+    best = _TUNED.get(key)
+    if best is not None:
+        return best
+    best_ms = float("inf")
+    for cand in candidates:
+        try:
+            run(cand)  # compile, and find configs this device cannot hold
+            ms = triton.testing.do_bench(lambda c=cand: run(c), warmup=5, rep=20, return_mode="median")
+        except Exception as exc:  # noqa: BLE001 - e.g. OutOfResources: shared memory
+            TUNE_LOG.append(TuneRecord(key, f"{cand.label()} failed: {type(exc).__name__}", float("inf")))
+            continue
+        TUNE_LOG.append(TuneRecord(key, cand.label(), ms))
+        if ms < best_ms:
+            best, best_ms = cand, ms
+    if best is None:
+        raise RuntimeError(f"no pointwise tile config could run for {key}")
+    _TUNED[key] = best
+    return best
+
+
+def _align16(n: int) -> bool:
+    return n % 16 == 0
+
+
+def _forward(x, weight, bias, stride, padding, layout, precision, config=None, fold=None, variant=None):
+    """The launcher: checks arguments, allocates y, picks a kernel variant and tile config, launches.
+
+    After the first call of a signature the launch is cached (_PLANS), so a repeated call costs
+    one allocation and one kernel launch. config / fold / variant force a tile config, (ncl) the
+    batch folding and (nlc) the kernel variant, for tests and experiments.
+    """
+    if precision is None:
+        precision = triton_input_precision()
+    sig = (layout, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(),
+           bias is not None, stride, padding, precision)
+    forced = config is not None or fold is not None or variant is not None
+    plan = None if forced else _PLANS.get(sig)
+    if plan is not None:
+        return plan(x, weight, bias)
     if layout == "ncl":
         N, C_in, L = x.shape
     elif layout == "nlc":
@@ -65,30 +281,195 @@ def pointwise_conv1d(x, weight, bias, stride=1, padding=0, layout="ncl", precisi
     C_out, c_in_w, K = weight.shape
     if K != 1 or c_in_w != C_in:
         raise ValueError(f"weight {tuple(weight.shape)} is not a 1x1 conv for C_in={C_in}")
+    if stride < 1 or padding < 0:
+        raise ValueError(f"stride={stride!r} must be >= 1 and padding={padding!r} >= 0")
     L_out = (L + 2 * padding - 1) // stride + 1
-    w = weight.reshape(C_out, C_in)
-    if precision is None:
-        precision = triton_input_precision()
-    if x.dtype != torch.float32:
-        precision = "ieee"  # bf16/fp16 dots are exact products with fp32 accumulation anyway
-    if layout == "ncl":
-        y = torch.empty((N, C_out, L_out), device=x.device, dtype=x.dtype)
-        sx = (x.stride(0), x.stride(1), x.stride(2))
-        sy = (y.stride(0), y.stride(1), y.stride(2))
+    if L_out < 1:
+        raise ValueError(f"L={L} with padding={padding} gives no output positions")
+    if precision not in ("ieee", "tf32"):
+        raise ValueError(f"precision must be 'ieee' or 'tf32', got {precision!r}")
+    prec = precision if x.dtype == torch.float32 else "ieee"  # 16-bit dots: exact products, fp32 sums
+    kind = _operand_kind(x.dtype, prec)
+    upcast = interpreting() and x.dtype == torch.bfloat16
+    has_bias = bias is not None
+    plain = stride == 1 and padding == 0
+    swo, swi = weight.stride(0), weight.stride(1)
+    common = dict(HAS_BIAS=has_bias, PRECISION=prec, UPCAST=upcast)
+
+    if layout == "nlc":
+        M = N * L_out
+        sxn, sxl, sxc = x.stride()
+        folded = plain and (N == 1 or sxn == L * sxl)
+        out_shape = (N, L_out, C_out)
+        variants = ["nlc", "nlc_t"] if folded else ["nlc"]
+        key = ("nlc", folded, plain, str(x.dtype), prec, M, C_in, C_out, sxl, sxc)
+        rows, cols = M, C_out
+
+        def launch(cand: Candidate, x, w, b, y):
+            cfg = cand.config
+            meta = dict(EVEN_K=C_in % cfg.block_k == 0, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+                        BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m, num_warps=cfg.num_warps,
+                        num_stages=cfg.num_stages, **common)
+            if cand.variant == "nlc":
+                grid = (triton.cdiv(M, cfg.block_m) * triton.cdiv(C_out, cfg.block_n),)
+                pointwise_nlc_kernel[grid](x, w, b, y, M, C_in, C_out, L, L_out, sxn, sxl, sxc, swo, swi,
+                                           stride, padding, FOLDED=folded, **meta)
+            else:  # y^T (C_out, M) = W @ x^T: the rows of x are the "positions" of one batch
+                grid = (triton.cdiv(C_out, cfg.block_m) * triton.cdiv(M, cfg.block_n),)
+                pointwise_ncl_kernel[grid](x, w, b, y, 1, C_in, C_out, M, M, 0, sxc, sxl, swo, swi,
+                                           0, 1, C_out, 1, 0, FOLD_BATCH=False, PLAIN=True, **meta)
     else:
-        y = torch.empty((N, L_out, C_out), device=x.device, dtype=x.dtype)
-        sx = (x.stride(0), x.stride(2), x.stride(1))
-        sy = (y.stride(0), y.stride(2), y.stride(1))
-    block_o, block_l, block_i = 64, 64, 32
-    grid = (triton.cdiv(L_out, block_l), triton.cdiv(C_out, block_o), N)
-    pointwise_fwd_kernel[grid](
-        x, w, bias if bias is not None else w, y,
-        C_in, C_out, L, L_out, *sx, w.stride(0), w.stride(1), *sy, stride, padding,
-        HAS_BIAS=bias is not None, PRECISION=precision,
-        UPCAST=interpreting() and x.dtype == torch.bfloat16,
-        BLOCK_O=block_o, BLOCK_L=block_l, BLOCK_I=block_i,
-    )
+        sxn, sxc, sxl = x.stride()
+        if fold is None:
+            # Folding the batch into the columns gathers x one element at a time (measured 4x
+            # slower than per-batch tiles on odd L, H100 run 1), so it is kept for tiny L only.
+            fold = L_out <= 16
+        out_shape = (N, C_out, L_out)
+        cols_total = N * L_out if fold else L_out
+        variants = ["ncl_fold" if fold else "ncl"]
+        key = ("ncl", fold, plain, str(x.dtype), prec, N, C_in, C_out, L, L_out, sxc, sxl)
+        rows, cols = C_out, cols_total
+
+        def launch(cand: Candidate, x, w, b, y):
+            cfg = cand.config
+            tiles = triton.cdiv(C_out, cfg.block_m) * triton.cdiv(cols_total, cfg.block_n)
+            grid = (tiles if fold else tiles * N,)
+            pointwise_ncl_kernel[grid](
+                x, w, b, y, N, C_in, C_out, L, L_out, sxn, sxc, sxl, swo, swi,
+                y.stride(0), y.stride(1), y.stride(2), stride, padding,
+                FOLD_BATCH=fold, PLAIN=plain, EVEN_K=C_in % cfg.block_k == 0,
+                BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
+                num_warps=cfg.num_warps, num_stages=cfg.num_stages, **common,
+            )
+
+    def plan(x, weight, bias):
+        y = torch.empty(out_shape, device=x.device, dtype=x.dtype)
+        launch(cand, x, weight, bias if bias is not None else weight, y)
+        return y
+
+    y = torch.empty(out_shape, device=x.device, dtype=x.dtype)
+    b = bias if bias is not None else weight
+    if variant is not None:
+        if variant not in variants:
+            raise ValueError(f"variant {variant!r} does not apply here; allowed: {variants}")
+        variants = [variant]
+    if config is not None:
+        cand = Candidate(variants[0], config)
+    elif interpreting() or not x.is_cuda:
+        cand = Candidate(variants[0], _interpreter_config(rows, cols, C_in))
+    else:
+        cands = [Candidate(v, c) for v in variants for c in CONFIGS[kind]]
+        cand = _pick(key, cands, lambda c: launch(c, x, weight, b, y))
+    launch(cand, x, weight, b, y)
+    if not forced:
+        _PLANS[sig] = plan
     return y
+
+
+def _valid_positions(L_in: int, L_out: int, stride: int, padding: int) -> tuple[int, int]:
+    """(first output position whose input is not padding, how many such positions)."""
+    lo = -(-padding // stride)
+    hi = min(L_out - 1, (L_in - 1 + padding) // stride)
+    return lo, max(0, hi - lo + 1)
+
+
+def _gather_x(x, L_out, stride, padding, l_dim):
+    """x at the positions the conv reads, zeros where it reads padding: (.., L_out, ..) along l_dim."""
+    if stride == 1 and padding == 0:
+        return x
+    pad = (padding, padding) if l_dim == 2 else (0, 0, padding, padding)
+    xp = torch.nn.functional.pad(x, pad)
+    return xp.narrow(l_dim, 0, (L_out - 1) * stride + 1)[(slice(None),) * l_dim + (slice(None, None, stride),)]
+
+
+class PointwiseConv1dFunction(torch.autograd.Function):
+    """Triton forward; backward as three torch GEMMs/reductions.
+
+    Why torch for the backward: grad_x = W^T @ grad_y is the same GEMM shape family as the
+    forward and cuBLAS runs it near peak; grad_W = sum_n grad_y[n] @ x[n]^T reduces over N*L
+    (up to 500k) into a small C_out x C_in output, which needs split-K to fill 132 SMs, and
+    cuBLAS already chooses split-K by heuristic. A Triton split-K kernel could save the layout
+    copies the (N,C,L) grad_W pays (grad_y and x are permuted to (C, N*L) first), but that is
+    memory traffic, not FLOPs, and is left for later. grad_b is one fp32-accumulated sum.
+    Float32 backward GEMMs run at the forward's precision (TF32 or IEEE), whatever the global flag.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, layout, precision):
+        if precision is None:
+            precision = triton_input_precision()
+        y = _forward(x, weight, bias, stride, padding, layout, precision)
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (stride, padding, layout, precision, bias is not None)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, weight = ctx.saved_tensors
+        stride, padding, layout, precision, has_bias = ctx.conf
+        C_out, C_in, _ = weight.shape
+        w = weight.reshape(C_out, C_in)
+        gy = gy.contiguous()
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        gx = gw = gb = None
+        saved = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        try:
+            if layout == "ncl":
+                N, _, L_in = x.shape
+                L_out = gy.shape[2]
+                if need_x:
+                    gxs = torch.matmul(w.t(), gy)  # (N, C_in, L_out), strided-batched GEMM
+                    gx = _scatter_grad(gxs, x, L_in, L_out, stride, padding, l_dim=2)
+                if need_w:
+                    xs = _gather_x(x, L_out, stride, padding, l_dim=2)
+                    g2 = gy.transpose(0, 1).reshape(C_out, N * L_out)
+                    x2 = xs.transpose(0, 1).reshape(C_in, N * L_out)
+                    gw = (g2 @ x2.t()).reshape(C_out, C_in, 1)
+                if need_b and has_bias:
+                    gb = gy.sum(dim=(0, 2), dtype=torch.float32).to(gy.dtype)
+            else:
+                N, L_in, _ = x.shape
+                L_out = gy.shape[1]
+                g2 = gy.reshape(N * L_out, C_out)
+                if need_x:
+                    gxs = (g2 @ w).reshape(N, L_out, C_in)
+                    gx = _scatter_grad(gxs, x, L_in, L_out, stride, padding, l_dim=1)
+                if need_w:
+                    xs = _gather_x(x, L_out, stride, padding, l_dim=1)
+                    gw = (g2.t() @ xs.reshape(N * L_out, C_in)).reshape(C_out, C_in, 1)
+                if need_b and has_bias:
+                    gb = g2.sum(dim=0, dtype=torch.float32).to(gy.dtype)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = saved
+        return gx, gw, gb, None, None, None, None
+
+
+def _scatter_grad(gxs, x, L_in, L_out, stride, padding, l_dim):
+    """grad w.r.t. x from grad at the gathered positions: zero where x was never read."""
+    if stride == 1 and padding == 0 and L_out == L_in:
+        return gxs
+    gx = torch.zeros_like(x, memory_format=torch.contiguous_format)
+    lo, count = _valid_positions(L_in, L_out, stride, padding)
+    if count:
+        start = lo * stride - padding
+        dst = gx.narrow(l_dim, start, (count - 1) * stride + 1)
+        dst = dst[(slice(None),) * l_dim + (slice(None, None, stride),)]
+        dst.copy_(gxs.narrow(l_dim, lo, count))
+    return gx
+
+
+def pointwise_conv1d(x, weight, bias, stride=1, padding=0, layout="ncl", precision=None):
+    """Pointwise Conv1d, differentiable.
+
+    x: (N, C_in, L) for "ncl" or (N, L, C_in) for "nlc"; weight: (C_out, C_in, 1); bias: (C_out,)
+    or None. precision: "ieee" | "tf32" for float32 inputs (default: the run's policy).
+    Returns y in x's layout, contiguous: (N, C_out, L_out) or (N, L_out, C_out).
+    """
+    tensors = (x, weight) if bias is None else (x, weight, bias)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return PointwiseConv1dFunction.apply(x, weight, bias, stride, padding, layout, precision)
+    return _forward(x, weight, bias, stride, padding, layout, precision)  # no autograd overhead
 
 
 def _supports(case: Case) -> str | None:
@@ -107,7 +488,7 @@ def _builder(layout):
 
 for _layout, _name in (("ncl", "triton"), ("nlc", "triton_nlc")):
     register(Impl(
-        name=_name, op="pointwise", layout=_layout, build=_builder(_layout), modes=("fwd",),
+        name=_name, op="pointwise", layout=_layout, build=_builder(_layout), modes=("fwd", "fwd_bwd"),
         requires=("triton",), supports=_supports, tf32="triton",
         description=f"Triton tiled GEMM, bias fused, on ({'N,C,L' if _layout == 'ncl' else 'N,L,C'}) storage",
     ))

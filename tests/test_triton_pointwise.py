@@ -1,0 +1,121 @@
+"""Pointwise Triton kernels vs the float64 reference, forward and grads, in the CPU interpreter."""
+
+import pytest
+import torch
+
+from convbench import registry
+from convbench.impls.triton_pointwise import TileConfig, _forward, pointwise_conv1d
+from convbench.problem import Pointwise
+from convbench.reference import reference_ncl, rel_err, tolerance
+from convbench.registry import Case
+
+
+def _run_and_check(problem, dtype, layout, precision="ieee", seed=0, forward=None):
+    """Forward and (unless forward is given) grads of x, w, b against float64 autograd."""
+    inp = problem.make_inputs(dtype, layout=layout, seed=seed, requires_grad=forward is None)
+    x64 = inp.x.detach().double().requires_grad_(True)
+    w64 = inp.weight.detach().double().requires_grad_(True)
+    b64 = inp.bias.detach().double().requires_grad_(True) if inp.bias is not None else None
+    ref = reference_ncl(problem, x64 if layout == "ncl" else x64.transpose(1, 2), w64, b64)
+    if layout == "nlc":
+        ref = ref.transpose(1, 2)
+    tol = tolerance(dtype, tf32=precision == "tf32")
+    if forward is not None:
+        y = forward(inp)
+        assert rel_err(y, ref) < tol
+        return
+    y = pointwise_conv1d(inp.x, inp.weight, inp.bias, problem.stride, problem.padding, layout, precision)
+    assert y.is_contiguous() and y.dtype == inp.x.dtype
+    assert rel_err(y, ref) < tol, "forward"
+    g = torch.randn(ref.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    ref.backward(g)
+    y.backward(g.to(y.dtype))
+    assert rel_err(inp.x.grad, x64.grad) < tol, "grad x"
+    assert rel_err(inp.weight.grad, w64.grad) < tol, "grad w"
+    if b64 is not None:
+        assert rel_err(inp.bias.grad, b64.grad) < tol, "grad b"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("layout", ["ncl", "nlc"])
+@pytest.mark.parametrize("L", [1, 7, 129, 517])
+@pytest.mark.parametrize("stride,padding,bias", [(1, 0, True), (2, 1, False), (1, 1, True)])
+def test_matches_reference_fwd_bwd(dtype, layout, L, stride, padding, bias):
+    p = Pointwise(N=2, C_in=24, C_out=40, L=L, stride=stride, padding=padding, bias=bias)
+    _run_and_check(p, dtype, layout)
+
+
+# Small tiles force many tiles per axis, ragged last tiles, a K tail (40 % 16), and the
+# grouped program order with more row tiles than GROUP_M: what the big GPU tiles never hit here.
+SMALL = TileConfig(16, 16, 16, 4, 1, group_m=2)
+
+
+@pytest.mark.parametrize("fold", [False, True])
+@pytest.mark.parametrize("stride,padding", [(1, 0), (2, 1)])
+def test_ncl_small_tiles_both_batch_foldings(fold, stride, padding):
+    p = Pointwise(N=3, C_in=40, C_out=72, L=37, stride=stride, padding=padding, bias=True)
+    _run_and_check(p, "float32", "ncl", forward=lambda i: _forward(
+        i.x, i.weight, i.bias, stride, padding, "ncl", "ieee", config=SMALL, fold=fold))
+
+
+@pytest.mark.parametrize("stride,padding,variant", [(1, 0, "nlc"), (2, 1, "nlc"), (1, 0, "nlc_t")])
+def test_nlc_small_tiles(stride, padding, variant):
+    """nlc_t: the (N,L,C) GEMM run transposed (y^T = W @ x^T) by the ncl kernel."""
+    p = Pointwise(N=3, C_in=40, C_out=72, L=37, stride=stride, padding=padding, bias=True)
+    _run_and_check(p, "bfloat16", "nlc", forward=lambda i: _forward(
+        i.x, i.weight, i.bias, stride, padding, "nlc", None, config=SMALL, variant=variant))
+
+
+def test_nlc_transposed_variant_default_tiles_no_bias():
+    p = Pointwise(N=2, C_in=24, C_out=40, L=129, bias=False)
+    _run_and_check(p, "float32", "nlc", forward=lambda i: _forward(
+        i.x, i.weight, None, 1, 0, "nlc", "ieee", variant="nlc_t"))
+
+
+def test_repeated_call_uses_cached_plan_with_new_tensors():
+    p = Pointwise(N=2, C_in=24, C_out=40, L=9, bias=True)
+    for seed in (0, 1):  # same signature, different data: the cached launch must read the new tensors
+        _run_and_check(p, "float32", "ncl", seed=seed, forward=lambda i: pointwise_conv1d(
+            i.x, i.weight, i.bias, layout="ncl", precision="ieee"))
+
+
+@pytest.mark.parametrize("layout", ["ncl", "nlc"])
+def test_tf32_precision_within_tf32_tolerance(layout):
+    p = Pointwise(N=2, C_in=48, C_out=24, L=33, bias=True)
+    _run_and_check(p, "float32", layout, precision="tf32")
+
+
+def test_strided_views_are_read_through_their_strides():
+    """(N,L,C) storage handed over as an (N,C,L) view, and an nlc view whose batch stride is
+    not L*C (a slice): the ncl path and the unfolded nlc path must read them in place."""
+    p = Pointwise(N=2, C_in=24, C_out=40, L=19, bias=False)
+    inp = p.make_inputs("float32", layout="nlc")
+    x_ncl = inp.x.transpose(1, 2)
+    ref = reference_ncl(p, x_ncl, inp.weight, None)
+    y = pointwise_conv1d(x_ncl, inp.weight, None, layout="ncl", precision="ieee")
+    assert rel_err(y, ref) < tolerance("float32")
+    big = torch.randn(2, 25, 24)
+    xs = big[:, 3:22]  # batch stride 25*24, not 19*24
+    ref2 = reference_ncl(p, xs.transpose(1, 2), inp.weight, None).transpose(1, 2)
+    y2 = pointwise_conv1d(xs, inp.weight, None, layout="nlc", precision="ieee")
+    assert rel_err(y2, ref2) < tolerance("float32")
+
+
+def test_registered_for_training_and_k1_only():
+    for name, layout in (("triton", "ncl"), ("triton_nlc", "nlc")):
+        impl = registry.get("pointwise", name)
+        assert impl.modes == ("fwd", "fwd_bwd")
+        k3 = Case(Pointwise(N=1, C_in=8, C_out=8, L=9, K=3), "float32", layout, "cpu")
+        assert "kernel_size 1 only, not K=3" in impl.skip_reason(k3)
+        k1 = Case(Pointwise(N=1, C_in=8, C_out=8, L=9), "float32", layout, "cpu", "fwd_bwd")
+        assert impl.skip_reason(k1) is None
+
+
+def test_bad_arguments_quote_the_value():
+    x, w = torch.randn(1, 8, 5), torch.randn(4, 8, 1)
+    with pytest.raises(ValueError, match="'nhwc'"):
+        pointwise_conv1d(x, w, None, layout="nhwc")
+    with pytest.raises(ValueError, match="'fp64'"):
+        pointwise_conv1d(x, w, None, precision="fp64")
+    with pytest.raises(ValueError, match="not a 1x1 conv"):
+        pointwise_conv1d(x, torch.randn(4, 8, 3), None)

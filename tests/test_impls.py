@@ -11,7 +11,7 @@ DEPTHWISE = [
     dict(N=2, C_in=6, L=1, K=1, padding=0),
     dict(N=2, C_in=6, L=7, K=3, padding=1),
     dict(N=1, C_in=5, L=129, K=4, padding=2, stride=2),
-    dict(N=2, C_in=3, C_out=6, L=517, K=31, padding=15, bias=False),  # multiplier 2
+    dict(N=1, C_in=3, C_out=6, L=517, K=31, padding=15, bias=False),  # multiplier 2
     dict(N=1, C_in=6, L=7, K=31, padding=15),  # K > L with padding
     dict(N=2, C_in=7, L=129, K=3, padding=2, dilation=2),
     dict(N=1, C_in=4, L=1, K=4, padding=3, stride=2, dilation=2),

@@ -148,6 +148,38 @@ def unroll_experiment(gbps: float) -> list[str]:
     return out
 
 
+def host_vs_gpu(p: Problem, dtype: str, layout: str, iters: int = 50) -> tuple[float, float]:
+    """Triton fwd+bwd run back to back: wall time per iteration vs the sum of its GPU kernels."""
+    inp = p.make_inputs(dtype, device="cuda", layout=layout, seed=4, requires_grad=True)
+    fn = get("depthwise", BASELINES[layout][0]).build(p, inp)
+    gy = torch.randn_like(fn())
+
+    def step():
+        for t in inp.tensors():
+            t.grad = None
+        fn().backward(gy)
+
+    step()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        step()
+    torch.cuda.synchronize()
+    wall_us = (time.perf_counter() - t0) / iters * 1e6
+    from torch.profiler import ProfilerActivity, profile
+
+    try:
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(10):
+                step()
+            torch.cuda.synchronize()
+        gpu_us = sum(e.self_device_time_total for e in prof.key_averages()) / 10
+    except (RuntimeError, AttributeError) as exc:
+        print(f"  profiler failed: {exc}")
+        gpu_us = float("nan")
+    return wall_us, gpu_us
+
+
 def bwd_breakdown(gbps: float) -> list[str]:
     """Each backward kernel alone (after its tiles are picked), against one pass over its bytes."""
     out = []
@@ -163,8 +195,10 @@ def bwd_breakdown(gbps: float) -> list[str]:
             x = inp.x
             gw_us = do_bench(lambda g=g, x=x, gy=gy, w=w: td._grad_w(g, x, gy, w.dtype),
                              return_mode="median") * 1e3
+            wall_us, gpu_us = host_vs_gpu(p, dtype, layout)
             line = (f"bwd {label} {dtype} {layout}: one pass {one_pass:.1f} us, grad_x {gx_us:.1f} us, "
-                    f"grad_w+grad_b (2 stages) {gw_us:.1f} us")
+                    f"grad_w+grad_b (2 stages) {gw_us:.1f} us; fwd+bwd back-to-back wall "
+                    f"{wall_us:.1f} us/iter, GPU kernels {gpu_us:.1f} us/iter")
             print(line, flush=True)
             out.append(line)
     return out

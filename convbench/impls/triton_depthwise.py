@@ -35,7 +35,7 @@ def _fwd_tap(acc, x_ptrs, w_rows, pos0, mask_c, mask_l, k, K, L_in, sxl, dilatio
         wv = tl.load(w_rows + k, mask=mask_c, other=0.0)
     if MASKED:
         pos = pos0 + off
-        m = mask_c[:, None] & (mask_l & (pos >= 0) & (pos < L_in))[None, :]
+        m = mask_c[:, None] & ((pos >= 0) & (pos < L_in))[None, :]
         xv = tl.load(x_ptrs + off * sxl, mask=m, other=0.0)
     elif CHECK_K:
         xv = tl.load(x_ptrs + off * sxl, mask=mask_c[:, None], other=0.0)
@@ -202,7 +202,7 @@ def _bwdw_tap(gy, x_ptrs, p_ptrs, pos0, mask_c, mask_l, k, K, L_in, sxl, dilatio
         mask_c = mask_c & ((mask_c.to(tl.int32) * 0 + k) < K)
     if MASKED:
         pos = pos0 + off
-        m = mask_c[:, None] & (mask_l & (pos >= 0) & (pos < L_in))[None, :]
+        m = mask_c[:, None] & ((pos >= 0) & (pos < L_in))[None, :]
         xv = tl.load(x_ptrs + off * sxl, mask=m, other=0.0)
     elif CHECK_K:
         xv = tl.load(x_ptrs + off * sxl, mask=mask_c[:, None], other=0.0)
@@ -337,21 +337,28 @@ _PLANS: dict[tuple, tuple[Tile, tuple[int, int, int]]] = {}
 _INTERPRET_TILES = {"ncl": Tile(4, 32, 4), "nlc": Tile(4, 8, 4)}
 
 
+def _ncl_block_l(L: int, cap: int) -> list[int]:
+    """The two L tile lengths that waste the fewest lanes on the ragged end (short tiles cost a bit)."""
+    opts = [b for b in (512, 256, 128, 64, 32) if b <= cap and b <= max(32, triton.next_power_of_2(L))]
+    score = {b: triton.cdiv(L, b) * b / L - 1 + 0.03 * max(0, (128 // b).bit_length() - 1)
+             for b in opts}
+    return sorted(opts, key=lambda b: (score[b], -b))[:2]
+
+
 def _candidates(layout: str, C: int, L: int, itemsize: int, kind: str) -> list[Tile]:
     """A few tile shapes of ~2-4K elements, long along the contiguous dimension."""
     if interpreting():
         return [_INTERPRET_TILES[layout]]
     if layout == "ncl":
-        bl = min(512, triton.next_power_of_2(L))
-        out = [Tile(max(1, 2048 // bl), bl, 4), Tile(max(1, 4096 // bl), bl, 8)]
-        if bl >= 256:
-            out.append(Tile(2048 // (bl // 2), bl // 2, 4))
-        return out
+        # grad_w sums each tap over L: tiles of <= 128 keep that sum inside one warp
+        bls = _ncl_block_l(L, 128 if kind == "bwd_w" else 512)
+        out = [Tile(max(1, 2048 // bl), bl, 4) for bl in bls]
+        return out + [Tile(max(1, 4096 // bls[0]), bls[0], 8)]
     vec = 16 // itemsize  # elements per 16-byte access
     bc = min(32 * vec, triton.next_power_of_2(C))
-    if kind == "bwd_w":  # long L tiles keep the partial buffer small
+    if kind == "bwd_w":  # long L tiles keep the partial buffer small; few warps keep sums in-warp
         bc = min(bc, 8 * vec)
-        return [Tile(bc, max(8, 4096 // bc), 4), Tile(bc, max(8, 8192 // bc), 8)]
+        return [Tile(bc, 64, 1), Tile(bc, 128, 2), Tile(bc, max(8, 4096 // bc), 4)]
     out = [Tile(bc, max(1, 2048 // bc), 4), Tile(bc, max(1, 4096 // bc), 8)]
     if bc >= 64:
         out.append(Tile(bc // 2, 4096 // (bc // 2), 4))

@@ -163,6 +163,7 @@ def merge(runs, out_dir):
 
 # Further verbs live in their own modules; each registers here with one line.
 # compare (regression gate)
+from .cmd_compare import compare as _compare; main.add_command(_compare)  # noqa: E402, E702, I001
 # report / plot / select
 # profile
 

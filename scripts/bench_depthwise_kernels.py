@@ -74,8 +74,15 @@ def copy_gbps() -> float:
     return 2 * x.numel() * x.element_size() / ms / 1e6
 
 
-def check(p: Problem, dtype: str, layout: str, grads: bool) -> str:
-    """Max rel_err over y (and grads) vs float64; raises if over tolerance."""
+def check(p: Problem, dtype: str, layout: str, grads: bool) -> float:
+    """Max rel_err over y (and grads) vs float64; raises if over tolerance.
+
+    long_kernel's float64 reference keeps K (N, C, L) terms for autograd and does not fit the
+    GPU (run 1): its gradients are checked on a batch of 2.
+    """
+    if grads and p.K > 64:
+        p = Depthwise(N=2, C_in=p.C_in, C_out=p.C_out, L=p.L, K=p.K, padding=p.padding,
+                      bias=p.bias)
     inp = p.make_inputs(dtype, device="cuda", layout=layout, seed=7, requires_grad=grads)
     y = td.depthwise_conv1d(inp.x, inp.weight, inp.bias, p.stride, p.padding, p.dilation, layout)
     leaves = [t.detach().double().requires_grad_(grads) for t in inp.tensors()]

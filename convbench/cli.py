@@ -165,6 +165,7 @@ def merge(runs, out_dir):
 # compare (regression gate)
 from .cmd_compare import compare as _compare; main.add_command(_compare)  # noqa: E402, E702, I001
 # report / plot / select
+from .cmd_report import plot, report, select; main.add_command(report); main.add_command(plot); main.add_command(select)  # noqa: E402, E702, I001
 # profile
 
 

@@ -167,6 +167,7 @@ from .cmd_compare import compare as _compare; main.add_command(_compare)  # noqa
 # report / plot / select
 from .cmd_report import plot, report, select; main.add_command(report); main.add_command(plot); main.add_command(select)  # noqa: E402, E702, I001
 # profile
+from .cmd_profile import profile; main.add_command(profile)  # noqa: E402, E702, I001
 
 
 if __name__ == "__main__":  # pragma: no cover

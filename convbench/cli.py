@@ -86,14 +86,17 @@ def list_cmd(device):
               help="Override `precision` (float32 TF32 policy).")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary table.")
 def run(config, out_dir, devices, impls, resume, shard, isolation, precision, quiet):
-    """Run the sweep described by CONFIG (YAML) and write a run folder."""
+    """Run the sweep described by CONFIG (YAML) and write a run folder.
+
+    Ctrl-C (or SIGTERM) stops at once with every finished row kept; --resume continues.
+    """
     from rich.console import Console
 
     from . import results
     from .config import load_config
     from .progress import Reporter, summary_table
     from .registry import all_impls
-    from .runner import Interrupted, run_sweep
+    from .runner import Interrupted, ResumeError, WorkerError, check_resume, run_sweep
 
     shard_t = parse_shard(shard)
     overrides = {"devices": list(devices) or None, "precision": precision}
@@ -108,32 +111,36 @@ def run(config, out_dir, devices, impls, resume, shard, isolation, precision, qu
                 fail(f"--impl: no implementation named {name!r} for ops {', '.join(cfg.ops)}; "
                      f"known: {', '.join(sorted(known))}")
     if resume:
+        if out_dir and Path(out_dir).resolve() != Path(resume).resolve():
+            fail(f"--out {out_dir!r} and --resume {resume!r} name different folders; a resumed "
+                 "run is written where it was started, so give only --resume")
         run_dir = Path(resume)
         try:
-            old = results.load_meta(run_dir)
-        except results.ResultsError as exc:
+            shard_t = check_resume(cfg, run_dir, shard_t)
+        except ResumeError as exc:
             fail(f"--resume: {exc}")
-        if old.get("comparability") and old["comparability"] != cfg.comparability:
-            diff = {k: (old["comparability"].get(k), v) for k, v in cfg.comparability.items()
-                    if old["comparability"].get(k) != v}
-            fail(f"--resume: {resume!r} was run with other settings, so its rows would not be "
-                 f"comparable with new ones: {diff} (old, new). Resume with the config it was "
-                 f"started with, or start a new run.")
     else:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = Path(out_dir) if out_dir else Path("runs") / f"{cfg.name}-{stamp}"
         if (run_dir / results.RESULTS_FILE).exists():
             fail(f"--out: {str(run_dir)!r} already holds a run; pass --resume {str(run_dir)!r} to "
                  f"continue it, or choose another folder")
+    again = _resume_command(config, run_dir, devices, impls, isolation, precision)
     console = Console(stderr=True)
     reporter = Reporter(enabled=not quiet, console=console)
     try:
         run_sweep(cfg, run_dir, impl_filter=set(impls) or None, shard=shard_t,
                   isolation=isolation, reporter=reporter)
+    except results.ResultsError as exc:
+        fail(f"--out: {exc}")
     except Interrupted as exc:
-        console.print(f"\ninterrupted ({exc}); every finished row is in {run_dir}/results.jsonl.\n"
-                      f"Resume with: convbench run {config} --resume {run_dir}")
+        click.echo(f"\nconvbench: interrupted ({exc}); every finished row is in "
+                   f"{run_dir / results.RESULTS_FILE}.\nResume with: {again}", err=True)
         sys.exit(130)
+    except WorkerError as exc:
+        click.echo(f"convbench: error: {exc}\nRows finished so far are kept; resume with: {again}",
+                   err=True)
+        sys.exit(1)
     df = results.load(run_dir)
     if not quiet:
         from .registry import all_impls as _all
@@ -145,6 +152,22 @@ def run(config, out_dir, devices, impls, resume, shard, isolation, precision, qu
         out.print(summary_table(df, baselines))
     counts = df.status.value_counts().to_dict()
     click.echo(f"wrote {len(df)} rows to {run_dir} ({', '.join(f'{k}: {v}' for k, v in counts.items())})")
+
+
+def _resume_command(config, run_dir, devices, impls, isolation, precision) -> str:
+    """The command line that continues this run (the shard is read back from the run)."""
+    import shlex
+
+    parts = ["convbench", "run", str(config), "--resume", str(run_dir)]
+    for d in devices:
+        parts += ["--device", d]
+    for i in impls:
+        parts += ["--impl", i]
+    if isolation != "process":
+        parts += ["--isolation", isolation]
+    if precision:
+        parts += ["--precision", precision]
+    return shlex.join(parts)
 
 
 @main.command()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib
 import itertools
 import json
+import os
 import re
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -23,6 +26,9 @@ TOP_KEYS = ("name", "ops", "impls", "devices", "dtypes", "layouts", "modes", "pr
 MEASURE_KEYS = tuple(f.name for f in fields(MeasureSettings))
 RULE_KEYS = ("op", "dtype", "layout", "mode", "device", *SHAPE_KEYS)
 WHERE_RE = re.compile(r"^\s*(\w+)\s*(<=|>=|==|!=|<|>)\s*(\w+)\s*$")
+# Modules named here (comma-separated) are imported by the CLI, the sweep and every worker at
+# start, so that implementations they register exist on both sides of the process boundary.
+PLUGINS_ENV = "CONVBENCH_PLUGINS"
 
 
 class ConfigError(ValueError):
@@ -124,6 +130,53 @@ def _show(v) -> str:
     return f"{type(v).__name__} {v!r}" if not isinstance(v, (list, dict)) else repr(v)
 
 
+def plugin_modules(value: str | None = None) -> tuple[str, ...]:
+    """The module names listed in $CONVBENCH_PLUGINS (or in `value`)."""
+    value = os.environ.get(PLUGINS_ENV, "") if value is None else value
+    return tuple(dict.fromkeys(m.strip() for m in value.split(",") if m.strip()))
+
+
+def load_plugins(value: str | None = None) -> tuple[str, ...]:
+    """Import the plugin modules (explicit names, no directory scanning); each registers its
+    implementations on import. Idempotent: an imported module is not imported again."""
+    mods = plugin_modules(value)
+    for m in mods:
+        if m in sys.modules:
+            continue
+        try:
+            importlib.import_module(m)
+        except Exception as exc:
+            raise ConfigError(
+                f"${PLUGINS_ENV}", m,
+                f"cannot import plugin module {m!r} ({type(exc).__name__}: {exc}); the variable "
+                "lists importable module names separated by commas, e.g. mypkg.convs,faulty_impls "
+                "(the module's folder must be on PYTHONPATH)") from None
+    return mods
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last)."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            continue  # the base constructor reports unhashable keys
+        if key in seen:
+            m = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is given twice (first on line {seen[key] + 1})", m)
+        seen[key] = key_node.start_mark.line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
 def load_config(path: str | Path, overrides: dict | None = None) -> SweepConfig:
     """Read and validate a YAML file; overrides (CLI options) replace top-level keys."""
     source = str(path)
@@ -131,7 +184,7 @@ def load_config(path: str | Path, overrides: dict | None = None) -> SweepConfig:
     if not p.is_file():
         raise ConfigError(source, "", "config file not found" if not p.exists() else "not a file")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -173,11 +226,17 @@ def resolve_devices(values, source: str, key: str) -> dict[str, tuple[str, ...]]
         else:
             v.fail(k, f"unknown device {d!r}.{_did_you_mean(d, ['auto', 'cpu', 'cuda', 'all'])} "
                       "Allowed: auto, cpu, cuda, cuda:N, all.")
+    cuda_labels = [label for label in out if label.startswith("cuda")]
+    if len(cuda_labels) > 1:  # rows are keyed by device type: two CUDA labels would collide
+        v.fail(key, f"{' and '.join(map(repr, cuda_labels))} are both CUDA devices; a run measures "
+                    "each case once per device type. Give one of them, or `all` to spread the "
+                    "cases over every GPU")
     return out
 
 
 def parse_config(raw, source: str = "<config>", overrides: dict | None = None) -> SweepConfig:
     v = _V(source)
+    load_plugins()
     v.keys(raw, TOP_KEYS, "")
     raw = dict(raw)
     for k, val in (overrides or {}).items():
@@ -190,7 +249,7 @@ def parse_config(raw, source: str = "<config>", overrides: dict | None = None) -
     dtypes = v.str_list("dtypes", raw.get("dtypes"), tuple(DTYPES), default=["float32"])
     layouts = v.str_list("layouts", raw.get("layouts"), LAYOUTS, default=["ncl"])
     modes = v.str_list("modes", raw.get("modes"), MODES, default=["fwd"])
-    impls = _parse_impls(v, raw.get("impls", "all"), ops)
+    impls = _parse_impls(v, raw.get("impls", "all"), ops, layouts)
     dev_key = "--device" if overrides and overrides.get("devices") is not None else "devices"
     workers = resolve_devices(raw.get("devices", ["auto"]), source, dev_key)
     precision = raw.get("precision", "default")
@@ -198,7 +257,7 @@ def parse_config(raw, source: str = "<config>", overrides: dict | None = None) -
         v.fail("precision", f"{precision!r} is not allowed.{_did_you_mean(precision, POLICIES)} "
                             f"Allowed: {', '.join(POLICIES)}.")
     seed = _int(v, "seed", raw.get("seed", 0), minimum=0)
-    timeout_s = _num(v, "timeout_s", raw.get("timeout_s", 300), minimum=1)
+    timeout_s = _num(v, "timeout_s", raw.get("timeout_s", 300), minimum=0.5)
     measure = _parse_measure(v, raw.get("measure") or {})
 
     shapes = _expand_shapes(v, raw, ops)
@@ -225,13 +284,20 @@ def parse_config(raw, source: str = "<config>", overrides: dict | None = None) -
     )
 
 
-def _parse_impls(v: _V, value, ops) -> tuple[str, ...] | None:
-    from .registry import names
+def _parse_impls(v: _V, value, ops, layouts) -> tuple[str, ...] | None:
+    from .registry import all_impls, names
 
     if value == "all" or value == ["all"]:
         return None
     allowed = sorted({n for op in ops for n in names(op)})
-    return v.str_list("impls", value, allowed)
+    chosen = v.str_list("impls", value, allowed)
+    for i, name in enumerate(chosen):
+        kinds = sorted({f"{m.op}/{m.layout}" for m in all_impls() if m.name == name and m.op in ops})
+        if not any(k.split("/")[1] in layouts for k in kinds):
+            v.fail(f"impls[{i}]", f"{name!r} is a {' and '.join(kinds)} implementation, but "
+                                  f"layouts are {', '.join(layouts)}: it would run no case. Add its "
+                                  "layout to `layouts` or drop it")
+    return chosen
 
 
 def _int(v: _V, key, value, minimum=None) -> int:
@@ -315,6 +381,11 @@ def _expand_shapes(v: _V, raw, ops) -> list[tuple[str, dict]]:
     if not isinstance(shapes, dict) or not shapes:
         v.fail("shapes", f"expected a mapping of axes, got {_show(shapes)}")
     per_op = set(shapes) <= set(OPS)
+    if not per_op and set(shapes) & set(OPS):
+        op_keys = sorted(set(shapes) & set(OPS))
+        v.fail(f"shapes.{op_keys[0]}", "`shapes` mixes per-op blocks with axes; give either axes "
+                                       f"(keys among {', '.join(SHAPE_KEYS)}) or one block per op "
+                                       f"(keys among {', '.join(OPS)})")
     groups = shapes.items() if per_op else [(op, shapes) for op in ops]
     zips = raw.get("zip") or []
     for op, axes in groups:
@@ -358,7 +429,7 @@ def _product(v: _V, vals: dict[str, list], zips, base: str):
     all_groups = groups + singles
     for combo in itertools.product(*[range(len(vals[g[0]])) for g in all_groups]):
         shape = {}
-        for g, idx in zip(all_groups, combo):
+        for g, idx in zip(all_groups, combo, strict=True):
             for a in g:
                 shape[a] = vals[a][idx]
         yield shape
@@ -376,10 +447,20 @@ def _finish_shape(shape: dict) -> dict:
 def _parse_exclude(v: _V, rules) -> list[dict]:
     if not isinstance(rules, list):
         v.fail("exclude", f"expected a list of mappings, got {_show(rules)}")
+    named = {"op": OPS, "dtype": tuple(DTYPES), "layout": LAYOUTS, "mode": MODES}
     out = []
     for i, rule in enumerate(rules):
         v.keys(rule, RULE_KEYS, f"exclude[{i}]")
-        out.append({k: (val if isinstance(val, list) else [val]) for k, val in rule.items()})
+        rule = {k: (val if isinstance(val, list) else [val]) for k, val in rule.items()}
+        for k, vals in rule.items():
+            allowed = named.get(k)
+            for val in vals:
+                if allowed is not None and val not in allowed:
+                    v.fail(f"exclude[{i}].{k}", f"{val!r} is not allowed.{_did_you_mean(val, allowed)} "
+                                                f"Allowed: {', '.join(allowed)}.")
+                if k in SHAPE_KEYS and k != "bias" and (isinstance(val, bool) or not isinstance(val, int)):
+                    v.fail(f"exclude[{i}].{k}", f"expected an integer, got {_show(val)}")
+        out.append(rule)
     return out
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import signal
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -44,44 +46,96 @@ def _device_type(device: str | None) -> str | None:
 
 
 class RunWriter:
-    """Appends one JSON line per row as it finishes; a line is written whole with one write and
-    flushed to disk, so an interrupted run leaves only complete rows. A torn last line (power
-    loss mid-write) is cut off when the run is opened again."""
+    """Appends one JSON line per row as it finishes. Lines are written whole (one os.write, with
+    SIGINT/SIGTERM held back until it returns) and fsynced, so an interrupted run leaves only
+    complete rows. A torn last line (power loss mid-write) is cut off when the run is opened
+    again. One writer per folder at a time: a second gets ResultsError instead of interleaving."""
 
     def __init__(self, run_dir: str | Path):
+        self._fd = -1
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ResultsError(f"cannot create the run folder {str(run_dir)!r}: {exc.strerror}") from None
+        if not self.run_dir.is_dir():
+            raise ResultsError(f"{str(run_dir)!r} is not a folder")
         self.path = self.run_dir / RESULTS_FILE
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise ResultsError(f"cannot write {str(self.path)!r}: {exc.strerror}") from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.close()
+            raise ResultsError(f"{str(self.run_dir)!r} is being written by another convbench "
+                               "process; wait for it to finish or stop it first") from None
         self._repair_tail()
-        self._fh = open(self.path, "a", encoding="utf-8")
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
 
     def _repair_tail(self) -> None:
-        if not self.path.exists():
+        size = os.fstat(self._fd).st_size
+        if not size:
             return
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
+        tail = os.pread(self._fd, min(size, 1 << 20), max(0, size - (1 << 20)))
+        if tail.endswith(b"\n"):
+            return
+        cut = tail.rfind(b"\n")
+        if cut < 0 and size > len(tail):  # a torn line longer than the window: find its start
+            data = os.pread(self._fd, size, 0)
             keep = data.rfind(b"\n") + 1
-            with open(self.path, "r+b") as f:
-                f.truncate(keep)
+        else:
+            keep = size - len(tail) + cut + 1
+        os.ftruncate(self._fd, keep)
 
     def done_keys(self) -> set[tuple]:
         return {row_key(r) for r in read_rows(self.path)}
 
     def write(self, row: dict) -> None:
-        line = json.dumps(row, default=_json_default, allow_nan=True) + "\n"
-        self._fh.write(line)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        self.write_many([row])
+
+    def write_many(self, rows: Iterable[dict]) -> None:
+        """Append rows as one write: an interrupt lands before or after all of them."""
+        data = "".join(json.dumps(r, default=_json_default, allow_nan=True) + "\n" for r in rows)
+        if not data:
+            return
+        buf = memoryview(data.encode("utf-8"))
+        with _signals_held():
+            while buf:
+                n = os.write(self._fd, buf)
+                buf = buf[n:]
+            os.fsync(self._fd)
 
     def close(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()
+        if self._fd >= 0:
+            os.close(self._fd)  # closing drops the flock too
+            self._fd = -1
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+    def __del__(self):
+        self.close()
+
+
+class _signals_held:
+    """Block SIGINT/SIGTERM for the duration; a signal that arrives meanwhile is delivered (and
+    its Python handler runs) right after."""
+
+    SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+    def __enter__(self):
+        self.old = signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+
+    def __exit__(self, *exc):
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
 
 
 def _json_default(o):
@@ -91,11 +145,29 @@ def _json_default(o):
 
 
 def read_rows(path: str | Path) -> list[dict]:
+    """The complete rows of a results.jsonl (a torn last line is not a row yet)."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.endswith("\n") and line.strip():
-                rows.append(json.loads(line))
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise ResultsError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+    with f:
+        try:
+            for n, line in enumerate(f, 1):
+                if not (line.endswith("\n") and line.strip()):
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ResultsError(f"{str(path)!r} line {n} is not a JSON row ({exc.msg}); is "
+                                       "this a convbench results file?") from None
+                if not isinstance(row, dict):
+                    raise ResultsError(f"{str(path)!r} line {n} is not a JSON object; is this a "
+                                       "convbench results file?")
+                rows.append(row)
+        except UnicodeDecodeError:
+            raise ResultsError(f"{str(path)!r} is not UTF-8 text; is this a convbench results "
+                               "file?") from None
     return rows
 
 
@@ -118,7 +190,13 @@ def load_meta(path: str | Path) -> dict:
     p = run_dir_of(path) / META_FILE
     if not p.exists():
         return {}
-    return json.loads(p.read_text())
+    try:
+        meta = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"cannot read {str(p)!r} ({exc}); is this a convbench run folder?") from None
+    if not isinstance(meta, dict):
+        raise ResultsError(f"{str(p)!r} is not a JSON object; is this a convbench run folder?")
+    return meta
 
 
 def load(path: str | Path, samples: bool = False) -> pd.DataFrame:

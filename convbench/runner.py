@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import multiprocessing as mp
 import os
 import signal
-import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -18,12 +19,21 @@ import torch
 
 from . import env, precision
 from .attribution import attribute
-from .config import PlannedCase, SweepConfig
+from .config import PlannedCase, SweepConfig, load_plugins, plugin_modules
 from .memory import peak_bytes
 from .problem import Inputs
 from .reference import reference, rel_err, tolerance
 from .registry import Case, Impl, all_impls
-from .results import CASE_KEY, RunWriter, row_key, write_csv, write_meta
+from .results import (
+    CASE_KEY,
+    ResultsError,
+    RunWriter,
+    load_meta,
+    row_key,
+    run_dir_of,
+    write_csv,
+    write_meta,
+)
 from .timing import MeasureSettings, make_timer, measure_interleaved
 
 
@@ -57,12 +67,35 @@ def _message(exc: BaseException) -> str:
     return text[:500]
 
 
+class DeviceLost(RuntimeError):
+    """The CUDA context is unusable after an implementation's fault (illegal address, device-side
+    assert): every later call in this process would fail, so the worker must be replaced."""
+
+    def __init__(self, impl: str | None, reason: str):
+        super().__init__(reason)
+        self.impl, self.reason = impl, reason
+
+
+def _check_device(device: str, impl: str | None, exc: BaseException) -> None:
+    """Raise DeviceLost if `exc` left the CUDA context broken (errors there are sticky)."""
+    if torch.device(device).type != "cuda" or _is_oom(exc):
+        return
+    try:
+        torch.cuda.synchronize(device)
+        (torch.ones(1, device=device) + 1).item()
+    except Exception as probe:
+        raise DeviceLost(impl, f"{_message(exc)} (the CUDA context is now unusable: "
+                               f"{_message(probe)[:200]})") from None
+
+
 def base_row(case: Case, impl: str) -> dict:
     p = case.problem
+    valid = p.invalid_reason() is None  # an impossible shape has no FLOPs or bytes (C_in=0: no groups)
     return {
         "op": case.op, "impl": impl, "layout": case.layout, "device": case.device,
         "dtype": case.dtype, "mode": case.mode, **{k: getattr(p, k) for k in CASE_KEY[4:]},
-        "L_out": p.L_out, "flops": flops(case), "bytes": nbytes(case),
+        "L_out": p.L_out, "flops": flops(case) if valid else None,
+        "bytes": nbytes(case) if valid else None,
     }
 
 
@@ -113,21 +146,28 @@ def _max_err(outs, refs) -> float:
     outs = outs if isinstance(outs, tuple) else (outs,)
     if len(outs) != len(refs):
         raise ValueError(f"implementation returned {len(outs)} outputs, expected {len(refs)}")
-    return max(rel_err(o, r) for o, r in zip(outs, refs))
+    return max(rel_err(o, r) for o, r in zip(outs, refs, strict=True))
 
 
 def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda ev: None) -> list[dict]:
     """Verify, then measure in interleaved rounds, every implementation of one case on `device`."""
     pc = job.case
     case = Case(pc.problem, pc.dtype, pc.layout, device, pc.mode)
-    impls = [i for i in all_impls(case.op) if i.layout == case.layout and i.name in job.impls]
-    rows: dict[str, dict] = {i.name: base_row(case, i.name) for i in impls}
+    known = {i.name: i for i in all_impls(case.op) if i.layout == case.layout}
+    impls = [known[n] for n in job.impls if n in known]  # in the order the job lists them
+    rows: dict[str, dict] = {n: base_row(case, n) for n in job.impls}
     info = {"device_name": env.device_name(device), "seed": job.seed, "precision": job.precision}
     for r in rows.values():
         r.update(info)
 
     def finish(name, status, reason=None, **extra):
         rows[name].update(status=status, reason=reason, **extra)
+
+    for name in job.impls:
+        if name not in known:  # planned by the parent, unknown here: never a silent omission
+            finish(name, "error", f"no {case.op}/{case.layout} implementation {name!r} is registered "
+                                  f"in the worker; is the module that registers it listed in "
+                                  f"$CONVBENCH_PLUGINS (now {os.environ.get('CONVBENCH_PLUGINS', '')!r})?")
 
     invalid = case.problem.invalid_reason()
     if invalid:
@@ -158,12 +198,16 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
                 grad_out = torch.randn(shape, generator=gen, device=device).to(inputs.x.dtype)
             refs = _reference_outputs(case, inputs, grad_out)
         except Exception as exc:  # inputs or reference do not fit: every impl shares the fate
+            _check_device(device, None, exc)
             status = "oom" if _is_oom(exc) else "error"
             for i in runnable:
                 finish(i.name, status, f"inputs/reference: {_message(exc)}")
+            del exc
+            _release(device)
             return list(rows.values())
 
         for impl in runnable:
+            out = fn = None  # the last impl's buffers go before this one allocates
             emit(("impl", impl.name, "verify"))
             tf32 = impl.uses_tf32(case)
             rows[impl.name].update(tf32=tf32)
@@ -172,11 +216,14 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
                 if case.mode == "fwd_bwd":
                     fn = _with_backward(fn, inputs, grad_out)
                 out = fn()
-                _sync(device)
+                _sync(device)  # an asynchronous fault surfaces here, blamed on this impl
                 err = _max_err(out, refs)
                 del out
             except Exception as exc:
+                _check_device(device, impl.name, exc)
                 finish(impl.name, "oom" if _is_oom(exc) else "error", _message(exc))
+                del exc
+                out = fn = None  # noqa: F841 - free this impl's buffers before releasing the cache
                 _release(device)
                 continue
             tol = tolerance(case.dtype, tf32)
@@ -193,14 +240,18 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
             try:
                 measured = measure_interleaved(fns, timer, job.measure)
             except Exception as exc:  # one impl failing mid-measurement: measure alone to isolate
+                _check_device(device, None if len(fns) > 1 else next(iter(fns)), exc)
+                del exc
                 measured = {}
                 for name, fn in fns.items():
+                    emit(("impl", name, "measure"))
                     try:
                         measured.update(measure_interleaved({name: fn}, timer, job.measure))
                     except Exception as exc2:
+                        _check_device(device, name, exc2)
                         finish(name, "oom" if _is_oom(exc2) else "error", _message(exc2))
+                        del exc2
                         _release(device)
-                del exc
             clock = env.sm_clock(device)
             copy_gbps = (job.ceilings or {}).get("copy_gbps")
             for name, m in measured.items():
@@ -224,11 +275,14 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
                     r.update(backend=att.backend, kernel_time_ms=att.kernel_time_ms,
                              kernels=[[k, round(us, 3)] for k, us in att.kernels][:20])
                 except Exception as exc:
+                    _check_device(device, name, exc)
                     r["reason"] = f"memory/attribution failed: {_message(exc)}"
     return list(rows.values())
 
 
 def _release(device: str) -> None:
+    """Give back what a failed (often out-of-memory) implementation held before the next one runs."""
+    gc.collect()
     if torch.device(device).type == "cuda":
         torch.cuda.empty_cache()
 
@@ -237,32 +291,59 @@ def _release(device: str) -> None:
 
 
 def _worker_main(device: str, conn, log_path: str) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C and stops us
+    # SIGINT/SIGTERM are already ignored (inherited from Worker._start): the parent owns the
+    # sweep's lifetime and stops workers itself, so a Ctrl-C never counts as a crash.
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 2)  # library chatter (profiler, compilers) goes to the run's worker log
     try:
+        plugins = load_plugins()
         if torch.device(device).type == "cuda":
             torch.cuda.set_device(device)
-        conn.send(("hello", env.device_info(device), env.ceilings(device)))
+        conn.send(("hello", env.device_info(device), env.ceilings(device), plugins))
         while True:
             job = conn.recv()
             if job is None:
                 return
-            rows = execute_case(job, device, emit=lambda ev, i=job.index: conn.send(("event", i, ev)))
+            try:
+                rows = execute_case(job, device, emit=lambda ev, i=job.index: conn.send(("event", i, ev)))
+            except DeviceLost as exc:
+                conn.send(("fatal", job.index, exc.impl, exc.reason))
+                _die()
+            except Exception as exc:  # a harness fault: report it, then let the parent replace us
+                traceback.print_exc()
+                conn.send(("fatal", job.index, None, f"worker failed: {_message(exc)}"))
+                _die()
             conn.send(("rows", job.index, rows))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         return
 
 
+def _die() -> None:
+    """Exit at once: a broken CUDA context can hang or fail in normal interpreter shutdown."""
+    try:
+        os.fsync(2)
+    except OSError:
+        pass
+    os._exit(70)
+
+
+# What a worker is doing, from its events: the implementations a death now would be blamed on.
+START, INPUTS, VERIFY, MEASURE, MEMORY = "start", "inputs", "verify", "measure", "memory"
+
+
 class Worker:
-    """One process pinned to one device; replaced when it dies or hangs."""
+    """One process pinned to one device; replaced when it dies or hangs.
+
+    The parent follows the worker's events (verify X, measure X,Y, memory X) so that a death or a
+    hang is blamed on the implementation(s) at work, and knows the deadline of the current step.
+    """
+
+    START_TIMEOUT_S = 300.0  # import + CUDA context + ceilings; generous for a cold machine
+    PROFILER_START_S = 60.0  # the first profiled call in a process starts the profiler (1-2 s)
 
     def __init__(self, device: str, log_path: Path):
         self.device = device
         self.log_path = log_path
-        self.job: Job | None = None
-        self.current_impl: str | None = None
-        self.last_seen = time.monotonic()
         self.info: dict | None = None
         self.ceilings: dict | None = None
         self._start()
@@ -272,42 +353,91 @@ class Worker:
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(self.device, child, str(self.log_path)),
                                 daemon=True)
-        self.proc.start()
+        with _signals_ignored():  # the child inherits SIG_IGN for SIGINT/SIGTERM through exec
+            self.proc.start()
         child.close()
-        self.last_seen = time.monotonic()
+        self.job: Job | None = None
+        self.phase = START
+        self.at_risk: tuple[str, ...] = ()
+        self.fatal: tuple[str | None, str] | None = None
+        self.profiled = False
+        self.info = self.ceilings = None
+        self.step(self.START_TIMEOUT_S)
 
-    def submit(self, job: Job) -> None:
-        self.job, self.current_impl = job, None
-        self.last_seen = time.monotonic()
+    @property
+    def ready(self) -> bool:
+        return self.info is not None and self.job is None
+
+    def submit(self, job: Job, timeout_s: float) -> None:
+        self.job, self.phase, self.at_risk = job, INPUTS, job.impls
         self.conn.send(job)
+        self.step(timeout_s)
+
+    def step(self, allowance_s: float) -> None:
+        self.allowance_s = allowance_s
+        self.deadline = time.monotonic() + allowance_s
 
     def restart(self) -> None:
         self.kill()
-        self.job = self.current_impl = None
         self._start()
 
     def kill(self) -> None:
         if self.proc.is_alive():
             self.proc.kill()
         self.proc.join(5)
+        self.conn.close()
 
     def close(self) -> None:
         try:
             self.conn.send(None)
-        except (OSError, BrokenPipeError):
+        except (OSError, BrokenPipeError, ValueError):
             pass
         self.proc.join(5)
         self.kill()
+
+    def label(self) -> str:
+        return f"pid{self.proc.pid}:{self.device}"
+
+    def death(self) -> str:
+        code = self.proc.exitcode
+        if code is None:
+            return "worker process stopped answering (pipe closed)"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            hint = " (the host's out-of-memory killer?)" if name == "SIGKILL" else ""
+            return f"worker process killed by {name}{hint}"
+        return f"worker process died (exit code {code})"
+
+
+class _signals_ignored:
+    """SIGINT and SIGTERM ignored for a moment (only possible in the main thread)."""
+
+    def __enter__(self):
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            self.old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def __exit__(self, *exc):
+        for s, h in (self.old or {}).items():
+            signal.signal(s, h)
+
+
+class WorkerError(RuntimeError):
+    """A worker could not start: the device or the installation is broken, not one case."""
 
 
 # ---------------------------------------------------------------- the sweep
 
 
-class Interrupted(Exception):
-    pass
+class Interrupted(BaseException):
+    """SIGINT/SIGTERM: a BaseException like KeyboardInterrupt, so that no `except Exception` in
+    the measuring code records it as an implementation's error."""
 
 
-def _sigterm(signum, frame):
+def _interrupt(signum, frame):
     raise Interrupted(signal.Signals(signum).name)
 
 
@@ -324,6 +454,8 @@ def plan_jobs(cfg: SweepConfig, impl_filter, done: set, shard: tuple[int, int] |
             and (cfg.impls is None or i.name in cfg.impls)
             and (not impl_filter or i.name in impl_filter)
         ]
+        if cfg.impls is not None:  # a listed order is the order of verification
+            names.sort(key=cfg.impls.index)
         todo = []
         for name in names:
             probe = base_row(Case(pc.problem, pc.dtype, pc.layout, pc.device, pc.mode), name)
@@ -334,53 +466,103 @@ def plan_jobs(cfg: SweepConfig, impl_filter, done: set, shard: tuple[int, int] |
     return jobs, len(cases)
 
 
+class ResumeError(ValueError):
+    """A run folder that cannot be continued with this config."""
+
+
+def check_resume(cfg: SweepConfig, run_dir: str | Path,
+                 shard: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The shard to continue `run_dir` with; ResumeError if it is not a convbench run or was run
+    with settings that make its rows incomparable with new ones (SweepConfig.comparability)."""
+    try:
+        meta = load_meta(run_dir_of(run_dir))
+    except ResultsError as exc:
+        raise ResumeError(str(exc)) from None
+    if not isinstance(meta.get("comparability"), dict):
+        raise ResumeError(f"{str(run_dir)!r} has no meta.json with the settings of its run, so it "
+                          "was not written by `convbench run` and cannot be resumed")
+    old, new = _flat(meta["comparability"]), _flat(cfg.comparability)
+    diff = [f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)]
+    if diff:
+        raise ResumeError(f"{str(run_dir)!r} was run with other settings, so its rows would not be "
+                          f"comparable with new ones ({'; '.join(diff)}). Resume with the config "
+                          "and options it was started with, or start a new run with --out")
+    old_shard = tuple(meta["shard"]) if meta.get("shard") else None
+    if shard is not None and old_shard != tuple(shard):
+        was = "/".join(map(str, old_shard)) if old_shard else "all cases (no --shard)"
+        raise ResumeError(f"{str(run_dir)!r} ran --shard {was}, not {shard[0]}/{shard[1]}; leave "
+                          "--shard out to continue its own shard")
+    return old_shard if shard is None else tuple(shard)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def run_sweep(cfg: SweepConfig, run_dir: Path, impl_filter=None, shard=None,
               isolation: str = "process", reporter=None, meta_extra: dict | None = None) -> Path:
-    """Run every planned case; append rows as they finish; return the run folder."""
+    """Run every planned case; append rows as they finish; return the run folder.
+
+    SIGINT/SIGTERM stop the sweep at once with every finished row on disk and raise Interrupted;
+    a second run over the same folder (--resume) skips the rows already there.
+    """
+    import datetime as dt
+    import json
+
     from .progress import Reporter
 
+    load_plugins()
     reporter = reporter or Reporter(enabled=False)
     run_dir = Path(run_dir)
-    writer = RunWriter(run_dir)
-    done = writer.done_keys()
-    jobs, n_cases = plan_jobs(cfg, impl_filter, done, shard)
-    meta = env.meta([], cfg.raw, cfg.hash, measure_ceiling=False)
-    meta.update(comparability=cfg.comparability, shard=list(shard) if shard else None,
-                isolation=isolation, **(meta_extra or {}))
-    meta_path = run_dir / "meta.json"
-    if meta_path.exists():  # a resumed run keeps its first start time and appends this session
-        import json
-        old = json.loads(meta_path.read_text())
-        meta["started_at"] = old.get("started_at", meta["started_at"])
-        meta["sessions"] = old.get("sessions", []) + [meta.get("git_sha")]
-    write_meta(run_dir, meta)
-    old_handler = signal.signal(signal.SIGTERM, _sigterm)
-    reporter.start(total=len(jobs), skipped_done=len(done))
+    main_thread = threading.current_thread() is threading.main_thread()
+    old_int = signal.getsignal(signal.SIGINT)
+    old_term = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
-        if isolation == "none":
-            _run_inline(cfg, jobs, writer, meta, run_dir, reporter)
-        else:
-            _run_workers(cfg, jobs, writer, meta, run_dir, reporter)
-    except (KeyboardInterrupt, Interrupted) as exc:
-        writer.close()
-        meta["interrupted"] = str(exc) or "SIGINT"
-        _finish_meta(run_dir, meta)
-        reporter.stop()
-        raise Interrupted(str(exc) or "SIGINT") from None
+        writer = RunWriter(run_dir)
+        done = writer.done_keys()
+        jobs, n_cases = plan_jobs(cfg, impl_filter, done, shard)
+        meta = env.meta([], cfg.raw, cfg.hash, measure_ceiling=False)
+        meta.update(comparability=cfg.comparability, shard=list(shard) if shard else None,
+                    isolation=isolation, plugins=list(plugin_modules()), **(meta_extra or {}))
+        meta_path = run_dir / "meta.json"
+        if meta_path.exists():  # a resumed run keeps its first start time and appends this session
+            old = json.loads(meta_path.read_text())
+            meta["started_at"] = old.get("started_at", meta["started_at"])
+            meta["sessions"] = old.get("sessions", []) + [meta.get("git_sha")]
+            meta["interrupted"] = None
+        write_meta(run_dir, meta)
+        reporter.start(total=len(jobs), skipped_done=len(done))
+        try:
+            if isolation == "none":
+                _run_inline(cfg, jobs, writer, meta, run_dir, reporter)
+            else:
+                _run_workers(cfg, jobs, writer, meta, run_dir, reporter)
+        except (KeyboardInterrupt, Interrupted) as exc:
+            if main_thread:  # a second Ctrl-C must not tear the clean-up below
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            meta["interrupted"] = str(exc) or "SIGINT"
+            raise Interrupted(str(exc) or "SIGINT") from None
+        finally:
+            writer.close()
+            reporter.stop()
+            meta["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+            write_meta(run_dir, meta)
+            write_csv(run_dir)
+    except KeyboardInterrupt:  # before the sweep began (opening the folder, planning)
+        raise Interrupted("SIGINT") from None
     finally:
-        signal.signal(signal.SIGTERM, old_handler)
-        writer.close()
-        reporter.stop()
-    _finish_meta(run_dir, meta)
-    write_csv(run_dir)
+        if main_thread:
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old_term)
     return run_dir
-
-
-def _finish_meta(run_dir: Path, meta: dict) -> None:
-    import datetime as dt
-
-    meta["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    write_meta(run_dir, meta)
 
 
 def _device_for(label: str, cfg: SweepConfig) -> list[str]:
@@ -388,6 +570,7 @@ def _device_for(label: str, cfg: SweepConfig) -> list[str]:
 
 
 def _run_inline(cfg, jobs, writer, meta, run_dir, reporter) -> None:
+    """No isolation: a crash takes the sweep down (rows so far are kept); for debugging."""
     ceil_cache: dict[str, dict] = {}
     for job in jobs:
         device = _device_for(job.case.device, cfg)[0]
@@ -398,9 +581,17 @@ def _run_inline(cfg, jobs, writer, meta, run_dir, reporter) -> None:
             write_meta(run_dir, meta)
         job = replace(job, ceilings=ceil_cache[device])
         reporter.case(job)
-        for row in execute_case(job, device, emit=reporter.event):
+        try:
+            rows = execute_case(job, device, emit=reporter.event)
+        except DeviceLost as exc:
+            row = _lost_row(job, exc.impl or job.impls[0], device, "error", exc.reason, None)
             row["worker"] = f"inline:{device}"
             writer.write(row)
+            raise WorkerError(f"{device} is unusable after {exc.impl}: {exc.reason}; run with "
+                              "--isolation process to replace the worker and go on") from None
+        for row in rows:
+            row["worker"] = f"inline:{device}"
+        writer.write_many(rows)
         reporter.advance(job)
 
 
@@ -409,78 +600,145 @@ def _run_workers(cfg, jobs, writer, meta, run_dir, reporter) -> None:
     for label in dict.fromkeys(j.case.device for j in jobs):
         pools[label] = [Worker(d, run_dir / "worker.log") for d in _device_for(label, cfg)]
     queues = {label: [j for j in jobs if j.case.device == label] for label in pools}
-    workers = [w for ws in pools.values() for w in ws]
-    label_of = {id(w): label for label, ws in pools.items() for w in ws}
+    workers = [(label, w) for label, ws in pools.items() for w in ws]
+    pending = {j.index: 1 for j in jobs}  # pieces of a case still out (a crash can split a case)
+    sweep = _Sweep(cfg, writer, meta, run_dir, reporter, pending)
     try:
-        while any(queues.values()) or any(w.job for w in workers):
-            for w in workers:
-                q = queues[label_of[id(w)]]
-                if w.job is None and q and w.ceilings is not None:
+        while any(queues.values()) or any(w.job for _, w in workers):
+            for label, w in workers:
+                q = queues[label]
+                if w.ready and q:
                     job = replace(q.pop(0), ceilings=w.ceilings)
                     reporter.case(job)
-                    w.submit(job)
-            ready = wait([w.conn for w in workers] + [w.proc.sentinel for w in workers], timeout=1.0)
-            for w in workers:
-                if w.conn in ready:
-                    try:
-                        msg = w.conn.recv()
-                    except (EOFError, OSError):
-                        msg = None
-                    if msg is not None:
-                        _handle(msg, w, writer, meta, run_dir, reporter)
-                        continue
-                if not w.proc.is_alive():
-                    _worker_lost(w, queues[label_of[id(w)]], writer, reporter,
-                                 "error", f"worker process died (exit code {w.proc.exitcode})")
-                elif w.job is not None and time.monotonic() - w.last_seen > cfg.timeout_s:
-                    _worker_lost(w, queues[label_of[id(w)]], writer, reporter, "timeout",
-                                 f"no progress for {cfg.timeout_s:g} s (timeout_s); worker killed")
-    finally:
-        for w in workers:
-            w.kill() if sys.exc_info()[0] else w.close()
+                    w.submit(job, cfg.timeout_s)
+            ready = wait([w.conn for _, w in workers] + [w.proc.sentinel for _, w in workers],
+                         timeout=1.0)
+            for label, w in workers:
+                if w.conn in ready and sweep.drain(w):
+                    continue
+                if not w.proc.is_alive() or w.conn.closed:
+                    w.proc.join(5)
+                    sweep.lost(w, queues[label], "error", w.death())
+                elif time.monotonic() > w.deadline:
+                    sweep.lost(w, queues[label], "timeout", None)
+    except BaseException:
+        for _, w in workers:
+            w.kill()
+        raise
+    for _, w in workers:
+        w.close()
 
 
-def _handle(msg, w: Worker, writer, meta, run_dir, reporter) -> None:
-    kind = msg[0]
-    w.last_seen = time.monotonic()
-    if kind == "hello":
-        w.info, w.ceilings = msg[1], msg[2]
-        meta["devices"][w.device] = w.info
-        meta["ceilings"][w.device] = w.ceilings
-        write_meta(run_dir, meta)
-    elif kind == "event":
-        ev = msg[2]
-        if ev[0] == "impl" and ev[2] == "verify":
-            w.current_impl = ev[1]
-        reporter.event(ev)
-    elif kind == "rows":
-        for row in msg[2]:
-            row["worker"] = f"pid{w.proc.pid}:{w.device}"
-            writer.write(row)
-        reporter.advance(w.job)
-        w.job = w.current_impl = None
+@dataclass
+class _Sweep:
+    """The parent's side of the worker protocol: messages in, rows out, losses recorded."""
 
+    cfg: SweepConfig
+    writer: RunWriter
+    meta: dict
+    run_dir: Path
+    reporter: object
+    pending: dict
 
-def _worker_lost(w: Worker, queue: list, writer, reporter, status: str, reason: str) -> None:
-    """Record the implementation that was running as error/timeout; retry the rest of its case."""
-    job = w.job
-    if job is None:  # died while idle or starting: nothing to record, start again
-        if w.ceilings is None and not w.proc.is_alive():
-            raise RuntimeError(f"worker for {w.device} failed to start; see {w.log_path}")
+    def drain(self, w: Worker) -> bool:
+        """Handle every message waiting from w; False once its pipe is closed (it died)."""
+        try:
+            while w.conn.poll():
+                self.handle(w, w.conn.recv())
+        except (EOFError, OSError):
+            w.proc.join(5)  # the pipe closes as the process exits: let it finish exiting
+            return False
+        return w.proc.is_alive()
+
+    def handle(self, w: Worker, msg) -> None:
+        kind = msg[0]
+        if kind == "hello":
+            w.info, w.ceilings = msg[1], msg[2]
+            self.meta["devices"][w.device] = w.info
+            self.meta["ceilings"][w.device] = w.ceilings
+            write_meta(self.run_dir, self.meta)
+        elif kind == "event":
+            ev = msg[2]
+            if ev[0] == "impl" and w.job is not None:
+                w.phase, w.at_risk = ev[2], tuple(ev[1].split(","))
+                allowance = self.cfg.timeout_s
+                if w.phase == MEASURE:  # the planned measuring time is not a hang
+                    m = self.cfg.measure
+                    allowance += len(w.at_risk) * (m.max_time_s + m.warmup_ms / 1e3)
+                elif w.phase == MEMORY and not w.profiled:  # the profiler's one-time start-up
+                    allowance += w.PROFILER_START_S
+                    w.profiled = True
+                w.step(allowance)
+            self.reporter.event(ev)
+        elif kind == "fatal":
+            w.fatal = (msg[2], msg[3])
+        elif kind == "rows":
+            rows = msg[2]
+            for row in rows:
+                row["worker"] = w.label()
+            self.writer.write_many(rows)
+            self._done_piece(w.job)
+            w.job, w.phase, w.at_risk = None, START, ()
+
+    def _done_piece(self, job: Job) -> None:
+        self.pending[job.index] -= 1
+        if self.pending[job.index] == 0:
+            self.reporter.advance(job)
+
+    def lost(self, w: Worker, queue: list, status: str, reason: str | None) -> None:
+        """w died or hung: record the implementation(s) at work, replace w, requeue the rest."""
+        job = w.job
+        if job is None:
+            if w.info is None:  # never said hello: the device or the installation is broken
+                why = reason or f"no answer within {w.START_TIMEOUT_S:g} s"
+                raise WorkerError(f"the worker for {w.device} failed to start ({why}); its log is "
+                                  f"{w.log_path}:\n{_tail(w.log_path)}")
+            w.restart()
+            return
+        if status == "timeout":
+            reason = (f"no progress for {w.allowance_s:.3g} s (timeout_s={self.cfg.timeout_s:g}) in "
+                      f"{w.phase} of {', '.join(w.at_risk)}; worker killed and replaced")
+        elif w.fatal:
+            reason = f"{w.fatal[1]}; worker replaced"
+            if w.fatal[0]:
+                w.phase, w.at_risk = VERIFY, (w.fatal[0],)
+        else:
+            reason = f"{reason} in {w.phase} of {', '.join(w.at_risk)}; worker replaced"
+        if w.phase == INPUTS:  # inputs or reference: the case's implementations share the fate
+            culprits = job.impls
+            reason = f"inputs/reference: {reason}"
+        elif len(w.at_risk) == 1:
+            culprits = w.at_risk
+        else:  # died in an interleaved measurement: measure each alone to find which one
+            culprits = ()
+        for name in culprits:
+            row = _lost_row(job, name, w.device, status, reason, w.info)
+            row["worker"] = w.label()
+            self.writer.write(row)
         w.restart()
-        return
-    culprit = w.current_impl or job.impls[0]
+        rest = tuple(n for n in job.impls if n not in culprits)
+        if culprits:
+            again = [replace(job, impls=rest)] if rest else []
+        else:
+            alone = [replace(job, impls=(n,)) for n in rest if n in w.at_risk]
+            others = tuple(n for n in rest if n not in w.at_risk)
+            again = alone + ([replace(job, impls=others)] if others else [])
+        queue[0:0] = again
+        self.pending[job.index] += len(again)
+        self._done_piece(job)
+
+
+def _lost_row(job: Job, name: str, device: str, status: str, reason: str, info: dict | None) -> dict:
     pc = job.case
-    row = base_row(Case(pc.problem, pc.dtype, pc.layout, w.device, pc.mode), culprit)
-    row.update(status=status, reason=reason, worker=f"pid{w.proc.pid}:{w.device}",
-               device_name=(w.info or {}).get("device_name"), seed=job.seed,
-               precision=job.precision)
-    writer.write(row)
-    rest = tuple(n for n in job.impls if n != culprit)
-    ceilings = w.ceilings
-    w.restart()
-    w.ceilings = ceilings
-    if rest:
-        queue.insert(0, replace(job, impls=rest))
-    else:
-        reporter.advance(job)
+    row = base_row(Case(pc.problem, pc.dtype, pc.layout, device, pc.mode), name)
+    row.update(status=status, reason=reason[:1000], device_name=(info or {}).get("device_name"),
+               seed=job.seed, precision=job.precision)
+    return row
+
+
+def _tail(path: Path, n: int = 20) -> str:
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(lines[-n:]) or "(empty log)"

@@ -42,8 +42,11 @@ def main() -> int:
     head = f"device {args.device}: {torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}, torch {torch.__version__}"
     print(head)
     lines.append(head)
+    import time
+    t0 = time.time()
     for op, shape in SHAPES:
         p = make_problem(op, **shape)
+        print(f"[{time.time() - t0:6.1f}s] {p.label()}", flush=True)
         for dtype in ("float32", "float16", "bfloat16"):
             for layout in ("ncl", "nlc"):
                 for mode in ("fwd", "fwd_bwd"):

@@ -22,6 +22,7 @@ KERNEL_CLASSES: tuple[tuple[str, str], ...] = (
     ("xmma_wgrad", "cudnn"),
     ("implicit_convolve", "cudnn"),
     ("conv2d_grouped", "cudnn"),
+    ("conv1d_", "cudnn"),  # cuDNN 9's depthwise kernels: conv1D_NCHW(_general), conv1d_c1_k1_nhwc (seen on H100)
     ("fprop", "cudnn"),
     ("dgrad", "cudnn"),
     ("wgrad", "cudnn"),

@@ -20,7 +20,7 @@ REQUIRED = (
     "pct_peak_bw peak_mem_bytes max_rel_err backend"
 ).split()
 EXTRA = (
-    "device_name precision tf32 stop_reason rel_ci kernel_time_ms kernels sm_clock_mhz throttled "
+    "device_name precision tf32 stop_reason rel_ci host_ms kernel_time_ms copy_time_ms kernels sm_clock_mhz throttled "
     "worker seed"
 ).split()
 COLUMNS = REQUIRED + EXTRA

@@ -261,7 +261,7 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
                 r.update(
                     status="ok", reason=None, median_ms=s.median_ms, q1_ms=s.q1_ms, q3_ms=s.q3_ms,
                     ci_low_ms=s.ci_low_ms, ci_high_ms=s.ci_high_ms, n_samples=s.n_samples,
-                    rel_ci=s.rel_ci, stop_reason=m.stop_reason, samples_ms=m.samples_ms,
+                    rel_ci=s.rel_ci, stop_reason=m.stop_reason, samples_ms=m.samples_ms, host_ms=m.host_ms,
                     tflops=r["flops"] / sec / 1e12 if sec > 0 else None,
                     gbps=r["bytes"] / sec / 1e9 if sec > 0 else None,
                     sm_clock_mhz=clock.get("sm_clock_mhz"), throttled=clock.get("throttled"),
@@ -273,6 +273,7 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
                     impl = next(i for i in runnable if i.name == name)
                     att = attribute(fns[name], device, ("kernel",) if "triton" in impl.requires else ())
                     r.update(backend=att.backend, kernel_time_ms=att.kernel_time_ms,
+                             copy_time_ms=getattr(att, "copy_time_ms", None),
                              kernels=[[k, round(us, 3)] for k, us in att.kernels][:20])
                 except Exception as exc:
                     _check_device(device, name, exc)

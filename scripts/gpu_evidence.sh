@@ -16,7 +16,7 @@ for arg in "$@"; do
   start=$SECONDS
   (
     case $step in
-      correctness) python3 scripts/gpu_correctness.py --out "$R" ;;
+      correctness) CONVBENCH_TUNE=0 python3 scripts/gpu_correctness.py --out "$R" ;;
       sweep2) cb run configs/sweep.yaml --out "$R/sweep_a" --quiet && cb run configs/sweep.yaml --out "$R/sweep_b" --quiet \
                 && python3 scripts/repeatability.py "$R/sweep_a" "$R/sweep_b" "$R/sweep_a/REPEATABILITY.md" ;;
       sweep) cb run configs/sweep.yaml --out "$R/sweep" ;;

@@ -18,3 +18,9 @@ def device_reason(case: Case) -> str | None:
     if case.device_type == "cpu" and not interpreting():
         return "Triton kernels need a CUDA GPU (on CPU they run only under TRITON_INTERPRET=1, for correctness)"
     return None
+
+
+def tuning_enabled() -> bool:
+    """CONVBENCH_TUNE=0 takes the first workable tile instead of timing candidates: for
+    correctness sweeps over many shapes, where tuning every shape costs minutes of compiles."""
+    return os.environ.get("CONVBENCH_TUNE", "1") != "0"

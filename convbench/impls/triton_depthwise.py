@@ -9,7 +9,7 @@ import triton
 import triton.language as tl
 
 from ..registry import Impl, register
-from ._triton_common import device_reason, interpreting
+from ._triton_common import device_reason, tuning_enabled, interpreting
 
 # Kernels up to this many taps are fully unrolled (K is a compile-time constant, so each tap's
 # load is one instruction with an immediate offset); longer kernels run a runtime tap loop.
@@ -374,7 +374,7 @@ def _plan(kind: str, g: Geometry, C: int, L: int, launch) -> tuple[Tile, tuple[i
     cands = _candidates(g.layout, C, L, g.dtype.itemsize, kind)
     plans = [(t, (triton.cdiv(L, t.block_l), triton.cdiv(C, t.block_c), g.N)) for t in cands]
     best = plans[0]
-    if len(plans) > 1:
+    if len(plans) > 1 and tuning_enabled():
         from triton.testing import do_bench
 
         times = [do_bench(lambda p=p: launch(*p), warmup=5, rep=20, return_mode="median")

@@ -37,6 +37,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", default=os.environ.get("OUT"))
+    ap.add_argument("--part", default="1/1", help="I/N: check every N-th shape from the I-th (parallel runs)")
     args = ap.parse_args()
     lines, failures, checks = [], 0, 0
     head = f"device {args.device}: {torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}, torch {torch.__version__}"
@@ -44,7 +45,8 @@ def main() -> int:
     lines.append(head)
     import time
     t0 = time.time()
-    for op, shape in SHAPES:
+    i, n = (int(v) for v in args.part.split("/"))
+    for op, shape in SHAPES[i - 1 :: n]:
         p = make_problem(op, **shape)
         print(f"[{time.time() - t0:6.1f}s] {p.label()}", flush=True)
         for dtype in ("float32", "float16", "bfloat16"):
@@ -85,7 +87,8 @@ def main() -> int:
     print(summary)
     lines.append(summary)
     if args.out:
-        with open(os.path.join(args.out, "gpu_correctness.txt"), "w") as f:
+        name = "gpu_correctness.txt" if n == 1 else f"gpu_correctness.part{i}of{n}.txt"
+        with open(os.path.join(args.out, name), "w") as f:
             f.write("\n".join(lines) + "\n")
     return 1 if failures else 0
 

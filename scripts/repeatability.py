@@ -31,7 +31,7 @@ def main(a: str, b: str, out: str | None = None) -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, row in m.sort_values("ratio").iterrows():
-        lines.append(f"| {row.op} | {row.impl} | {row.layout} | {row.dtype} | {row.N} | {row.C_in} | {row.C_out} | {row.L} | {row.K} "
+        lines.append(f"| {row['op']} | {row['impl']} | {row['layout']} | {row['dtype']} | {row['N']} | {row['C_in']} | {row['C_out']} | {row['L']} | {row['K']} "
                      f"| {row.median_ms_a * 1e3:.1f} | {row.median_ms_b * 1e3:.1f} | {row.ratio:.3f} |")
     text = "\n".join(lines) + "\n"
     print("\n".join(lines[:10]))

@@ -27,7 +27,7 @@ def cases():
 
 
 def profiled_kernel_ms(fn, timer, reps: int = 30) -> float:
-    """Median per-call device time of fn's kernels under CUPTI, flush kernels excluded."""
+    """Median per-call device time of fn's kernels under CUPTI, flush and spin kernels excluded."""
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(reps):
             torch.cuda.nvtx.range_push("call")
@@ -37,7 +37,9 @@ def profiled_kernel_ms(fn, timer, reps: int = 30) -> float:
     per_call: list[float] = []
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     # the flush (a fill/zero kernel) precedes each call; group the rest by call order
-    work = [e for e in kernels if "fill" not in e.name.lower() and "zero" not in e.name.lower()]
+    # drop the flush (a fill/zero kernel before each call) and the timer's spin (sleep) kernel
+    skip = ("fill", "zero", "spin", "sleep")
+    work = [e for e in kernels if not any(s in e.name.lower() for s in skip)]
     k_per_call = max(1, len(work) // reps)
     for i in range(0, len(work) - k_per_call + 1, k_per_call):
         per_call.append(sum((getattr(e, "device_time", None) or e.cuda_time) for e in work[i:i + k_per_call]) / 1e3)

@@ -27,7 +27,7 @@ for arg in "$@"; do
       timer) OUT=$R python3 scripts/timer_check.py ;;
       attribution) OUT=$R python3 scripts/gpu_attribution.py ;;
       fault) OUT=$R/fault python3 scripts/gpu_fault.py ;;
-      power) OUT=$R python3 scripts/gate_power.py ;;
+      power) OUT=$R python3 scripts/gate_power.py --config configs/gate_power.yaml ;;
       gate_baseline) cb run configs/ci_gate.yaml --out "$R/ci_gate_baseline" --quiet ;;
       gate) bash scripts/ci_gate.sh results/ci_gate_baseline ;;
       *) echo "unknown step $step" ;;

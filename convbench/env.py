@@ -104,11 +104,11 @@ def measure_ceilings(device: str) -> dict:
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     n_bytes = 1 << 30 if cuda else 1 << 28
-    src = torch.empty(n_bytes // 4, dtype=torch.float32, device=dev).uniform_()
-    dst = torch.empty_like(src)
-    copy_s = _best_time_s(lambda: dst.copy_(src), dev, 20 if cuda else 5)
+    bufs = [torch.empty(n_bytes // 4, dtype=torch.float32, device=dev).uniform_()]
+    bufs.append(torch.empty_like(bufs[0]))
+    copy_s = _best_time_s(lambda: bufs[1].copy_(bufs[0]), dev, 20 if cuda else 5)
     out = {"copy_gbps": 2 * n_bytes / copy_s / 1e9, "matmul_tflops": {}}
-    del src, dst
+    bufs.clear()  # free the 2 GiB before the matmuls
     n = 8192 if cuda else 1024
     dtypes = ("float32", "bfloat16", "float16") if cuda else ("float32",)
     for name in dtypes:

@@ -114,7 +114,7 @@ class CudaTimer:
         self.host_ms.extend(host)
         # next batch: sleep long enough for the host to enqueue it (with margin)
         self._host_est_ms = 2.0 * max(host) * reps + 0.05
-        return [s.elapsed_time(e) / reps for s, e in zip(starts, ends)]
+        return [s.elapsed_time(e) / reps for s, e in zip(starts, ends, strict=True)]
 
     @property
     def _cycles_per_ms(self) -> float:

@@ -59,7 +59,7 @@ def test_gradients_match_torch_backend(layout):
             gx, *gp = torch.autograd.grad(y.square().sum(), [xi, m.weight, m.bias])
             if layout == "nlc":
                 gx = gx.transpose(1, 2)
-            for a, b in zip([gx, *gp], [gx_ref, *gp_ref]):
+            for a, b in zip([gx, *gp], [gx_ref, *gp_ref], strict=True):
                 torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=f"{op}/{name}")
 
 

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 
 from ..registry import Case, Impl, register
 
-
 # mkldnn.flags() also sets oneDNN's TF32 switch, which warns on every CPU-only build
 warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
 

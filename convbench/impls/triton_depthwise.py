@@ -9,7 +9,7 @@ import triton
 import triton.language as tl
 
 from ..registry import Impl, register
-from ._triton_common import device_reason, tuning_enabled, interpreting
+from ._triton_common import device_reason, interpreting, tuning_enabled
 
 # Kernels up to this many taps are fully unrolled (K is a compile-time constant, so each tap's
 # load is one instruction with an immediate offset); longer kernels run a runtime tap loop.

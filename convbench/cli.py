@@ -34,6 +34,23 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
     return int(m.group(1)), int(m.group(2))
 
 
+def load_config_for_cli(config: str, devices, precision, impls):
+    """Load CONFIG with the --device/--precision overrides and check --impl names; exit 2 on error."""
+    from .config import load_config
+    from .registry import all_impls
+
+    try:
+        cfg = load_config(config, {"devices": list(devices) or None, "precision": precision})
+    except ConfigError as exc:
+        fail(str(exc))
+    known = sorted({i.name for i in all_impls() if i.op in cfg.ops})
+    for name in impls or ():
+        if name not in known:
+            fail(f"--impl: no implementation named {name!r} for ops {', '.join(cfg.ops)} of "
+                 f"{config!r}; known: {', '.join(known)}")
+    return cfg
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="convbench")
 def main():
@@ -93,23 +110,11 @@ def run(config, out_dir, devices, impls, resume, shard, isolation, precision, qu
     from rich.console import Console
 
     from . import results
-    from .config import load_config
     from .progress import Reporter, summary_table
-    from .registry import all_impls
     from .runner import Interrupted, ResumeError, WorkerError, check_resume, run_sweep
 
     shard_t = parse_shard(shard)
-    overrides = {"devices": list(devices) or None, "precision": precision}
-    try:
-        cfg = load_config(config, overrides)
-    except ConfigError as exc:
-        fail(str(exc))
-    if impls:
-        known = {i.name for i in all_impls() if i.op in cfg.ops}
-        for name in impls:
-            if name not in known:
-                fail(f"--impl: no implementation named {name!r} for ops {', '.join(cfg.ops)}; "
-                     f"known: {', '.join(sorted(known))}")
+    cfg = load_config_for_cli(config, devices, precision, impls)
     if resume:
         if out_dir and Path(out_dir).resolve() != Path(resume).resolve():
             fail(f"--out {out_dir!r} and --resume {resume!r} name different folders; a resumed "

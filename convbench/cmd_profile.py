@@ -34,26 +34,16 @@ def profile(config, impls, patterns, limit, logdir, devices, precision, wait, wa
     """Record torch.profiler traces of the cases in CONFIG, one TensorBoard run per case x
     implementation (view: tensorboard --logdir LOGDIR; the .pt.trace.json files also open in
     ui.perfetto.dev)."""
-    from .config import ConfigError, load_config
     from .profile import ProfileSchedule, case_name, profile_cases, select_cases
-    from .registry import all_impls
 
     if limit is not None and limit < 1:
         _fail(f"--limit: {limit!r} is not allowed; give a number of cases >= 1")
     for opt, val, low in (("--wait", wait, 0), ("--warmup", warmup, 0), ("--active", active, 1)):
         if val < low:
             _fail(f"{opt}: {val!r} is not allowed; give an integer >= {low}")
-    overrides = {"devices": list(devices) or None, "precision": precision}
-    try:
-        cfg = load_config(config, overrides)
-    except ConfigError as exc:
-        _fail(str(exc))
-    if impls:
-        known = sorted({i.name for i in all_impls() if i.op in cfg.ops})
-        for name in impls:
-            if name not in known:
-                _fail(f"--impl: no implementation named {name!r} for ops {', '.join(cfg.ops)} "
-                      f"of {config!r}; known: {', '.join(known)}")
+    from .cli import load_config_for_cli
+
+    cfg = load_config_for_cli(config, devices, precision, impls)
     cases = select_cases(cfg, tuple(patterns), limit)
     if not cases:
         sample = ", ".join(case_name(c) for c in select_cases(cfg)[:3])

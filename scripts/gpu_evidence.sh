@@ -3,7 +3,7 @@
 # every step's log, and re-pack the run folders into $OUT/evidence.tgz after each step, so a
 # call cut short still returns what finished.
 # Usage (GPU machine, repo root): bash scripts/gpu_evidence.sh STEP[:SECONDS]...
-# Steps: correctness sweep2 full timer attribution fault power gate_baseline gate
+# Steps: correctness sweep2 sweep training precision full timer attribution fault power gate_baseline gate
 set -uo pipefail
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -23,6 +23,8 @@ for arg in "$@"; do
       sweep2) cb run configs/sweep.yaml --out "$R/sweep_a" --quiet && cb run configs/sweep.yaml --out "$R/sweep_b" --quiet \
                 && python3 scripts/repeatability.py "$R/sweep_a" "$R/sweep_b" "$R/sweep_a/REPEATABILITY.md" ;;
       sweep) cb run configs/sweep.yaml --out "$R/sweep" ;;
+      training) cb run configs/training.yaml --out "$R/training" --quiet && cb run configs/launch_overhead.yaml --out "$R/launch_overhead" --quiet ;;
+      precision) cb run configs/pointwise_precision.yaml --precision ieee --out "$R/pw_ieee" --quiet && cb run configs/pointwise_precision.yaml --precision tf32 --out "$R/pw_tf32" --quiet ;;
       full) cb run configs/gpu_full.yaml --out "$R/gpu_full" --quiet ;;
       timer) OUT=$R python3 scripts/timer_check.py ;;
       attribution) OUT=$R python3 scripts/gpu_attribution.py ;;

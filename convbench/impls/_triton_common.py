@@ -24,3 +24,14 @@ def tuning_enabled() -> bool:
     """CONVBENCH_TUNE=0 takes the first workable tile instead of timing candidates: for
     correctness sweeps over many shapes, where tuning every shape costs minutes of compiles."""
     return os.environ.get("CONVBENCH_TUNE", "1") != "0"
+
+
+def split_layout(x, layout: str) -> tuple[int, int, int]:
+    """(N, C, L) of x held as (N, C, L) for layout "ncl" or (N, L, C) for "nlc"."""
+    if layout == "ncl":
+        n, c, length = x.shape
+    elif layout == "nlc":
+        n, length, c = x.shape
+    else:
+        raise ValueError(f"layout must be 'ncl' or 'nlc', got {layout!r}")
+    return n, c, length

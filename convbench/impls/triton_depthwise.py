@@ -9,7 +9,7 @@ import triton
 import triton.language as tl
 
 from ..registry import Impl, register
-from ._triton_common import device_reason, interpreting, tuning_enabled
+from ._triton_common import device_reason, interpreting, split_layout, tuning_enabled
 
 # Kernels up to this many taps are fully unrolled (K is a compile-time constant, so each tap's
 # load is one instruction with an immediate offset); longer kernels run a runtime tap loop.
@@ -385,12 +385,7 @@ def _plan(kind: str, g: Geometry, C: int, L: int, launch) -> tuple[Tile, tuple[i
 
 
 def _geometry(x, weight, bias, stride, padding, dilation, layout) -> Geometry:
-    if layout == "ncl":
-        N, C_in, L = x.shape
-    elif layout == "nlc":
-        N, L, C_in = x.shape
-    else:
-        raise ValueError(f"layout must be 'ncl' or 'nlc', got {layout!r}")
+    N, C_in, L = split_layout(x, layout)
     C_out, one, K = weight.shape
     if one != 1 or C_out % C_in:
         raise ValueError(f"weight {tuple(weight.shape)} is not depthwise for C_in={C_in}")

@@ -11,7 +11,7 @@ import triton.testing
 
 from ..precision import triton_input_precision
 from ..registry import Case, Impl, register
-from ._triton_common import device_reason, interpreting, tuning_enabled
+from ._triton_common import device_reason, interpreting, split_layout, tuning_enabled
 
 
 @triton.jit
@@ -275,12 +275,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
     plan = None if forced else _PLANS.get(sig)
     if plan is not None:
         return plan(x, weight, bias)
-    if layout == "ncl":
-        N, C_in, L = x.shape
-    elif layout == "nlc":
-        N, L, C_in = x.shape
-    else:
-        raise ValueError(f"layout must be 'ncl' or 'nlc', got {layout!r}")
+    N, C_in, L = split_layout(x, layout)
     C_out, c_in_w, K = weight.shape
     if K != 1 or c_in_w != C_in:
         raise ValueError(f"weight {tuple(weight.shape)} is not a 1x1 conv for C_in={C_in}")

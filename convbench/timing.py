@@ -84,9 +84,11 @@ class CudaTimer:
         with torch.cuda.graph(graph):
             for _ in range(reps):
                 fn()
-        replay = graph.replay
-        replay.reps = reps  # type: ignore[attr-defined]
-        replay.graph = graph  # keep alive
+        def replay():
+            graph.replay()
+
+        replay.reps = reps  # type: ignore[attr-defined]  (samples divide by it)
+        replay.graph = graph  # type: ignore[attr-defined]  (keeps the graph alive)
         return replay
 
     def sample(self, fn) -> float:

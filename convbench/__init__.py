@@ -3,6 +3,7 @@
 from .problem import Depthwise, Inputs, Pointwise, Problem, make_problem
 from .reference import reference, rel_err, tolerance
 from .registry import Case, Impl, all_impls, get, register
+from .results import load
 
 __version__ = "0.1.0"
 
@@ -16,6 +17,7 @@ __all__ = [
     "__version__",
     "all_impls",
     "get",
+    "load",
     "make_problem",
     "reference",
     "register",

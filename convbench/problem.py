@@ -138,6 +138,19 @@ class Problem:
                     t.requires_grad_(True)
         return Inputs(x=x, weight=w, bias=b, layout=layout)
 
+    def out_shape(self, layout: str = "ncl") -> tuple[int, int, int]:
+        """Shape of y in the storage layout: (N, C_out, L_out) or (N, L_out, C_out)."""
+        if layout == "ncl":
+            return (self.N, self.C_out, self.L_out)
+        return (self.N, self.L_out, self.C_out)
+
+    def make_grad_out(self, dtype: str, device: str | torch.device = "cpu", layout: str = "ncl",
+                      seed: int = 0) -> torch.Tensor:
+        """Seeded random dL/dy for fwd_bwd cases (seed + 1, so it differs from the inputs)."""
+        gen = torch.Generator(device=device).manual_seed(seed + 1)
+        y = torch.randn(self.out_shape(layout), generator=gen, device=device, dtype=torch.float32)
+        return y.to(torch_dtype(dtype))
+
     def to_dict(self) -> dict:
         return {"op": self.op, **asdict(self)}
 

@@ -112,17 +112,15 @@ def select_targets(cases: list[Case], impl_names: tuple[str, ...] | None) -> lis
 
 def build_closure(case: Case, impl: Impl, seed: int = 0) -> Callable[[], object]:
     """The closure the runner times: Impl.build on Problem.make_inputs (with backward for fwd_bwd)."""
-    from .runner import _with_backward
+    from .runner import with_backward
 
     p = case.problem
     inputs = p.make_inputs(case.dtype, case.device, case.layout, seed,
                            requires_grad=case.mode == "fwd_bwd")
     fn = impl.build(p, inputs)
     if case.mode == "fwd_bwd":
-        shape = (p.N, p.C_out, p.L_out) if case.layout == "ncl" else (p.N, p.L_out, p.C_out)
-        gen = torch.Generator(device=case.device).manual_seed(seed + 1)
-        grad_out = torch.randn(shape, generator=gen, device=case.device).to(inputs.x.dtype)
-        fn = _with_backward(fn, inputs, grad_out)
+        grad_out = p.make_grad_out(case.dtype, case.device, case.layout, seed)
+        fn = with_backward(fn, inputs, grad_out)
     return fn
 
 

@@ -118,7 +118,7 @@ def nbytes(case: Case) -> int:
     return fwd + (y + x + w + x + w + b) * item
 
 
-def _with_backward(fn, inputs: Inputs, grad_out: torch.Tensor):
+def with_backward(fn, inputs: Inputs, grad_out: torch.Tensor):
     leaves = inputs.tensors()
 
     def step():
@@ -128,7 +128,7 @@ def _with_backward(fn, inputs: Inputs, grad_out: torch.Tensor):
     return step
 
 
-def _reference_outputs(case: Case, inputs: Inputs, grad_out):
+def reference_outputs(case: Case, inputs: Inputs, grad_out):
     """Float64 reference output (and input/weight/bias grads for fwd_bwd)."""
     p = case.problem
     if case.mode == "fwd":
@@ -142,7 +142,7 @@ def _reference_outputs(case: Case, inputs: Inputs, grad_out):
     return (y.detach(), *grads)
 
 
-def _max_err(outs, refs) -> float:
+def max_rel_err(outs, refs) -> float:
     outs = outs if isinstance(outs, tuple) else (outs,)
     if len(outs) != len(refs):
         raise ValueError(f"implementation returned {len(outs)} outputs, expected {len(refs)}")
@@ -191,12 +191,8 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
                                               requires_grad=case.mode == "fwd_bwd")
             grad_out = None
             if case.mode == "fwd_bwd":
-                shape = (pc.problem.N, pc.problem.C_out, pc.problem.L_out)
-                if case.layout == "nlc":
-                    shape = (shape[0], shape[2], shape[1])
-                gen = torch.Generator(device=device).manual_seed(job.seed + 1)
-                grad_out = torch.randn(shape, generator=gen, device=device).to(inputs.x.dtype)
-            refs = _reference_outputs(case, inputs, grad_out)
+                grad_out = case.problem.make_grad_out(case.dtype, device, case.layout, job.seed)
+            refs = reference_outputs(case, inputs, grad_out)
         except Exception as exc:  # inputs or reference do not fit: every impl shares the fate
             _check_device(device, None, exc)
             status = "oom" if _is_oom(exc) else "error"
@@ -214,10 +210,10 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
             try:
                 fn = impl.build(case.problem, inputs)
                 if case.mode == "fwd_bwd":
-                    fn = _with_backward(fn, inputs, grad_out)
+                    fn = with_backward(fn, inputs, grad_out)
                 out = fn()
                 _sync(device)  # an asynchronous fault surfaces here, blamed on this impl
-                err = _max_err(out, refs)
+                err = max_rel_err(out, refs)
                 del out
             except Exception as exc:
                 _check_device(device, impl.name, exc)

@@ -12,7 +12,7 @@ import torch
 from convbench.problem import make_problem
 from convbench.reference import tolerance
 from convbench.registry import Case, all_impls
-from convbench.runner import _max_err, _reference_outputs, _with_backward
+from convbench.runner import max_rel_err, reference_outputs, with_backward
 
 SHAPES = [
     ("depthwise", dict(N=2, C_in=6, L=1, K=1)),
@@ -56,9 +56,8 @@ def main() -> int:
                     inputs = p.make_inputs(dtype, args.device, layout, seed=1, requires_grad=mode == "fwd_bwd")
                     grad_out = None
                     if mode == "fwd_bwd":
-                        shp = (p.N, p.C_out, p.L_out) if layout == "ncl" else (p.N, p.L_out, p.C_out)
-                        grad_out = torch.randn(shp, device=args.device).to(inputs.x.dtype)
-                    refs = _reference_outputs(case, inputs, grad_out)
+                        grad_out = p.make_grad_out(dtype, args.device, layout, seed=1)
+                    refs = reference_outputs(case, inputs, grad_out)
                     for impl in all_impls(op):
                         if impl.layout != layout:
                             continue
@@ -70,8 +69,8 @@ def main() -> int:
                             try:
                                 fn = impl.build(p, inputs)
                                 if mode == "fwd_bwd":
-                                    fn = _with_backward(fn, inputs, grad_out)
-                                err = _max_err(fn(), refs)
+                                    fn = with_backward(fn, inputs, grad_out)
+                                err = max_rel_err(fn(), refs)
                                 torch.cuda.synchronize() if args.device.startswith("cuda") else None
                                 tol = tolerance(dtype, impl.uses_tf32(case))
                                 ok = err <= tol

@@ -9,6 +9,7 @@ import triton
 import triton.language as tl
 
 from ..registry import Impl, register
+from . import _dw_codegen as gen
 from ._triton_common import device_reason, interpreting, split_layout, tuning_enabled
 
 # Kernels up to this many taps are fully unrolled (K is a compile-time constant, so each tap's
@@ -365,14 +366,11 @@ def _candidates(layout: str, C: int, L: int, itemsize: int, kind: str) -> list[T
     return out
 
 
-def _plan(kind: str, g: Geometry, C: int, L: int, launch) -> tuple[Tile, tuple[int, int, int]]:
-    """Cached (tile, grid) for this kernel and shape; on first use, time the candidates."""
-    key = (kind, g)
+def _fastest(key, plans: list, launch):
+    """Cached best of `plans` (each a tuple of launch() arguments), timed once per key."""
     hit = _PLANS.get(key)
     if hit is not None:
         return hit
-    cands = _candidates(g.layout, C, L, g.dtype.itemsize, kind)
-    plans = [(t, (triton.cdiv(L, t.block_l), triton.cdiv(C, t.block_c), g.N)) for t in cands]
     best = plans[0]
     if len(plans) > 1 and tuning_enabled():
         from triton.testing import do_bench
@@ -382,6 +380,141 @@ def _plan(kind: str, g: Geometry, C: int, L: int, launch) -> tuple[Tile, tuple[i
         best = plans[min(range(len(plans)), key=times.__getitem__)]
     _PLANS[key] = best
     return best
+
+
+def _plan(kind: str, g: Geometry, C: int, L: int, launch) -> tuple[Tile, tuple[int, int, int]]:
+    """Cached (tile, grid) for this kernel and shape; on first use, time the candidates."""
+    cands = _candidates(g.layout, C, L, g.dtype.itemsize, kind)
+    plans = [(t, (triton.cdiv(L, t.block_l), triton.cdiv(C, t.block_c), g.N)) for t in cands]
+    return _fastest((kind, g), plans, launch)
+
+
+# --------------------------------------------------------------------------------------------
+# Register-window kernels (``_dw_codegen``): stride 1, dilation 1, one output channel per input
+# channel, K <= GEN_MAX_K. Everything else takes the tile kernels above.
+# --------------------------------------------------------------------------------------------
+
+GEN_MAX_K = 32
+_SMS: dict[int, int] = {}
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 2
+    idx = device.index if device.index is not None else torch.cuda.current_device()
+    if idx not in _SMS:
+        _SMS[idx] = torch.cuda.get_device_properties(idx).multi_processor_count
+    return _SMS[idx]
+
+
+def _ncl_vec(itemsize: int) -> int:
+    return 16 // itemsize  # one 16-byte load per group
+
+
+def _uses_gen(g: Geometry) -> bool:
+    if not (g.stride == 1 and g.dilation == 1 and g.mult == 1 and g.K <= GEN_MAX_K):
+        return False
+    if g.layout == "nlc":
+        return True
+    V = _ncl_vec(g.dtype.itemsize)  # whole groups: the tensors' ends fall on a group boundary
+    return (g.N * g.C_in * g.L_in) % V == 0 and (g.N * g.C_out * g.L_out) % V == 0
+
+
+def _nlc_vpt(itemsize: int, K: int, grad_w: bool) -> int:
+    """Channels per thread: a 16-byte vector unless the K weights and window would spill."""
+    vpt = 16 // itemsize
+    budget = 64 if grad_w else 96  # fp32 registers for weights/accumulators + window
+    while vpt > 1 and vpt * (2 * K + 8) > budget * 2:
+        vpt //= 2
+    return vpt
+
+
+def _nlc_block(C: int, vpt: int, warps: int) -> tuple[int, int]:
+    """(BLOCK_C, num_warps): vpt channels per thread, up to `warps` warps, no more than C needs."""
+    block = min(triton.next_power_of_2(C), 32 * vpt * warps)
+    return block, max(1, block // (32 * vpt))
+
+
+def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out: int, K: int,
+              padding: int, flip: bool, x, w, bias, y) -> None:
+    """y = depthwise conv of x (stride 1) with w (C, K), flipped taps if `flip` (grad_x)."""
+    if interpreting():
+        cands = [(4, 16, 1)] if layout == "ncl" else [(2, 4, 1)]
+    elif layout == "ncl":
+        V = _ncl_vec(dtype.itemsize)
+        Gs = [G for G in (32, 16, 8) if G * V <= max(8 * V, triton.next_power_of_2(L_out + V))][:2]
+        cands = [(max(1, 128 * pt // G), G, 4) for G in Gs for pt in (1, 2)]
+    else:
+        vpt = _nlc_vpt(dtype.itemsize, K, False)
+        cands = [(vpt, R, 4) for R in (8, 16)] + [(max(1, vpt // 2), 16, 4)]
+    has_bias = bias is not None
+    b = bias if has_bias else w
+    if layout == "ncl":
+        V = _ncl_vec(dtype.itemsize)
+        anchor_y = (L_in - L_out) % V == 0
+        S = (-padding) % V if anchor_y else 0
+        kern = gen.load(gen.ncl_forward_source(K, V, S, flip, anchor_y))
+        total_x = N * C * L_in
+
+        def launch(block_c, G, warps):
+            grid = (triton.cdiv(L_out + V - 1, G * V), triton.cdiv(C, block_c), N)
+            kern[grid](x, w, b, y, C, L_in, L_out, padding, total_x,
+                       HAS_BIAS=has_bias, BLOCK_C=block_c, G=G, num_warps=warps)
+    else:
+        def launch(vpt, R, warps):
+            block_c, nw = _nlc_block(C, vpt, warps)
+            kern = gen.load(gen.nlc_forward_source(K, R, flip))
+            grid = (triton.cdiv(L_out, R), triton.cdiv(C, block_c), N)
+            kern[grid](x, w, b, y, C, L_in, L_out, padding,
+                       HAS_BIAS=has_bias, BLOCK_C=block_c, num_warps=nw)
+
+    key = ("gen", layout, dtype, N, C, L_in, L_out, K, padding, flip, has_bias)
+    launch(*_fastest(key, cands, launch))
+
+
+def _gen_grad_w(g: Geometry, x, gy, w_dtype):
+    """Per-program partial sums over (n, L-tile) items in registers, then the row reduce."""
+    C, K = g.C_out, g.K
+    sms = _sm_count(x.device)
+    if g.layout == "ncl":
+        V = _ncl_vec(g.dtype.itemsize)
+        anchor_y = (g.L_in - g.L_out) % V == 0
+        S = (-g.padding) % V if anchor_y else 0
+        kern = gen.load(gen.ncl_grad_w_source(K, V, S, anchor_y))
+        block_c, G, warps = (4, 16, 1) if interpreting() else (
+            (4, 32, 4) if g.L_out + V > 16 * V else (8, 16, 4))
+        n_lt = triton.cdiv(g.L_out + V - 1, G * V)
+    else:
+        R = 4 if interpreting() else (8 if K <= 16 else 4)
+        vpt = 1 if interpreting() else _nlc_vpt(g.dtype.itemsize, K, True)
+        block_c, warps = (2, 1) if interpreting() else _nlc_block(C, vpt, 2)
+        kern = gen.load(gen.nlc_grad_w_source(K, R))
+        n_lt = triton.cdiv(g.L_out, R)
+    n_items = g.N * n_lt
+    n_cb = triton.cdiv(C, block_c)
+    n_split = max(1, min(n_items, triton.cdiv(4 * sms, n_cb)))
+    p = torch.empty((n_split, K + 1, C), device=x.device, dtype=torch.float32)
+    if g.layout == "ncl":
+        kern[(n_cb, n_split)](x, gy, p, C, g.L_in, g.L_out, g.padding, g.N * C * g.L_in,
+                              g.N * C * g.L_out, n_lt, n_items, n_split,
+                              BLOCK_C=block_c, G=G, num_warps=warps)
+    else:
+        kern[(n_cb, n_split)](x, gy, p, C, g.L_in, g.L_out, g.padding, n_lt, n_items, n_split,
+                              BLOCK_C=block_c, num_warps=warps)
+    return _reduce_partials(g, p, n_split, w_dtype, x.device)
+
+
+def _reduce_partials(g: Geometry, p, rows: int, w_dtype, device):
+    gw = torch.empty((g.C_out, 1, g.K), device=device, dtype=w_dtype)
+    gb = torch.empty((g.C_out,), device=device, dtype=w_dtype) if g.has_bias else None
+    cols = (g.K + 1) * g.C_out
+    block_r = 1 if interpreting() else min(32, triton.next_power_of_2(rows))
+    block_col = 128
+    depthwise_bwd_w_reduce_kernel[(triton.cdiv(cols, block_col),)](
+        p, gw, gb if gb is not None else gw, rows, g.C_out, g.K,
+        HAS_BIAS=g.has_bias, BLOCK_R=block_r, BLOCK_COL=block_col, num_warps=4,
+    )
+    return gw, gb
 
 
 def _geometry(x, weight, bias, stride, padding, dilation, layout) -> Geometry:
@@ -402,6 +535,10 @@ def _forward(g: Geometry, x, w, bias):
     """x contiguous in g.layout, w: (C_out, K) contiguous. Returns y contiguous in g.layout."""
     shape = (g.N, g.C_out, g.L_out) if g.layout == "ncl" else (g.N, g.L_out, g.C_out)
     y = torch.empty(shape, device=x.device, dtype=x.dtype)
+    if _uses_gen(g):
+        _gen_conv(g.layout, g.dtype, g.N, g.C_out, g.L_in, g.L_out, g.K, g.padding, False,
+                  x, w, bias, y)
+        return y
     sx, sy = g.strides(g.C_in, g.L_in), g.strides(g.C_out, g.L_out)
 
     def launch(t: Tile, grid):
@@ -419,6 +556,10 @@ def _forward(g: Geometry, x, w, bias):
 def _grad_x(g: Geometry, gy, w):
     shape = (g.N, g.C_in, g.L_in) if g.layout == "ncl" else (g.N, g.L_in, g.C_in)
     gx = torch.empty(shape, device=gy.device, dtype=g.dtype)
+    if _uses_gen(g):  # stride 1: grad_x is the forward conv of gy with the taps flipped
+        _gen_conv(g.layout, g.dtype, g.N, g.C_in, g.L_out, g.L_in, g.K, g.K - 1 - g.padding,
+                  True, gy, w, None, gx)
+        return gx
     sg, sx = g.strides(g.C_out, g.L_out), g.strides(g.C_in, g.L_in)
 
     def launch(t: Tile, grid):
@@ -435,9 +576,9 @@ def _grad_x(g: Geometry, gy, w):
 
 def _grad_w(g: Geometry, x, gy, w_dtype):
     """Two stages: per-(row, tap, channel) partial sums, then one reduce over rows."""
+    if _uses_gen(g):
+        return _gen_grad_w(g, x, gy, w_dtype)
     sx, sg = g.strides(g.C_in, g.L_in), g.strides(g.C_out, g.L_out)
-    gw = torch.empty((g.C_out, 1, g.K), device=x.device, dtype=w_dtype)
-    gb = torch.empty((g.C_out,), device=x.device, dtype=w_dtype) if g.has_bias else None
     bufs = {}
 
     def launch(t: Tile, grid):
@@ -456,14 +597,7 @@ def _grad_w(g: Geometry, x, gy, w_dtype):
 
     tile, grid = _plan("bwd_w", g, g.C_out, g.L_out, launch)
     p, rows = launch(tile, grid)
-    cols = (g.K + 1) * g.C_out
-    block_r = 1 if interpreting() else min(32, triton.next_power_of_2(rows))
-    block_col = 128
-    depthwise_bwd_w_reduce_kernel[(triton.cdiv(cols, block_col),)](
-        p, gw, gb if gb is not None else gw, rows, g.C_out, g.K,
-        HAS_BIAS=g.has_bias, BLOCK_R=block_r, BLOCK_COL=block_col, num_warps=4,
-    )
-    return gw, gb
+    return _reduce_partials(g, p, rows, w_dtype, x.device)
 
 
 class DepthwiseConv1dFn(torch.autograd.Function):

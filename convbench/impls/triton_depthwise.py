@@ -407,17 +407,27 @@ def _sm_count(device: torch.device) -> int:
     return _SMS[idx]
 
 
-def _ncl_vec(itemsize: int) -> int:
-    return 16 // itemsize  # one 16-byte load per group
+def _ncl_vecs(itemsize: int, N: int, C: int, L_in: int, L_out: int) -> list[int]:
+    """Group widths V for (N, C, L): 16 bytes, and 4 elements for 16-bit types (8-byte groups);
+    only widths at which both tensors end on a group boundary."""
+    vs = sorted({16 // itemsize, 4}, reverse=True)
+    return [v for v in vs if (N * C * L_in) % v == 0 and (N * C * L_out) % v == 0]
 
 
 def _uses_gen(g: Geometry) -> bool:
     if not (g.stride == 1 and g.dilation == 1 and g.mult == 1 and g.K <= GEN_MAX_K):
         return False
-    if g.layout == "nlc":
-        return True
-    V = _ncl_vec(g.dtype.itemsize)  # whole groups: the tensors' ends fall on a group boundary
-    return (g.N * g.C_in * g.L_in) % V == 0 and (g.N * g.C_out * g.L_out) % V == 0
+    return g.layout == "nlc" or bool(_ncl_vecs(g.dtype.itemsize, g.N, g.C_in, g.L_in, g.L_out))
+
+
+def _ncl_anchor(V: int, L_in: int, L_out: int, padding: int) -> tuple[bool, int, int]:
+    """(anchor_y, S, largest row offset m). Rows start on y's group grid when x and y rows
+    shift alike (vector stores); else on x's. m is 0 when the row length is a multiple of V."""
+    anchor_y = (L_in - L_out) % V == 0
+    S = (-padding) % V if anchor_y else 0
+    row = L_out if anchor_y else L_in
+    m_max = (0 if anchor_y else (-padding) % V) if row % V == 0 else V - 1
+    return anchor_y, S, m_max
 
 
 def _nlc_vpt(itemsize: int, K: int, grad_w: bool) -> int:
@@ -435,29 +445,34 @@ def _nlc_block(C: int, vpt: int, warps: int) -> tuple[int, int]:
     return block, max(1, block // (32 * vpt))
 
 
+def _ncl_tiles(V: int, L: int) -> list[tuple[int, int]]:
+    """(BLOCK_C, G) candidates: G groups of V along L (1-2 groups per thread, 128 threads)."""
+    Gs = [G for G in (32, 16, 8) if G * V <= max(8 * V, triton.next_power_of_2(L + V))][:2]
+    return [(max(1, 128 * pt // G), G) for G in Gs for pt in (1, 2)]
+
+
 def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out: int, K: int,
               padding: int, flip: bool, x, w, bias, y) -> None:
     """y = depthwise conv of x (stride 1) with w (C, K), flipped taps if `flip` (grad_x)."""
-    if interpreting():
-        cands = [(4, 16, 1)] if layout == "ncl" else [(2, 4, 1)]
-    elif layout == "ncl":
-        V = _ncl_vec(dtype.itemsize)
-        Gs = [G for G in (32, 16, 8) if G * V <= max(8 * V, triton.next_power_of_2(L_out + V))][:2]
-        cands = [(max(1, 128 * pt // G), G, 4) for G in Gs for pt in (1, 2)]
+    if layout == "ncl":
+        vs = _ncl_vecs(dtype.itemsize, N, C, L_in, L_out)
+        cands = ([(4, 16, 1, vs[-1])] if interpreting() else
+                 [(bc, G, 4, V) for V in vs for bc, G in _ncl_tiles(V, L_out)])
+    elif interpreting():
+        cands = [(2, 4, 1)]
     else:
         vpt = _nlc_vpt(dtype.itemsize, K, False)
-        cands = [(vpt, R, 4) for R in (8, 16)] + [(max(1, vpt // 2), 16, 4)]
+        Rs = (8, 16) if K <= 16 else (16, 32)
+        cands = [(vpt, R, 4) for R in Rs] + [(max(1, vpt // 2), Rs[-1], 4)]
     has_bias = bias is not None
     b = bias if has_bias else w
     if layout == "ncl":
-        V = _ncl_vec(dtype.itemsize)
-        anchor_y = (L_in - L_out) % V == 0
-        S = (-padding) % V if anchor_y else 0
-        kern = gen.load(gen.ncl_forward_source(K, V, S, flip, anchor_y))
         total_x = N * C * L_in
 
-        def launch(block_c, G, warps):
-            grid = (triton.cdiv(L_out + V - 1, G * V), triton.cdiv(C, block_c), N)
+        def launch(block_c, G, warps, V):
+            anchor_y, S, m_max = _ncl_anchor(V, L_in, L_out, padding)
+            kern = gen.load(gen.ncl_forward_source(K, V, S, flip, anchor_y))
+            grid = (triton.cdiv(L_out + m_max, G * V), triton.cdiv(C, block_c), N)
             kern[grid](x, w, b, y, C, L_in, L_out, padding, total_x,
                        HAS_BIAS=has_bias, BLOCK_C=block_c, G=G, num_warps=warps)
     else:
@@ -473,34 +488,56 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
 
 
 def _gen_grad_w(g: Geometry, x, gy, w_dtype):
-    """Per-program partial sums over (n, L-tile) items in registers, then the row reduce."""
+    """Per-program partial sums over (n, L-tile) items in registers, then the row reduce.
+
+    Programs = channel blocks x splits; each split loops over its share of the N x L-tile
+    items. More splits mean more programs in flight (latency hiding) and a larger partial
+    buffer for the reduce; the split factor is tuned with the tile."""
     C, K = g.C_out, g.K
     sms = _sm_count(x.device)
     if g.layout == "ncl":
-        V = _ncl_vec(g.dtype.itemsize)
-        anchor_y = (g.L_in - g.L_out) % V == 0
-        S = (-g.padding) % V if anchor_y else 0
-        kern = gen.load(gen.ncl_grad_w_source(K, V, S, anchor_y))
-        block_c, G, warps = (4, 16, 1) if interpreting() else (
-            (4, 32, 4) if g.L_out + V > 16 * V else (8, 16, 4))
-        n_lt = triton.cdiv(g.L_out + V - 1, G * V)
+        vs = _ncl_vecs(g.dtype.itemsize, g.N, C, g.L_in, g.L_out)
+        if interpreting():
+            cands = [(4, 16, 1, vs[-1], 4)]
+        else:
+            cands = [(bc, G, 4, V, spf) for V in vs for bc, G in _ncl_tiles(V, g.L_out)[::2]
+                     for spf in (4, 16)]
+    elif interpreting():
+        cands = [(1, 4, 1, 4)]
     else:
-        R = 4 if interpreting() else (8 if K <= 16 else 4)
-        vpt = 1 if interpreting() else _nlc_vpt(g.dtype.itemsize, K, True)
-        block_c, warps = (2, 1) if interpreting() else _nlc_block(C, vpt, 2)
-        kern = gen.load(gen.nlc_grad_w_source(K, R))
-        n_lt = triton.cdiv(g.L_out, R)
-    n_items = g.N * n_lt
-    n_cb = triton.cdiv(C, block_c)
-    n_split = max(1, min(n_items, triton.cdiv(4 * sms, n_cb)))
-    p = torch.empty((n_split, K + 1, C), device=x.device, dtype=torch.float32)
-    if g.layout == "ncl":
-        kern[(n_cb, n_split)](x, gy, p, C, g.L_in, g.L_out, g.padding, g.N * C * g.L_in,
-                              g.N * C * g.L_out, n_lt, n_items, n_split,
-                              BLOCK_C=block_c, G=G, num_warps=warps)
-    else:
-        kern[(n_cb, n_split)](x, gy, p, C, g.L_in, g.L_out, g.padding, n_lt, n_items, n_split,
-                              BLOCK_C=block_c, num_warps=warps)
+        vpt = _nlc_vpt(g.dtype.itemsize, K, True)
+        R = 8 if K <= 16 else 4
+        cands = [(vpt, R, 2, spf) for spf in (4, 16)] + [(max(1, vpt // 2), R, 2, 8)]
+
+    def split(n_items: int, n_cb: int, spf: int) -> int:
+        return max(1, min(n_items, triton.cdiv(spf * sms, n_cb)))
+
+    def launch(*plan):
+        if g.layout == "ncl":
+            block_c, G, warps, V, spf = plan
+            anchor_y, S, m_max = _ncl_anchor(V, g.L_in, g.L_out, g.padding)
+            kern = gen.load(gen.ncl_grad_w_source(K, V, S, anchor_y))
+            n_lt = triton.cdiv(g.L_out + m_max, G * V)
+            n_cb = triton.cdiv(C, block_c)
+        else:
+            vpt, R, warps, spf = plan
+            block_c, warps = (2, 1) if interpreting() else _nlc_block(C, vpt, warps)
+            kern = gen.load(gen.nlc_grad_w_source(K, R))
+            n_lt = triton.cdiv(g.L_out, R)
+            n_cb = triton.cdiv(C, block_c)
+        n_items = g.N * n_lt
+        n_split = split(n_items, n_cb, spf)
+        p = torch.empty((n_split, K + 1, C), device=x.device, dtype=torch.float32)
+        if g.layout == "ncl":
+            kern[(n_cb, n_split)](x, gy, p, C, g.L_in, g.L_out, g.padding, g.N * C * g.L_in,
+                                  g.N * C * g.L_out, n_lt, n_items, n_split,
+                                  BLOCK_C=block_c, G=G, num_warps=warps)
+        else:
+            kern[(n_cb, n_split)](x, gy, p, C, g.L_in, g.L_out, g.padding, n_lt, n_items,
+                                  n_split, BLOCK_C=block_c, num_warps=warps)
+        return p, n_split
+
+    p, n_split = launch(*_fastest(("gen_w", g), cands, launch))
     return _reduce_partials(g, p, n_split, w_dtype, x.device)
 
 

@@ -192,10 +192,10 @@ def _ncl_prologue(s: _Src, ind: int, V: int, S: int, anchor_y: bool) -> None:
     s(ind, "rs_x = r64 * L_in")
     s(ind, "rs_y = r64 * L_out")
     if anchor_y:
-        s(ind, f"m = rs_y % {V}")
+        s(ind, f"m = (rs_y % {V}).to(tl.int32)")
     else:
-        s(ind, f"m = ((rs_x - padding) % {V} + {V}) % {V}")
-    s(ind, "l0 = l_start - m")
+        s(ind, f"m = (((rs_x - padding) % {V} + {V}) % {V}).to(tl.int32)")
+    s(ind, "l0 = l_start - m  # int32: the edge masks below are row positions")
     s(ind, f"xa = tl.multiple_of(rs_x + l0 - padding - {S}, {V})")
     s(ind, "ya = rs_y + l0")
     if anchor_y:
@@ -231,7 +231,7 @@ def _ncl_load_window(s: _Src, ind: int, K: int, V: int, S: int, masked: bool, sh
         if masked:
             for r, e in enumerate(elems):
                 t = q * V + r
-                s(ind, f"{e} = tl.where((pb_{prefix} + {t} >= 0) & (pb_{prefix} + {t} < {limit}), {e}, 0.0)")
+                s(ind, f"{e} = tl.where((pb_{prefix} + {t}).to(tl.uint32, bitcast=True) < {limit}, {e}, 0.0)")
         names.append(elems)
     return names
 
@@ -255,7 +255,7 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool) -> st
         s(ind, "yoff = ya[:, None, None] + goff + vv3")
         if masked:
             s(ind, "lpos = l0[:, None, None] + goff + vv3")
-            s(ind, "tl.store(y_ptr + yoff, Y, mask=rm3 & (lpos >= 0) & (lpos < L_out))")
+            s(ind, "tl.store(y_ptr + yoff, Y, mask=rm3 & (lpos.to(tl.uint32, bitcast=True) < L_out))")
         else:
             s(ind, "tl.store(y_ptr + yoff, Y, mask=rm3)")
 

@@ -382,11 +382,14 @@ def _fastest(key, plans: list, launch):
     return best
 
 
+def _tile_plans(kind: str, g: Geometry, C: int, L: int) -> list[tuple[Tile, tuple[int, int, int]]]:
+    cands = _candidates(g.layout, C, L, g.dtype.itemsize, kind)
+    return [(t, (triton.cdiv(L, t.block_l), triton.cdiv(C, t.block_c), g.N)) for t in cands]
+
+
 def _plan(kind: str, g: Geometry, C: int, L: int, launch) -> tuple[Tile, tuple[int, int, int]]:
     """Cached (tile, grid) for this kernel and shape; on first use, time the candidates."""
-    cands = _candidates(g.layout, C, L, g.dtype.itemsize, kind)
-    plans = [(t, (triton.cdiv(L, t.block_l), triton.cdiv(C, t.block_c), g.N)) for t in cands]
-    return _fastest((kind, g), plans, launch)
+    return _fastest((kind, g), _tile_plans(kind, g, C, L), launch)
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,10 +411,10 @@ def _sm_count(device: torch.device) -> int:
 
 
 def _ncl_vecs(itemsize: int, N: int, C: int, L_in: int, L_out: int) -> list[int]:
-    """Group widths V for (N, C, L): 16 bytes, and 4 elements for 16-bit types (8-byte groups);
-    only widths at which both tensors end on a group boundary."""
-    vs = sorted({16 // itemsize, 4}, reverse=True)
-    return [v for v in vs if (N * C * L_in) % v == 0 and (N * C * L_out) % v == 0]
+    """Group widths V for (N, C, L) at which both tensors end on a group boundary: 4 elements
+    (16 bytes in fp32, 8 in 16-bit types). V=8 for 16-bit types (16-byte groups) lost to V=4 on
+    every shape tuned on the H100 (notes/depthwise_kernel.md), so it is not a candidate."""
+    return [v for v in (4,) if (N * C * L_in) % v == 0 and (N * C * L_out) % v == 0]
 
 
 def _uses_gen(g: Geometry) -> bool:
@@ -452,8 +455,9 @@ def _ncl_tiles(V: int, L: int) -> list[tuple[int, int]]:
 
 
 def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out: int, K: int,
-              padding: int, flip: bool, x, w, bias, y) -> None:
-    """y = depthwise conv of x (stride 1) with w (C, K), flipped taps if `flip` (grad_x)."""
+              padding: int, flip: bool, x, w, bias, y):
+    """(candidate plans, launch) for y = depthwise conv of x (stride 1) with w (C, K), taps
+    flipped if `flip` (grad_x)."""
     if layout == "ncl":
         vs = _ncl_vecs(dtype.itemsize, N, C, L_in, L_out)
         cands = ([(4, 16, 1, vs[-1])] if interpreting() else
@@ -483,8 +487,20 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
             kern[grid](x, w, b, y, C, L_in, L_out, padding,
                        HAS_BIAS=has_bias, BLOCK_C=block_c, num_warps=nw)
 
-    key = ("gen", layout, dtype, N, C, L_in, L_out, K, padding, flip, has_bias)
-    launch(*_fastest(key, cands, launch))
+    return cands, launch
+
+
+def _with_tiles(gen_plans, gen_launch, tile_plans, tile_launch, layout: str):
+    """One candidate list over both kernel families. In (N, C, L) the tile kernels stay in the
+    running: on rows shorter than two tiles every generated tile is an edge tile."""
+    plans = [("gen", *p) for p in gen_plans]
+    if layout == "ncl" and not interpreting():
+        plans += [("tile", *p) for p in tile_plans]
+
+    def launch(tag, *plan):
+        return gen_launch(*plan) if tag == "gen" else tile_launch(*plan)
+
+    return plans, launch
 
 
 def _gen_grad_w(g: Geometry, x, gy, w_dtype):
@@ -572,10 +588,6 @@ def _forward(g: Geometry, x, w, bias):
     """x contiguous in g.layout, w: (C_out, K) contiguous. Returns y contiguous in g.layout."""
     shape = (g.N, g.C_out, g.L_out) if g.layout == "ncl" else (g.N, g.L_out, g.C_out)
     y = torch.empty(shape, device=x.device, dtype=x.dtype)
-    if _uses_gen(g):
-        _gen_conv(g.layout, g.dtype, g.N, g.C_out, g.L_in, g.L_out, g.K, g.padding, False,
-                  x, w, bias, y)
-        return y
     sx, sy = g.strides(g.C_in, g.L_in), g.strides(g.C_out, g.L_out)
 
     def launch(t: Tile, grid):
@@ -586,6 +598,12 @@ def _forward(g: Geometry, x, w, bias):
             BLOCK_C=t.block_c, BLOCK_L=t.block_l, UNROLL=LONG_K_UNROLL, num_warps=t.num_warps,
         )
 
+    if _uses_gen(g):
+        plans, run = _with_tiles(*_gen_conv(g.layout, g.dtype, g.N, g.C_out, g.L_in, g.L_out, g.K,
+                                            g.padding, False, x, w, bias, y),
+                                 _tile_plans("fwd", g, g.C_out, g.L_out), launch, g.layout)
+        run(*_fastest(("fwd_any", g), plans, run))
+        return y
     launch(*_plan("fwd", g, g.C_out, g.L_out, launch))
     return y
 
@@ -593,10 +611,6 @@ def _forward(g: Geometry, x, w, bias):
 def _grad_x(g: Geometry, gy, w):
     shape = (g.N, g.C_in, g.L_in) if g.layout == "ncl" else (g.N, g.L_in, g.C_in)
     gx = torch.empty(shape, device=gy.device, dtype=g.dtype)
-    if _uses_gen(g):  # stride 1: grad_x is the forward conv of gy with the taps flipped
-        _gen_conv(g.layout, g.dtype, g.N, g.C_in, g.L_out, g.L_in, g.K, g.K - 1 - g.padding,
-                  True, gy, w, None, gx)
-        return gx
     sg, sx = g.strides(g.C_out, g.L_out), g.strides(g.C_in, g.L_in)
 
     def launch(t: Tile, grid):
@@ -607,6 +621,12 @@ def _grad_x(g: Geometry, gy, w):
             BLOCK_C=t.block_c, BLOCK_L=t.block_l, UNROLL=LONG_K_UNROLL, num_warps=t.num_warps,
         )
 
+    if _uses_gen(g):  # stride 1: grad_x is the forward conv of gy with the taps flipped
+        plans, run = _with_tiles(*_gen_conv(g.layout, g.dtype, g.N, g.C_in, g.L_out, g.L_in, g.K,
+                                            g.K - 1 - g.padding, True, gy, w, None, gx),
+                                 _tile_plans("bwd_x", g, g.C_in, g.L_in), launch, g.layout)
+        run(*_fastest(("bwd_x_any", g), plans, run))
+        return gx
     launch(*_plan("bwd_x", g, g.C_in, g.L_in, launch))
     return gx
 

@@ -96,7 +96,7 @@ def nlc_forward_source(K: int, R: int, flip: bool) -> str:
     s(0, "@triton.jit")
     s(0, "def kernel(x_ptr, w_ptr, b_ptr, y_ptr, C, L_in, L_out, padding,")
     s(0, "           HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr):")
-    s(1, "l0 = tl.program_id(0) * %d" % R)
+    s(1, f"l0 = tl.program_id(0) * {R}")
     s(1, "offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)")
     s(1, "n = tl.program_id(2).to(tl.int64)")
     s(1, "cm = offs_c < C")
@@ -145,7 +145,7 @@ def nlc_grad_w_source(K: int, R: int) -> str:
     for k in range(K):
         s(2, f"a{k} += " + " + ".join(f"g{r} * x{r + k}" for r in range(R)))
     s(2, f"a{K} += " + " + ".join(f"g{r}" for r in range(R)))
-    s(1, "pb = p_ptr + pid_s.to(tl.int64) * %d * C + offs_c" % (K + 1))
+    s(1, f"pb = p_ptr + pid_s.to(tl.int64) * {K + 1} * C + offs_c")
     for k in range(K + 1):
         s(1, f"tl.store(pb + {k} * C, a{k}, mask=cm)")
     return s.text()
@@ -324,7 +324,7 @@ def ncl_grad_w_source(K: int, V: int, S: int, anchor_y: bool) -> str:
     body(3, False)
     s(2, "else:")
     body(3, True)
-    s(1, "pb = p_ptr + pid_s.to(tl.int64) * %d * C + rows" % (K + 1))
+    s(1, f"pb = p_ptr + pid_s.to(tl.int64) * {K + 1} * C + rows")
     for k in range(K + 1):
         s(1, f"tl.store(pb + {k} * C, tl.sum(a{k}, axis=1), mask=rmask)")
     return s.text()

@@ -4,7 +4,8 @@
 # call cut short still returns what finished.
 # Usage (GPU machine, repo root): bash scripts/gpu_evidence.sh STEP[:SECONDS]...
 # Steps: correctness sweep2 sweep training precision full timer attribution fault power gate_baseline gate
-#        dw1 dw2 (configs/depthwise_kernels.yaml in two shards) devbench (scripts/bench_depthwise_gen.py)
+#        warm (compile Triton tuning candidates in parallel) dw1 dw2 (configs/depthwise_kernels.yaml
+#        in two shards) devbench (scripts/bench_depthwise_gen.py)
 set -uo pipefail
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -27,6 +28,10 @@ for arg in "$@"; do
       training) cb run configs/training.yaml --out "$R/training" --quiet && cb run configs/launch_overhead.yaml --out "$R/launch_overhead" --quiet ;;
       precision) cb run configs/pointwise_precision.yaml --precision ieee --out "$R/pw_ieee" --quiet && cb run configs/pointwise_precision.yaml --precision tf32 --out "$R/pw_tf32" --quiet ;;
       full) cb run configs/gpu_full.yaml --out "$R/gpu_full" --quiet ;;
+      warm)  # compile the Triton tuning candidates in 8 processes into Triton's disk cache
+        for i in 1 2 3 4 5 6 7 8; do python3 scripts/warm_triton_cache.py --part $i/8 > "$R/warm.part$i.log" 2>&1 & done
+        OUT= python3 scripts/warm_triton_cache.py --shapes dtts_dec_b19,nemo_fastconformer_L --dtypes float32,bfloat16 --modes fwd_bwd > "$R/warm.train.log" 2>&1 &
+        wait; grep -c warmed "$R"/warm.*.log ;;
       dw1|dw2) cb run configs/depthwise_kernels.yaml --shard "${step#dw}/2" --out "$R/depthwise_kernels_${step#dw}" --quiet ;;
       devbench) OUT=$R python3 scripts/bench_depthwise_gen.py --budget-s $((limit - 60)) \
                   --cases dtts_dec_b19:float32,nemo_fastconformer_L:bfloat16,nemo_conformer_L:float32,dtts_dec_b19:bfloat16,nemo_fastconformer_XXL:bfloat16 ;;

@@ -196,7 +196,8 @@ def _ncl_prologue(s: _Src, ind: int, V: int, S: int, anchor_y: bool) -> None:
     else:
         s(ind, f"m = (((rs_x - padding) % {V} + {V}) % {V}).to(tl.int32)")
     s(ind, "l0 = l_start - m  # int32: the edge masks below are row positions")
-    s(ind, f"xa = tl.multiple_of(rs_x + l0 - padding - {S}, {V})")
+    s(ind, "xa = rs_x + l0 - padding" + (f" - {S}" if S else ""))
+    s(ind, f"xa = tl.multiple_of(xa, {V})")
     s(ind, "ya = rs_y + l0")
     if anchor_y:
         s(ind, f"ya = tl.multiple_of(ya, {V})")

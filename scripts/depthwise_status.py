@@ -1,0 +1,105 @@
+"""Issue 7 status from convbench runs: per SHAPES.md shape and dtype, % of the byte floor
+(bytes / the run's measured copy bandwidth) of `triton` and `triton_nlc`, their speedup over
+`torch`, and the fastest other implementation in the same layout; then forward+backward from a
+training run. Prints markdown.
+
+Usage: python3 scripts/depthwise_status.py RUN_DIR [TRAINING_RUN_DIR]
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+
+import convbench
+
+SHAPE_LABELS = {  # (N, C, L, K) -> SHAPES.md label
+    (19, 1024, 517, 11): "dtts_dec_b19", (5, 1024, 517, 11): "dtts_dec_b5",
+    (19, 1024, 128, 7): "dtts_enc", (19, 512, 128, 5): "dtts_varpred",
+    (16, 512, 418, 31): "nemo_conformer_L", (128, 512, 209, 9): "nemo_fastconformer_L",
+    (128, 176, 209, 9): "nemo_fastconformer_S", (128, 1024, 209, 5): "nemo_fastconformer_XXL",
+    (10, 80, 400, 31): "torchaudio_doc", (1, 4096, 8192, 4): "long_seq",
+    (32, 768, 768, 768): "long_kernel",
+}
+OURS = {"ncl": "triton", "nlc": "triton_nlc"}
+
+
+def label(r) -> str:
+    return SHAPE_LABELS.get((r.N, r.C_in, r.L, r.K), f"N{r.N}C{r.C_in}L{r.L}K{r.K}")
+
+
+def forward_table(run: str) -> tuple[str, pd.DataFrame]:
+    df = convbench.load(run)
+    df = df[(df.op == "depthwise") & (df.status == "ok") & (df["mode"] == "fwd")].copy()
+    meta = convbench.load_meta(run) if hasattr(convbench, "load_meta") else None
+    df["shape"] = df.apply(label, axis=1)
+    df["us"] = df.median_ms * 1e3
+    gbps = df.gbps / df.pct_peak_bw * 100  # the run's copy ceiling, per row
+    df["floor_us"] = df.bytes / (gbps * 1e3)
+    rows = []
+    for (shape, dtype), g in df.groupby(["shape", "dtype"]):
+        torch_us = g[g.impl == "torch"].us.min()
+        r = {"shape": shape, "dtype": dtype, "MB": g.bytes.iloc[0] / 1e6, "floor": g.floor_us.iloc[0]}
+        for layout, ours in OURS.items():
+            gl = g[g.layout == layout]
+            mine = gl[gl.impl == ours].us.min()
+            other = gl[gl.impl != ours].sort_values("us").iloc[0]
+            r[f"{layout}_us"] = mine
+            r[f"{layout}_pct"] = 100 * r["floor"] / mine
+            r[f"{layout}_x_torch"] = torch_us / mine
+            r[f"{layout}_best_other"] = f"{other.impl} {other.us:.1f}"
+            r[f"{layout}_vs_other"] = other.us / mine
+        rows.append(r)
+    t = pd.DataFrame(rows).sort_values(["MB"], ascending=False)
+    lines = [
+        "| shape | dtype | MB | floor µs | triton µs (% floor) | × torch | best other ncl (µs) | "
+        "triton_nlc µs (% floor) | × torch | best other nlc (µs) |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---|"]
+    for r in t.itertuples():
+        big = "**" if r.MB >= 50 else ""
+        lines.append(
+            f"| {big}{r.shape}{big} | {r.dtype} | {r.MB:.0f} | {r.floor:.1f} | "
+            f"{r.ncl_us:.1f} ({r.ncl_pct:.0f} %) | {r.ncl_x_torch:.2f} | {r.ncl_best_other} | "
+            f"{r.nlc_us:.1f} ({r.nlc_pct:.0f} %) | {r.nlc_x_torch:.2f} | {r.nlc_best_other} |")
+    del meta
+    return "\n".join(lines), t
+
+
+def summary(t: pd.DataFrame) -> str:
+    out = []
+    big = t[t.MB >= 50]
+    for layout in OURS:
+        pct = t[f"{layout}_pct"]
+        out.append(f"- {OURS[layout]}: median {pct.median():.0f} % of the floor over all "
+                   f"{len(t)} shape×dtype rows; >= 85 % on {int((big[f'{layout}_pct'] >= 85).sum())}"
+                   f" of {len(big)} rows moving >= 50 MB; fastest in its layout (or within 3 %) on "
+                   f"{int((t[f'{layout}_vs_other'] >= 0.97).sum())} of {len(t)}")
+    return "\n".join(out)
+
+
+def training_table(run: str) -> str:
+    df = convbench.load(run)
+    df = df[df.status == "ok"].copy()
+    df["shape"] = df.apply(label, axis=1)
+    df["us"] = df.median_ms * 1e3
+    lines = ["| shape | dtype | mode | torch µs | triton µs (× torch) | triton_nlc µs (× torch, × torch_nlc) |",
+             "|---|---|---|---:|---:|---:|"]
+    for (shape, dtype, mode), g in df.groupby(["shape", "dtype", "mode"]):
+        u = g.groupby("impl").us.min()
+        lines.append(f"| {shape} | {dtype} | {mode} | {u['torch']:.1f} | {u['triton']:.1f} "
+                     f"({u['torch'] / u['triton']:.2f}×) | {u['triton_nlc']:.1f} "
+                     f"({u['torch'] / u['triton_nlc']:.2f}×, {u['torch_nlc'] / u['triton_nlc']:.2f}×) |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    table, t = forward_table(argv[1])
+    print(table + "\n\n" + summary(t))
+    if len(argv) > 2:
+        print("\n" + training_table(argv[2]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

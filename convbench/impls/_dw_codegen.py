@@ -90,6 +90,13 @@ def _wk(k: int, K: int, flip: bool) -> int:
 # ------------------------------------------------------------------------------------------
 
 
+def _nlc_x_rows(s: _Src, ind: int, rows: int) -> None:
+    """x0 .. x{rows-1}: input rows p0 + i of this program's channels, zero outside [0, L_in)."""
+    for i in range(rows):
+        s(ind, f"x{i} = tl.load(xb + (p0 + {i}) * C, mask={_rowmask('cm', f'(p0 + {i} >= 0) & (p0 + {i} < L_in)')},"
+               " other=0.0).to(tl.float32)")
+
+
 def nlc_forward_source(K: int, R: int, flip: bool) -> str:
     """y[n, l0 + r, c] = sum_k w[c, k'] * x[n, l0 + r - padding + k, c] (+ b[c]), r < R."""
     s = _Src()
@@ -109,9 +116,7 @@ def nlc_forward_source(K: int, R: int, flip: bool) -> str:
     s(2, "bias = tl.load(b_ptr + offs_c, mask=cm, other=0.0).to(tl.float32)")
     s(1, "else:")
     s(2, "bias = tl.zeros((BLOCK_C,), dtype=tl.float32)")
-    for i in range(R + K - 1):
-        s(1, f"x{i} = tl.load(xb + (p0 + {i}) * C, mask={_rowmask('cm', f'(p0 + {i} >= 0) & (p0 + {i} < L_in)')},"
-             " other=0.0).to(tl.float32)")
+    _nlc_x_rows(s, 1, R + K - 1)
     for r in range(R):
         terms = " + ".join(f"x{r + k} * w{k}" for k in range(K))
         s(1, f"a = bias + {terms}")
@@ -137,9 +142,7 @@ def nlc_grad_w_source(K: int, R: int) -> str:
     s(2, "p0 = l0 - padding")
     s(2, "xb = x_ptr + n * L_in * C + offs_c")
     s(2, "gb = gy_ptr + n * L_out * C + offs_c")
-    for i in range(R + K - 1):
-        s(2, f"x{i} = tl.load(xb + (p0 + {i}) * C, mask={_rowmask('cm', f'(p0 + {i} >= 0) & (p0 + {i} < L_in)')},"
-             " other=0.0).to(tl.float32)")
+    _nlc_x_rows(s, 2, R + K - 1)
     for r in range(R):
         s(2, f"g{r} = tl.load(gb + (l0 + {r}) * C, mask={_rowmask('cm', f'(l0 + {r} < L_out)')}, other=0.0).to(tl.float32)")
     for k in range(K):

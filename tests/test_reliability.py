@@ -125,7 +125,9 @@ def test_interrupt_then_resume(tmp_path, sig, isolation):
         "ops": ["depthwise"], "impls": ["torch", "native"], "devices": ["cpu"],
         "shapes": {"N": [1], "C_in": [4, 8], "L": list(range(16, 96, 8)), "K": [3],
                    "padding": ["same"]},
-        "measure": FAST}))
+        # every row runs its whole 0.1 s (a CI target it cannot meet), so the 40 rows take ~4 s
+        # and the signal lands mid-run; with FAST the sweep could finish before it (seen in CI)
+        "measure": {**FAST, "max_time_s": 0.1, "target_rel_ci": 0.0001}}))
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "convbench", "run", str(cfg), "--quiet", "--isolation", isolation]
     proc = subprocess.Popen([*cmd, "--out", str(run)], cwd=ROOT, stderr=subprocess.PIPE, text=True)

@@ -130,7 +130,11 @@ def test_interrupt_then_resume(tmp_path, sig, isolation):
         "measure": {**FAST, "max_time_s": 0.1, "target_rel_ci": 0.0001}}))
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "convbench", "run", str(cfg), "--quiet", "--isolation", isolation]
-    proc = subprocess.Popen([*cmd, "--out", str(run)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    # a child inherits an ignored SIGINT (a background job of a non-interactive shell, as CI
+    # scripts may start pytest); Python then never turns SIGINT into KeyboardInterrupt and
+    # convbench keeps the inherited disposition (as nohup expects), so give the child the default
+    proc = subprocess.Popen([*cmd, "--out", str(run)], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     results = run / "results.jsonl"
     deadline = time.monotonic() + 60
     while not (results.exists() and results.read_text().count("\n") >= 6):

@@ -8,6 +8,12 @@ import os
 from ..registry import Case
 
 
+def cdiv(a: int, b: int) -> int:
+    """Host-side ceil division for grids. triton.cdiv is a jit function: calling it from Python
+    costs ~6 µs (measured on the CPU VM), on every launch."""
+    return -(-a // b)
+
+
 def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 

@@ -11,7 +11,7 @@ import triton.language as tl
 
 from ..registry import Impl, register
 from . import _dw_codegen as gen
-from ._triton_common import device_reason, interpreting, split_layout, tuning_enabled
+from ._triton_common import cdiv, device_reason, interpreting, split_layout, tuning_enabled
 
 # Kernels up to this many taps are fully unrolled (K is a compile-time constant, so each tap's
 # load is one instruction with an immediate offset); longer kernels run a runtime tap loop.
@@ -342,7 +342,7 @@ _INTERPRET_TILES = {"ncl": Tile(4, 32, 4), "nlc": Tile(4, 8, 4)}
 def _ncl_block_l(L: int, cap: int) -> list[int]:
     """The two L tile lengths that waste the fewest lanes on the ragged end (short tiles cost a bit)."""
     opts = [b for b in (512, 256, 128, 64, 32) if b <= cap and b <= max(32, triton.next_power_of_2(L))]
-    score = {b: triton.cdiv(L, b) * b / L - 1 + 0.03 * max(0, (128 // b).bit_length() - 1)
+    score = {b: cdiv(L, b) * b / L - 1 + 0.03 * max(0, (128 // b).bit_length() - 1)
              for b in opts}
     return sorted(opts, key=lambda b: (score[b], -b))[:2]
 
@@ -397,7 +397,7 @@ def _fastest(key, plans: list, launch):
 
 def _tile_plans(kind: str, g: Geometry, C: int, L: int) -> list[tuple[Tile, tuple[int, int, int]]]:
     cands = _candidates(g.layout, C, L, g.dtype.itemsize, kind)
-    return [(t, (triton.cdiv(L, t.block_l), triton.cdiv(C, t.block_c), g.N)) for t in cands]
+    return [(t, (cdiv(L, t.block_l), cdiv(C, t.block_c), g.N)) for t in cands]
 
 
 def _plan(kind: str, g: Geometry, C: int, L: int, launch) -> tuple[Tile, tuple[int, int, int]]:
@@ -487,14 +487,14 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
         def launch(block_c, G, warps, V):
             anchor_y, S, m_max = _ncl_anchor(V, L_in, L_out, padding)
             kern = _gen_kernel("ncl_fwd", K, V, S, flip, anchor_y)
-            grid = (triton.cdiv(L_out + m_max, G * V), triton.cdiv(C, block_c), N)
+            grid = (cdiv(L_out + m_max, G * V), cdiv(C, block_c), N)
             kern[grid](x, w, b, y, C, L_in, L_out, padding, total_x,
                        HAS_BIAS=has_bias, BLOCK_C=block_c, G=G, num_warps=warps)
     else:
         def launch(vpt, R, warps):
             block_c, nw = _nlc_block(C, vpt, warps)
             kern = _gen_kernel("nlc_fwd", K, R, flip)
-            grid = (triton.cdiv(L_out, R), triton.cdiv(C, block_c), N)
+            grid = (cdiv(L_out, R), cdiv(C, block_c), N)
             kern[grid](x, w, b, y, C, L_in, L_out, padding,
                        HAS_BIAS=has_bias, BLOCK_C=block_c, num_warps=nw)
 
@@ -543,21 +543,21 @@ def _gen_grad_w(g: Geometry, x, gy, w_dtype):
         return _gen_grad_w_plans(g)
 
     def split(n_items: int, n_cb: int, spf: int) -> int:
-        return max(1, min(n_items, triton.cdiv(spf * sms, n_cb)))
+        return max(1, min(n_items, cdiv(spf * sms, n_cb)))
 
     def launch(*plan):
         if g.layout == "ncl":
             block_c, G, warps, V, spf = plan
             anchor_y, S, m_max = _ncl_anchor(V, g.L_in, g.L_out, g.padding)
             kern = _gen_kernel("ncl_w", K, V, S, anchor_y)
-            n_lt = triton.cdiv(g.L_out + m_max, G * V)
-            n_cb = triton.cdiv(C, block_c)
+            n_lt = cdiv(g.L_out + m_max, G * V)
+            n_cb = cdiv(C, block_c)
         else:
             vpt, R, warps, spf = plan
             block_c, warps = (2, 1) if interpreting() else _nlc_block(C, vpt, warps)
             kern = _gen_kernel("nlc_w", K, R)
-            n_lt = triton.cdiv(g.L_out, R)
-            n_cb = triton.cdiv(C, block_c)
+            n_lt = cdiv(g.L_out, R)
+            n_cb = cdiv(C, block_c)
         n_items = g.N * n_lt
         n_split = split(n_items, n_cb, spf)
         p = torch.empty((n_split, K + 1, C), device=x.device, dtype=torch.float32)
@@ -598,7 +598,7 @@ def _reduce_partials(g: Geometry, p, rows: int, w_dtype, device):
     cols = (g.K + 1) * g.C_out
     block_r = 1 if interpreting() else min(32, triton.next_power_of_2(rows))
     block_col = 128
-    depthwise_bwd_w_reduce_kernel[(triton.cdiv(cols, block_col),)](
+    depthwise_bwd_w_reduce_kernel[(cdiv(cols, block_col),)](
         p, gw, gb if gb is not None else gw, rows, g.C_out, g.K,
         HAS_BIAS=g.has_bias, BLOCK_R=block_r, BLOCK_COL=block_col, num_warps=4,
     )

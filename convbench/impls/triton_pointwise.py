@@ -11,7 +11,7 @@ import triton.testing
 
 from ..precision import triton_input_precision
 from ..registry import Case, Impl, register
-from ._triton_common import device_reason, interpreting, split_layout, tuning_enabled
+from ._triton_common import cdiv, device_reason, interpreting, split_layout, tuning_enabled
 
 
 @triton.jit
@@ -309,11 +309,11 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
                         BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m, num_warps=cfg.num_warps,
                         num_stages=cfg.num_stages, **common)
             if cand.variant == "nlc":
-                grid = (triton.cdiv(M, cfg.block_m) * triton.cdiv(C_out, cfg.block_n),)
+                grid = (cdiv(M, cfg.block_m) * cdiv(C_out, cfg.block_n),)
                 pointwise_nlc_kernel[grid](x, w, b, y, M, C_in, C_out, L, L_out, sxn, sxl, sxc, swo, swi,
                                            stride, padding, FOLDED=folded, **meta)
             else:  # y^T (C_out, M) = W @ x^T: the rows of x are the "positions" of one batch
-                grid = (triton.cdiv(C_out, cfg.block_m) * triton.cdiv(M, cfg.block_n),)
+                grid = (cdiv(C_out, cfg.block_m) * cdiv(M, cfg.block_n),)
                 pointwise_ncl_kernel[grid](x, w, b, y, 1, C_in, C_out, M, M, 0, sxc, sxl, swo, swi,
                                            0, 1, C_out, 1, 0, FOLD_BATCH=False, PLAIN=True, **meta)
     else:
@@ -330,7 +330,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
 
         def launch(cand: Candidate, x, w, b, y):
             cfg = cand.config
-            tiles = triton.cdiv(C_out, cfg.block_m) * triton.cdiv(cols_total, cfg.block_n)
+            tiles = cdiv(C_out, cfg.block_m) * cdiv(cols_total, cfg.block_n)
             grid = (tiles if fold else tiles * N,)
             pointwise_ncl_kernel[grid](
                 x, w, b, y, N, C_in, C_out, L, L_out, sxn, sxc, sxl, swo, swi,

@@ -5,7 +5,6 @@ kernel, and forward+backward; every case checked against float64 first (GPU mach
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import re
 import sys
@@ -61,7 +60,8 @@ def compiled_stats(out):
         src = open(mod.__file__).read()
         kind = ("ncl" if "tl.split" in src else "nlc") + ("_gradw" if "n_split" in src else "_conv")
         K = len(re.findall(r"\bw\d+ = tl.load", src)) or len(re.findall(r"\ba\d+ = tl.zeros", src)) - 1
-        V = src.count("tl.split(") and re.search(r"vv = tl.arange\(0, (\d+)\)", src).group(1)
+        V = re.search(r"vv = tl.arange\(0, (\d+)\)", src)
+        V = V.group(1) if V else "-"
         for dev_cache in getattr(mod.kernel, "device_caches", {}).values():
             cache = dev_cache[0] if isinstance(dev_cache, tuple) else dev_cache
             for ck in cache.values():
@@ -73,18 +73,6 @@ def compiled_stats(out):
                           f"ld.v2={len(re.findall(r'ld[.]global[.][.a-z0-9]*v2', ptx))} "
                           f"ld={ptx.count('ld.global')} st={ptx.count('st.global')} "
                           f"ld.shared={ptx.count('ld.shared')} bar={ptx.count('bar.sync')}\n")
-
-
-def ptx_stats(out):
-    lines = []
-    for path in sorted(glob.glob(os.path.expanduser("~/.triton/cache/*/kernel.ptx"))):
-        src = open(path).read()
-        c = {k: len(re.findall(pat, src)) for k, pat in (
-            ("ld.v4", r"ld\.global[\.\w]*\.v4"), ("ld.v2", r"ld\.global[\.\w]*\.v2"),
-            ("ld", r"ld\.global"), ("st.v4", r"st\.global[\.\w]*\.v4"), ("st", r"st\.global"),
-            ("regs_spill", r"local"))}
-        lines.append(f"{path.split('/')[-2][:12]}: {c}")
-    out.write("\n".join(lines) + "\n")
 
 
 def main() -> int:

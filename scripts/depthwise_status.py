@@ -32,10 +32,9 @@ def label(r) -> str:
 def forward_table(run: str) -> tuple[str, pd.DataFrame]:
     df = convbench.load(run)
     df = df[(df.op == "depthwise") & (df.status == "ok") & (df["mode"] == "fwd")].copy()
-    meta = convbench.load_meta(run) if hasattr(convbench, "load_meta") else None
     df["shape"] = df.apply(label, axis=1)
     df["us"] = df.median_ms * 1e3
-    gbps = df.gbps / df.pct_peak_bw * 100  # the run's copy ceiling, per row
+    gbps = df.gbps / df.pct_peak_bw * 100  # the run's measured copy ceiling (pct_peak_bw's base)
     df["floor_us"] = df.bytes / (gbps * 1e3)
     rows = []
     for (shape, dtype), g in df.groupby(["shape", "dtype"]):
@@ -62,7 +61,6 @@ def forward_table(run: str) -> tuple[str, pd.DataFrame]:
             f"| {big}{r.shape}{big} | {r.dtype} | {r.MB:.0f} | {r.floor:.1f} | "
             f"{r.ncl_us:.1f} ({r.ncl_pct:.0f} %) | {r.ncl_x_torch:.2f} | {r.ncl_best_other} | "
             f"{r.nlc_us:.1f} ({r.nlc_pct:.0f} %) | {r.nlc_x_torch:.2f} | {r.nlc_best_other} |")
-    del meta
     return "\n".join(lines), t
 
 

@@ -30,7 +30,7 @@ for arg in "$@"; do
       full) cb run configs/gpu_full.yaml --out "$R/gpu_full" --quiet ;;
       warm)  # compile the Triton tuning candidates in 8 processes into Triton's disk cache
         for i in 1 2 3 4 5 6 7 8; do python3 scripts/warm_triton_cache.py --part $i/8 > "$R/warm.part$i.log" 2>&1 & done
-        OUT= python3 scripts/warm_triton_cache.py --shapes dtts_dec_b19,nemo_fastconformer_L --dtypes float32,bfloat16 --modes fwd_bwd > "$R/warm.train.log" 2>&1 &
+        python3 scripts/warm_triton_cache.py --shapes dtts_dec_b19,nemo_fastconformer_L --dtypes float32,bfloat16 --modes fwd_bwd > "$R/warm.train.log" 2>&1 &
         wait; grep -c warmed "$R"/warm.*.log ;;
       dw1|dw2) cb run configs/depthwise_kernels.yaml --shard "${step#dw}/2" --out "$R/depthwise_kernels_${step#dw}" --quiet ;;
       devbench) OUT=$R python3 scripts/bench_depthwise_gen.py --budget-s $((limit - 60)) \

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from convbench.problem import Depthwise, same_padding
-from convbench.reference import reference_ncl, rel_err, tolerance
+from convbench.reference import rel_err, tolerance
+from convbench.registry import Case
+from convbench.runner import reference_outputs
 
 triton_depthwise = pytest.importorskip("convbench.impls.triton_depthwise")
 
@@ -35,31 +37,25 @@ CASES = {
 
 
 def _check(problem: Depthwise, dtype: str, layout: str, grads: bool) -> None:
+    """Forward (and input/weight/bias grads) against the runner's float64 reference."""
     inp = problem.make_inputs(dtype, layout=layout, seed=1, requires_grad=grads)
     p = problem
     y = triton_depthwise.depthwise_conv1d(inp.x, inp.weight, inp.bias, p.stride, p.padding,
                                           p.dilation, layout)
-    x64 = inp.x.detach().double().requires_grad_(grads)
-    w64 = inp.weight.detach().double().requires_grad_(grads)
-    b64 = inp.bias.detach().double().requires_grad_(grads) if inp.bias is not None else None
-    ref = reference_ncl(p, x64 if layout == "ncl" else x64.transpose(1, 2), w64, b64)
-    if layout == "nlc":
-        ref = ref.transpose(1, 2)
-    tol = tolerance(dtype)
     assert y.dtype == inp.x.dtype and y.is_contiguous()
-    assert rel_err(y, ref) <= tol, f"forward rel_err {rel_err(y, ref):.3g} > {tol}"
-    if not grads:
-        return
-    gy = torch.randn(ref.shape, generator=torch.Generator().manual_seed(2)).to(y.dtype)
-    y.backward(gy)
-    ref.backward(gy.double())
-    pairs = [("x", inp.x, x64), ("weight", inp.weight, w64)]
-    if inp.bias is not None:
-        pairs.append(("bias", inp.bias, b64))
-    for name, t, t64 in pairs:
-        assert t.grad is not None and t.grad.dtype == t.dtype, name
-        err = rel_err(t.grad, t64.grad)
-        assert err <= tol, f"grad {name} rel_err {err:.3g} > {tol}"
+    tol = tolerance(dtype)
+    case = Case(p, dtype, layout, "cpu", "fwd_bwd" if grads else "fwd")
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(2)).to(y.dtype) if grads else None
+    refs = reference_outputs(case, inp, gy)
+    outs = [("forward", y)]
+    if grads:
+        y.backward(gy)
+        outs += [("grad x", inp.x.grad), ("grad weight", inp.weight.grad)]
+        outs += [("grad bias", inp.bias.grad)] if inp.bias is not None else []
+    for (name, out), ref in zip(outs, refs, strict=True):
+        assert out is not None and out.dtype == inp.x.dtype, name
+        err = rel_err(out, ref)
+        assert err <= tol, f"{name} rel_err {err:.3g} > {tol}"
 
 
 @pytest.mark.parametrize("layout", ["ncl", "nlc"])

@@ -8,32 +8,27 @@ from convbench.impls.triton_pointwise import TileConfig, _forward, pointwise_con
 from convbench.problem import Pointwise
 from convbench.reference import reference_ncl, rel_err, tolerance
 from convbench.registry import Case
+from convbench.runner import reference_outputs
 
 
 def _run_and_check(problem, dtype, layout, precision="ieee", seed=0, forward=None):
-    """Forward and (unless forward is given) grads of x, w, b against float64 autograd."""
+    """Forward and (unless forward is given) grads of x, w, b against the runner's float64
+    reference."""
     inp = problem.make_inputs(dtype, layout=layout, seed=seed, requires_grad=forward is None)
-    x64 = inp.x.detach().double().requires_grad_(True)
-    w64 = inp.weight.detach().double().requires_grad_(True)
-    b64 = inp.bias.detach().double().requires_grad_(True) if inp.bias is not None else None
-    ref = reference_ncl(problem, x64 if layout == "ncl" else x64.transpose(1, 2), w64, b64)
-    if layout == "nlc":
-        ref = ref.transpose(1, 2)
     tol = tolerance(dtype, tf32=precision == "tf32")
     if forward is not None:
-        y = forward(inp)
-        assert rel_err(y, ref) < tol
+        (ref,) = reference_outputs(Case(problem, dtype, layout, "cpu", "fwd"), inp, None)
+        assert rel_err(forward(inp), ref) < tol
         return
     y = pointwise_conv1d(inp.x, inp.weight, inp.bias, problem.stride, problem.padding, layout, precision)
     assert y.is_contiguous() and y.dtype == inp.x.dtype
-    assert rel_err(y, ref) < tol, "forward"
-    g = torch.randn(ref.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
-    ref.backward(g)
+    g = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    refs = reference_outputs(Case(problem, dtype, layout, "cpu", "fwd_bwd"), inp, g)
     y.backward(g.to(y.dtype))
-    assert rel_err(inp.x.grad, x64.grad) < tol, "grad x"
-    assert rel_err(inp.weight.grad, w64.grad) < tol, "grad w"
-    if b64 is not None:
-        assert rel_err(inp.bias.grad, b64.grad) < tol, "grad b"
+    outs = [("forward", y), ("grad x", inp.x.grad), ("grad w", inp.weight.grad)]
+    outs += [("grad b", inp.bias.grad)] if inp.bias is not None else []
+    for (name, out), ref in zip(outs, refs, strict=True):
+        assert rel_err(out, ref) < tol, name
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -208,19 +208,18 @@ def _ncl_prologue(s: _Src, ind: int, V: int, S: int, anchor_y: bool) -> None:
     s(ind, "vv3 = vv[None, None, :]")
 
 
-def _ncl_load_window(s: _Src, ind: int, K: int, V: int, S: int, masked: bool, shape: str,
-                     ptr: str = "x_ptr", base: str = "xa", total: str = "total_x",
-                     limit: str = "L_in", start: str = "l0 - padding", prefix: str = "e",
-                     aligned: bool = True) -> list[list[str]]:
-    """Load window groups q = 0..Q of `ptr` at row offsets `base` and split them; in masked
-    (edge) tiles, groups outside the tensor are masked as a whole (`base` a multiple of V, so a
-    group is wholly in or out; element masks where not `aligned`) and elements outside the row
-    [0, limit) are zeroed. Returns names[q][r]."""
-    Q1 = ncl_window(K, V, S) if prefix == "e" else 1
+def _ncl_load_window(s: _Src, ind: int, V: int, groups: int, shift: int, masked: bool,
+                     shape: str, ptr: str, base: str, total: str, limit: str, start: str,
+                     prefix: str, aligned: bool) -> list[list[str]]:
+    """Load `groups` groups of V elements of `ptr` at row offsets `base` and split them into
+    names[q][r]. Element t = q*V + r is row position start - shift + j*V + t. In masked (edge)
+    tiles, groups outside the tensor are masked as a whole (`base` a multiple of V, so a group is
+    wholly in or out; element masks where not `aligned`) and elements outside [0, limit) are
+    zeroed."""
     names = []
     if masked:
-        s(ind, f"pb_{prefix} = ({start} - {S if prefix == 'e' else 0})[:, None] + (jj * {V})[None, :]")
-    for q in range(Q1):
+        s(ind, f"pb_{prefix} = ({start} - {shift})[:, None] + (jj * {V})[None, :]")
+    for q in range(groups):
         off = f"{base}[:, None, None] + goff + vv3 + {q * V}"
         if masked:
             gs = f"{base}[:, None, None] + goff + {q * V}" + ("" if aligned else " + vv3")
@@ -240,6 +239,12 @@ def _ncl_load_window(s: _Src, ind: int, K: int, V: int, S: int, masked: bool, sh
     return names
 
 
+def _ncl_x_window(s: _Src, ind: int, K: int, V: int, S: int, masked: bool, shape: str) -> list[list[str]]:
+    """The x window of a tile: the groups every tap of every element reads (names e{q}_...)."""
+    return _ncl_load_window(s, ind, V, ncl_window(K, V, S), S, masked, shape, "x_ptr", "xa",
+                            "total_x", "L_in", "l0 - padding", "e", True)
+
+
 def _shape(V: int) -> str:
     return "(BLOCK_C, G" + ", 2" * (V.bit_length() - 1) + ")"
 
@@ -250,7 +255,7 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool) -> st
     Q1 = ncl_window(K, V, S)
 
     def body(ind: int, masked: bool) -> None:
-        e = _ncl_load_window(s, ind, K, V, S, masked, shape)
+        e = _ncl_x_window(s, ind, K, V, S, masked, shape)
         for u in range(V):
             terms = " + ".join(f"{e[(u + S + k) // V][(u + S + k) % V]} * w{k}" for k in range(K))
             s(ind, f"o{u} = bias + {terms}")
@@ -297,10 +302,9 @@ def ncl_grad_w_source(K: int, V: int, S: int, anchor_y: bool) -> str:
     Q1 = ncl_window(K, V, S)
 
     def body(ind: int, masked: bool) -> None:
-        e = _ncl_load_window(s, ind, K, V, S, masked, shape)
-        g = _ncl_load_window(s, ind, K, V, S, masked, shape, ptr="gy_ptr", base="ya",
-                             total="total_y", limit="L_out", start="l0", prefix="g",
-                             aligned=anchor_y)[0]
+        e = _ncl_x_window(s, ind, K, V, S, masked, shape)
+        g = _ncl_load_window(s, ind, V, 1, 0, masked, shape, "gy_ptr", "ya", "total_y", "L_out",
+                             "l0", "g", anchor_y)[0]
         for k in range(K):
             terms = " + ".join(f"{g[u]} * {e[(u + S + k) // V][(u + S + k) % V]}" for u in range(V))
             s(ind, f"a{k} += {terms}")

@@ -25,27 +25,46 @@ LONG_K_UNROLL = 8
 
 
 @triton.jit
-def _fwd_tap(acc, x_ptrs, w_rows, pos0, mask_c, mask_l, k, K, L_in, sxl, dilation,
-             MASKED: tl.constexpr, CHECK_K: tl.constexpr, EVEN_C: tl.constexpr):
-    off = k * dilation
-    if CHECK_K:  # long-K path: taps past K are masked off (a tensor, also in the interpreter)
+def _tap_mask(mask_c, k, K, CHECK_K: tl.constexpr):
+    """Channel mask for tap k; on the long-K path taps past K are masked off (a tensor, also in
+    the interpreter)."""
+    if CHECK_K:
         mask_c = mask_c & ((mask_c.to(tl.int32) * 0 + k) < K)
-        wv = tl.load(w_rows + k, mask=mask_c, other=0.0)
-    elif EVEN_C:
+    return mask_c
+
+
+@triton.jit
+def _tap_weight(w_rows, k, mask_c, CHECK_K: tl.constexpr, EVEN_C: tl.constexpr):
+    """w[c, k] for the tile's channels (mask_c already through _tap_mask)."""
+    if EVEN_C and not CHECK_K:
         wv = tl.load(w_rows + k)
     else:
         wv = tl.load(w_rows + k, mask=mask_c, other=0.0)
+    return wv.to(tl.float32)
+
+
+@triton.jit
+def _tap_x(x_ptrs, pos0, mask_c, off, L_in, sxl,
+           MASKED: tl.constexpr, CHECK_K: tl.constexpr, EVEN_C: tl.constexpr):
+    """x at the tile's positions shifted by `off` (zero outside [0, L_in) in edge tiles)."""
     if MASKED:
         pos = pos0 + off
         m = mask_c[:, None] & ((pos >= 0) & (pos < L_in))[None, :]
         xv = tl.load(x_ptrs + off * sxl, mask=m, other=0.0)
-    elif CHECK_K:
-        xv = tl.load(x_ptrs + off * sxl, mask=mask_c[:, None], other=0.0)
-    elif EVEN_C:
+    elif EVEN_C and not CHECK_K:
         xv = tl.load(x_ptrs + off * sxl)
     else:
         xv = tl.load(x_ptrs + off * sxl, mask=mask_c[:, None], other=0.0)
-    return acc + xv.to(tl.float32) * wv.to(tl.float32)[:, None]
+    return xv.to(tl.float32)
+
+
+@triton.jit
+def _fwd_tap(acc, x_ptrs, w_rows, pos0, mask_c, mask_l, k, K, L_in, sxl, dilation,
+             MASKED: tl.constexpr, CHECK_K: tl.constexpr, EVEN_C: tl.constexpr):
+    mask_c = _tap_mask(mask_c, k, K, CHECK_K)
+    wv = _tap_weight(w_rows, k, mask_c, CHECK_K, EVEN_C)
+    xv = _tap_x(x_ptrs, pos0, mask_c, k * dilation, L_in, sxl, MASKED, CHECK_K, EVEN_C)
+    return acc + xv * wv[:, None]
 
 
 @triton.jit
@@ -114,26 +133,19 @@ def depthwise_fwd_kernel(
 def _bwdx_tap(acc, g_ptrs, g0, w_rows, t0, mask_c, mask_j, k, K, L_out, sgl, conv_stride, dilation,
               MASKED: tl.constexpr, CHECK_K: tl.constexpr, EVEN_C: tl.constexpr):
     off = k * dilation
-    if CHECK_K:  # long-K path: taps past K are masked off (a tensor, also in the interpreter)
-        mask_c = mask_c & ((mask_c.to(tl.int32) * 0 + k) < K)
-        wv = tl.load(w_rows + k, mask=mask_c, other=0.0)
-    elif EVEN_C:
-        wv = tl.load(w_rows + k)
-    else:
-        wv = tl.load(w_rows + k, mask=mask_c, other=0.0)
+    mask_c = _tap_mask(mask_c, k, K, CHECK_K)
+    wv = _tap_weight(w_rows, k, mask_c, CHECK_K, EVEN_C)
     if MASKED:
         t = t0 - off
         q = t // conv_stride
         m = mask_j & (t >= 0) & (t % conv_stride == 0) & (q < L_out)
         m = mask_c[:, None] & m[None, :]
         gv = tl.load(g_ptrs + q[None, :] * sgl, mask=m, other=0.0)
-    elif CHECK_K:
-        gv = tl.load(g0 - off * sgl, mask=mask_c[:, None], other=0.0)
-    elif EVEN_C:
+    elif EVEN_C and not CHECK_K:
         gv = tl.load(g0 - off * sgl)
     else:
         gv = tl.load(g0 - off * sgl, mask=mask_c[:, None], other=0.0)
-    return acc + gv.to(tl.float32) * wv.to(tl.float32)[:, None]
+    return acc + gv.to(tl.float32) * wv[:, None]
 
 
 @triton.jit
@@ -199,20 +211,9 @@ def depthwise_bwd_x_kernel(
 @triton.jit
 def _bwdw_tap(gy, x_ptrs, p_ptrs, pos0, mask_c, mask_l, k, K, L_in, sxl, dilation, C_out,
               MASKED: tl.constexpr, CHECK_K: tl.constexpr, EVEN_C: tl.constexpr):
-    off = k * dilation
-    if CHECK_K:
-        mask_c = mask_c & ((mask_c.to(tl.int32) * 0 + k) < K)
-    if MASKED:
-        pos = pos0 + off
-        m = mask_c[:, None] & ((pos >= 0) & (pos < L_in))[None, :]
-        xv = tl.load(x_ptrs + off * sxl, mask=m, other=0.0)
-    elif CHECK_K:
-        xv = tl.load(x_ptrs + off * sxl, mask=mask_c[:, None], other=0.0)
-    elif EVEN_C:
-        xv = tl.load(x_ptrs + off * sxl)
-    else:
-        xv = tl.load(x_ptrs + off * sxl, mask=mask_c[:, None], other=0.0)
-    part = tl.sum(gy * xv.to(tl.float32), axis=1)
+    mask_c = _tap_mask(mask_c, k, K, CHECK_K)
+    xv = _tap_x(x_ptrs, pos0, mask_c, k * dilation, L_in, sxl, MASKED, CHECK_K, EVEN_C)
+    part = tl.sum(gy * xv, axis=1)
     tl.store(p_ptrs + k * C_out, part, mask=mask_c)
 
 
@@ -431,20 +432,24 @@ def _gen_kernel(kind: str, *params):
     return gen.load(source(*params))
 
 
-def _ncl_vecs(itemsize: int, N: int, C: int, L_in: int, L_out: int) -> list[int]:
-    """Group widths V for (N, C, L) at which both tensors end on a group boundary: 4 elements
-    (16 bytes in fp32, 8 in 16-bit types). V=8 for 16-bit types (16-byte groups) lost to V=4 on
-    every shape tuned on the H100 (notes/depthwise_kernel.md), so it is not a candidate."""
-    return [v for v in (4,) if (N * C * L_in) % v == 0 and (N * C * L_out) % v == 0]
+# (N, C, L) group width: 4 elements, 16 bytes in fp32 and 8 in 16-bit types. 8-element groups
+# for 16-bit types lost everywhere: Triton splits them through shared memory
+# (notes/depthwise_kernel.md).
+NCL_V = 4
+
+
+def _ncl_fits(N: int, C: int, L_in: int, L_out: int) -> bool:
+    """Both (N, C, L) tensors end on a group boundary (edge tiles mask whole groups)."""
+    return (N * C * L_in) % NCL_V == 0 and (N * C * L_out) % NCL_V == 0
 
 
 def _uses_gen(g: Geometry) -> bool:
     if not (g.stride == 1 and g.dilation == 1 and g.mult == 1 and g.K <= GEN_MAX_K):
         return False
-    return g.layout == "nlc" or bool(_ncl_vecs(g.dtype.itemsize, g.N, g.C_in, g.L_in, g.L_out))
+    return g.layout == "nlc" or _ncl_fits(g.N, g.C_in, g.L_in, g.L_out)
 
 
-def _ncl_anchor(V: int, L_in: int, L_out: int, padding: int) -> tuple[bool, int, int]:
+def _ncl_anchor(L_in: int, L_out: int, padding: int, V: int = NCL_V) -> tuple[bool, int, int]:
     """(anchor_y, S, largest row offset m). Rows start on y's group grid when x and y rows
     shift alike (vector stores); else on x's. m is 0 when the row length is a multiple of V."""
     anchor_y = (L_in - L_out) % V == 0
@@ -469,7 +474,7 @@ def _nlc_block(C: int, vpt: int, warps: int) -> tuple[int, int]:
     return block, max(1, block // (32 * vpt))
 
 
-def _ncl_tiles(V: int, L: int) -> list[tuple[int, int]]:
+def _ncl_tiles(L: int, V: int = NCL_V) -> list[tuple[int, int]]:
     """(BLOCK_C, G) candidates: G groups of V along L (1-2 groups per thread, 128 threads)."""
     Gs = [G for G in (32, 16, 8) if G * V <= max(8 * V, triton.next_power_of_2(L + V))][:2]
     return [(max(1, 128 * pt // G), G) for G in Gs for pt in (1, 2)]
@@ -484,8 +489,9 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
     if layout == "ncl":
         total_x = N * C * L_in
 
-        def launch(block_c, G, warps, V):
-            anchor_y, S, m_max = _ncl_anchor(V, L_in, L_out, padding)
+        def launch(block_c, G, warps):
+            V = NCL_V
+            anchor_y, S, m_max = _ncl_anchor(L_in, L_out, padding)
             kern = _gen_kernel("ncl_fwd", K, V, S, flip, anchor_y)
             grid = (cdiv(L_out + m_max, G * V), cdiv(C, block_c), N)
             kern[grid](x, w, b, y, C, L_in, L_out, padding, total_x,
@@ -503,9 +509,7 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
 
 def _gen_conv_plans(layout, dtype, N, C, L_in, L_out, K) -> list[tuple]:
     if layout == "ncl":
-        vs = _ncl_vecs(dtype.itemsize, N, C, L_in, L_out)
-        cands = ([(4, 16, 1, vs[-1])] if interpreting() else
-                 [(bc, G, 4, V) for V in vs for bc, G in _ncl_tiles(V, L_out)])
+        cands = [(4, 16, 1)] if interpreting() else [(bc, G, 4) for bc, G in _ncl_tiles(L_out)]
     elif interpreting():
         cands = [(2, 4, 1)]
     else:
@@ -547,8 +551,9 @@ def _gen_grad_w(g: Geometry, x, gy, w_dtype):
 
     def launch(*plan):
         if g.layout == "ncl":
-            block_c, G, warps, V, spf = plan
-            anchor_y, S, m_max = _ncl_anchor(V, g.L_in, g.L_out, g.padding)
+            block_c, G, warps, spf = plan
+            V = NCL_V
+            anchor_y, S, m_max = _ncl_anchor(g.L_in, g.L_out, g.padding)
             kern = _gen_kernel("ncl_w", K, V, S, anchor_y)
             n_lt = cdiv(g.L_out + m_max, G * V)
             n_cb = cdiv(C, block_c)
@@ -577,12 +582,10 @@ def _gen_grad_w(g: Geometry, x, gy, w_dtype):
 def _gen_grad_w_plans(g: Geometry) -> list[tuple]:
     K = g.K
     if g.layout == "ncl":
-        vs = _ncl_vecs(g.dtype.itemsize, g.N, g.C_out, g.L_in, g.L_out)
         if interpreting():
-            cands = [(4, 16, 1, vs[-1], 4)]
+            cands = [(4, 16, 1, 4)]
         else:
-            cands = [(bc, G, 4, V, spf) for V in vs for bc, G in _ncl_tiles(V, g.L_out)[::2]
-                     for spf in (4, 16)]
+            cands = [(bc, G, 4, spf) for bc, G in _ncl_tiles(g.L_out)[::2] for spf in (4, 16)]
     elif interpreting():
         cands = [(1, 4, 1, 4)]
     else:

@@ -15,6 +15,30 @@ from ._triton_common import cdiv, device_reason, interpreting, split_layout, tun
 
 
 @triton.jit
+def _k_loop(a_ptrs, b_ptrs, row_ok, col_ok, offs_k, C_in, a_step, b_step,
+            BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+            EVEN_K: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+    """acc (BLOCK_M, BLOCK_N) = sum over C_in of A (rows x K tiles) @ B (K x cols tiles); the
+    pointers advance by a_step / b_step per K tile; rows/cols outside the output read zeros."""
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, tl.cdiv(C_in, BLOCK_K)):
+        if EVEN_K:
+            a = tl.load(a_ptrs, mask=row_ok[:, None], other=0.0)
+            b = tl.load(b_ptrs, mask=col_ok[None, :], other=0.0)
+        else:
+            k_ok = offs_k < C_in - k0 * BLOCK_K
+            a = tl.load(a_ptrs, mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+            b = tl.load(b_ptrs, mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+        if UPCAST:  # the CPU interpreter's bf16 dot is wrong (triton 3.9); upcast there only
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+        a_ptrs += a_step
+        b_ptrs += b_step
+    return acc
+
+
+@triton.jit
 def _grouped_tile(pid, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
     """Program id -> (tile row, tile column), GROUP_M row tiles at a time, so that the B
     columns a group streams stay in L2 while its A rows are reused (the Triton tutorial order)."""
@@ -60,21 +84,8 @@ def pointwise_nlc_kernel(
     col_ok = offs_n < C_out
     a_ptrs = x_ptr + row_off[:, None] + offs_k[None, :] * sxc
     b_ptrs = w_ptr + offs_n[None, :] * swo + offs_k[:, None] * swi
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, tl.cdiv(C_in, BLOCK_K)):
-        if EVEN_K:
-            a = tl.load(a_ptrs, mask=row_ok[:, None], other=0.0)
-            b = tl.load(b_ptrs, mask=col_ok[None, :], other=0.0)
-        else:
-            k_ok = offs_k < C_in - k0 * BLOCK_K
-            a = tl.load(a_ptrs, mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-            b = tl.load(b_ptrs, mask=k_ok[:, None] & col_ok[None, :], other=0.0)
-        if UPCAST:  # the CPU interpreter's bf16 dot is wrong (triton 3.9); upcast there only
-            a = a.to(tl.float32)
-            b = b.to(tl.float32)
-        acc = tl.dot(a, b, acc, input_precision=PRECISION)
-        a_ptrs += BLOCK_K * sxc
-        b_ptrs += BLOCK_K * swi
+    acc = _k_loop(a_ptrs, b_ptrs, row_ok, col_ok, offs_k, C_in, BLOCK_K * sxc, BLOCK_K * swi,
+                  BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K, PRECISION, UPCAST)
     if HAS_BIAS:
         acc += tl.load(b_ptr + offs_n, mask=col_ok, other=0.0).to(tl.float32)[None, :]
     y_ptrs = y_ptr + offs_m.to(tl.int64)[:, None] * C_out + offs_n[None, :]
@@ -130,21 +141,8 @@ def pointwise_ncl_kernel(
     row_ok = offs_m < C_out
     a_ptrs = w_ptr + offs_m[:, None] * swo + offs_k[None, :] * swi
     b_ptrs = x_ptr + offs_k[:, None] * sxc + x_col[None, :]
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, tl.cdiv(C_in, BLOCK_K)):
-        if EVEN_K:
-            a = tl.load(a_ptrs, mask=row_ok[:, None], other=0.0)
-            b = tl.load(b_ptrs, mask=col_ok[None, :], other=0.0)
-        else:
-            k_ok = offs_k < C_in - k0 * BLOCK_K
-            a = tl.load(a_ptrs, mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-            b = tl.load(b_ptrs, mask=k_ok[:, None] & col_ok[None, :], other=0.0)
-        if UPCAST:  # the CPU interpreter's bf16 dot is wrong (triton 3.9); upcast there only
-            a = a.to(tl.float32)
-            b = b.to(tl.float32)
-        acc = tl.dot(a, b, acc, input_precision=PRECISION)
-        a_ptrs += BLOCK_K * swi
-        b_ptrs += BLOCK_K * sxc
+    acc = _k_loop(a_ptrs, b_ptrs, row_ok, col_ok, offs_k, C_in, BLOCK_K * swi, BLOCK_K * sxc,
+                  BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K, PRECISION, UPCAST)
     if HAS_BIAS:
         acc += tl.load(b_ptr + offs_m, mask=row_ok, other=0.0).to(tl.float32)[:, None]
     y_ptrs = y_ptr + offs_m[:, None] * syc + y_col[None, :]

@@ -34,7 +34,7 @@ for arg in "$@"; do
         wait; grep -c warmed "$R"/warm.*.log ;;
       dw1|dw2) cb run configs/depthwise_kernels.yaml --shard "${step#dw}/2" --out "$R/depthwise_kernels_${step#dw}" --quiet ;;
       devbench) OUT=$R python3 scripts/bench_depthwise_gen.py --budget-s $((limit - 60)) \
-                  --cases dtts_dec_b19:float32,nemo_fastconformer_L:bfloat16,nemo_conformer_L:float32,dtts_dec_b19:bfloat16,nemo_fastconformer_XXL:bfloat16 ;;
+                  --cases dtts_dec_b19:float32,nemo_fastconformer_L:bfloat16,nemo_conformer_L:float32,nemo_fastconformer_XXL:bfloat16,long_seq:bfloat16,nemo_conformer_L:float16,dtts_dec_b19:bfloat16 ;;
       timer) OUT=$R python3 scripts/timer_check.py ;;
       attribution) OUT=$R python3 scripts/gpu_attribution.py ;;
       fault) OUT=$R/fault python3 scripts/gpu_fault.py ;;

@@ -24,7 +24,20 @@ GEN_CASES = {
     "K31": (_case(N=2, C=3, L=96, K=31), "float16"),
     "K_at_limit": (_case(N=1, C=4, L=64, K=td.GEN_MAX_K, padding=16), "float32"),
     "no_bias_K1": (_case(N=1, C=4, L=160, K=1, bias=False), "float32"),
+    # packed 16-bit word groups (8 elements): odd rows, so every row has partial first/last
+    # groups for the edge program; fp16 unpacks differently from bf16
+    "packed_bf16_odd_rows": (_case(N=2, C=4, L=209, K=9), "bfloat16"),
+    "packed_fp16_odd_rows": (_case(N=2, C=4, L=517, K=11), "float16"),
+    # rows shorter than a group: the first group is also the last
+    "packed_rows_shorter_than_group": (_case(N=2, C=4, L=6, K=3), "bfloat16"),
+    "packed_length_1_K7": (_case(N=8, C=1, L=1, K=7), "float16"),
+    # N*C*L a multiple of 4 but not 8: 16-bit data stays on 4-element groups
+    "unpacked_16bit": (_case(N=1, C=4, L=201, K=5), "bfloat16"),
 }
+
+# which of GEN_CASES take the packed 16-bit kernels in (N, C, L)
+PACKED_CASES = {"anchor_y_S0", "K31", "packed_bf16_odd_rows", "packed_fp16_odd_rows",
+                "packed_rows_shorter_than_group", "packed_length_1_K7"}
 
 
 @pytest.mark.parametrize("layout", ["ncl", "nlc"])
@@ -34,6 +47,9 @@ def test_generated_kernels_match_float64(name, layout):
     inp = p.make_inputs(dtype, layout=layout, seed=1)
     g = td._geometry(inp.x, inp.weight, inp.bias, p.stride, p.padding, p.dilation, layout)
     assert td._uses_gen(g), f"{name} {layout} no longer takes the generated kernels"
+    if layout == "ncl":
+        packed = td._ncl_packed(inp.x.dtype, g.N, g.C_in, g.L_in, g.L_out, g.padding, inp.x)
+        assert (packed is not None) == (name in PACKED_CASES), f"{name}: packed={packed}"
     _check(p, dtype, layout, grads=True)
 
 
@@ -60,33 +76,49 @@ from triton.compiler import ASTSource
 import triton
 from convbench.impls import _dw_codegen as gen
 out = {}
-for K, padding in json.loads(sys.argv[1]):
-    kern = gen.load(gen.ncl_forward_source(K, 4, (-padding) % 4, False, True))
-    sig = {"x_ptr": "*fp32", "w_ptr": "*fp32", "b_ptr": "*fp32", "y_ptr": "*fp32", "C": "i32",
-           "L_in": "i32", "L_out": "i32", "padding": "i32", "total_x": "i32",
-           "HAS_BIAS": "constexpr", "BLOCK_C": "constexpr", "G": "constexpr"}
-    attrs = {(i,): [["tt.divisibility", 16]] for i in (0, 1, 2, 3, 4, 8)}
-    src = ASTSource(kern, sig, {"HAS_BIAS": True, "BLOCK_C": 4, "G": 32}, attrs)
+for K, padding, packed in json.loads(sys.argv[1]):
+    V = 8 if packed else 4
+    kern = gen.load(gen.ncl_forward_source(K, V, (-padding) % V, False, True, packed))
+    xt = "*i32" if packed else "*fp32"
+    yt = {"bf16": "*bf16", "fp16": "*fp16"}.get(packed, "*fp32")
+    sig = {"x_ptr": xt, "w_ptr": "*fp32", "b_ptr": "*fp32", "y_ptr": yt, "yw_ptr": xt, "N": "i32",
+           "C": "i32", "L_in": "i32", "L_out": "i32", "padding": "i32", "total_x": "i32",
+           "HAS_BIAS": "constexpr", "BLOCK_C": "constexpr", "G": "constexpr", "EDGE": "constexpr",
+           "EG": "constexpr"}
+    attrs = {(i,): [["tt.divisibility", 16]] for i in (0, 1, 2, 3, 4, 10)}
+    consts = {"HAS_BIAS": True, "BLOCK_C": 4, "G": 32, "EDGE": 1,
+              "EG": gen.ncl_edge_groups(K, V, padding, 400, 400)}
+    src = ASTSource(kern, sig, consts, attrs)
     ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4}).asm["ptx"]
-    out[f"{K},{padding}"] = len(re.findall(r"ld\.global[.\w]*\.v4", ptx))
+    out[f"{K},{padding},{packed}"] = {
+        "v4_loads": len(re.findall(r"ld\.global[.\w]*\.v4", ptx)),
+        "v4_stores": len(re.findall(r"st\.global[.\w]*\.v4", ptx)),
+        "barriers": len(re.findall(r"bar\.sync", ptx)),
+    }
 print(json.dumps(out))
 """
 
 
-def test_ncl_window_loads_are_vector_loads():
-    """PTX for sm_90 (no GPU needed): each fp32 window group is one 16-byte load, for a window
-    shift S of 0 (even padding: this once compiled to scalar loads), 1 and 2. Compiled in a
-    fresh process: Triton's NVIDIA backend cannot load once the interpreter has run."""
+def test_ncl_window_loads_and_stores_are_vectors():
+    """PTX for sm_90 (no GPU needed). Each window group is one 16-byte load: in fp32 for a window
+    shift S of 0 (even padding: this once compiled to scalar loads), 1 and 2, and in packed
+    16-bit words; tiles store whole groups as 16-byte stores (edge tiles too, with a mask per
+    group); nothing goes through shared memory (8 16-bit elements split directly once did).
+    Compiled in a fresh process: Triton's NVIDIA backend cannot load once the interpreter ran."""
     import json
     import os
     import subprocess
     import sys
 
-    cases = [(9, 4), (11, 5), (5, 2)]
+    cases = [(9, 4, None), (11, 5, None), (5, 2, None), (9, 4, "bf16"), (31, 15, "fp16")]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run([sys.executable, "-c", _PTX_SCRIPT, json.dumps(cases)], env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         pytest.skip(f"cannot compile for sm_90 here: {proc.stderr.strip().splitlines()[-1:]}")
-    counts = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert all(n > 0 for n in counts.values()), f"scalar window loads: {counts}"
+    stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    for case, st in stats.items():
+        assert st["v4_loads"] > 0, f"{case}: scalar window loads: {st}"
+        # interior tiles and edge tiles (whole groups) both store 16-byte vectors
+        assert st["v4_stores"] >= 2, f"{case}: scalar stores: {st}"
+        assert st["barriers"] == 0, f"{case}: shared-memory round trips: {st}"

@@ -183,133 +183,275 @@ def _join_expr(names: list[str]) -> str:
     return f"tl.join({_join_expr(names[0::2])}, {_join_expr(names[1::2])})"
 
 
+def _unpack(word: str, packed: str) -> tuple[str, str]:
+    """The two 16-bit elements of an int32 word as fp32 (low half = lower address)."""
+    if packed == "bf16":  # bf16 -> fp32 is the 16 bits moved to the top
+        return (f"({word} << 16).to(tl.float32, bitcast=True)",
+                f"({word} & -65536).to(tl.float32, bitcast=True)")
+    return (f"{word}.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)",
+            f"({word} >> 16).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)")
+
+
+def _pack(lo: str, hi: str, packed: str) -> str:
+    """One int32 word of two fp32 values rounded to the 16-bit type (round to nearest even)."""
+    t = "tl.bfloat16" if packed == "bf16" else "tl.float16"
+    return (f"(({lo}).to({t}).to(tl.int16, bitcast=True).to(tl.int32) & 65535) | "
+            f"(({hi}).to({t}).to(tl.int16, bitcast=True).to(tl.int32) << 16)")
+
+
 def ncl_window(K: int, V: int, S: int) -> int:
     """Groups of V loaded per tile column: q = 0 .. Q."""
     return (V - 1 + S + K - 1) // V + 1
 
 
-def _ncl_prologue(s: _Src, ind: int, V: int, S: int, anchor_y: bool) -> None:
-    """Per-row start offsets: l0 (output position of tile element (j=0, u=0)) and xa (x flat
-    index of window group 0, a multiple of V)."""
-    s(ind, "r64 = n * C + rows")
+def _words(V: int, packed: str | None) -> int:
+    """Memory units (x_ptr elements) per group: V, or V / 2 int32 words for packed 16-bit."""
+    return V // 2 if packed else V
+
+
+def _ncl_prologue(s: _Src, ind: int, V: int, anchor_y: bool) -> None:
+    """Per-row start offsets: m (row offset to the group grid) and the row starts rs_x, rs_y."""
+    s(ind, "r64 = (n * C + rows).to(tl.int64)  # n * C + rows < 2**31: rows of the tensor")
     s(ind, "rs_x = r64 * L_in")
     s(ind, "rs_y = r64 * L_out")
     if anchor_y:
         s(ind, f"m = (rs_y % {V}).to(tl.int32)")
     else:
         s(ind, f"m = (((rs_x - padding) % {V} + {V}) % {V}).to(tl.int32)")
+
+
+def _ncl_tile_bases(s: _Src, ind: int, V: int, S: int, anchor_y: bool, packed: str | None) -> None:
+    """l0 (row position of tile element (j=0, u=0)), xa / ya (their flat indices, in x_ptr / yw_ptr
+    units, multiples of the group width) and goff (group offsets, same units)."""
+    W = _words(V, packed)
+    div = " // 2" if packed else ""
     s(ind, "l0 = l_start - m  # int32: the edge masks below are row positions")
-    s(ind, "xa = rs_x + l0 - padding" + (f" - {S}" if S else ""))
-    s(ind, f"xa = tl.multiple_of(xa, {V})")
-    s(ind, "ya = rs_y + l0")
+    s(ind, f"xa = tl.multiple_of((rs_x + l0 - padding{f' - {S}' if S else ''}){div}, {W})")
+    s(ind, f"ya = rs_y + l0")
     if anchor_y:
-        s(ind, f"ya = tl.multiple_of(ya, {V})")
-    s(ind, f"goff = (jj * {V})[None, :, None]")
-    s(ind, "vv3 = vv[None, None, :]")
+        s(ind, f"ya = tl.multiple_of(ya{div}, {W})")
+    s(ind, f"goff = (jj * {W})[None, :, None]")
 
 
-def _ncl_load_window(s: _Src, ind: int, V: int, groups: int, shift: int, masked: bool,
-                     shape: str, ptr: str, base: str, total: str, limit: str, start: str,
-                     prefix: str, aligned: bool) -> list[list[str]]:
-    """Load `groups` groups of V elements of `ptr` at row offsets `base` and split them into
-    names[q][r]. Element t = q*V + r is row position start - shift + j*V + t. In masked (edge)
-    tiles, groups outside the tensor are masked as a whole (`base` a multiple of V, so a group is
-    wholly in or out; element masks where not `aligned`) and elements outside [0, limit) are
-    zeroed."""
+def _ncl_load_window(s: _Src, ind: int, V: int, packed: str | None, groups: int, masked: bool,
+                     gdim: str, ptr: str, gofs: str, total: str, limit: str, pbase: str,
+                     prefix: str, aligned: bool, zero: bool | None = None,
+                     scalar: bool = False) -> list[list[str]]:
+    """Load `groups` groups of V elements of `ptr` (window group 0 of output group (row, j) at
+    `gofs`, shape (BLOCK_C, gdim, 1), in ptr units) and split them into names[q][r]: element
+    t = q*V + r, at row position pbase + t ((BLOCK_C, gdim)). Packed 16-bit groups are V/2 int32
+    words, split as words and unpacked with shifts: Triton would split 8 16-bit elements through
+    shared memory. In masked (edge) tiles, groups outside the tensor are masked as a whole (`gofs`
+    a multiple of the group, so a group is wholly in or out; element masks where not `aligned`)
+    and, unless `zero` is False, elements outside [0, limit) are zeroed. `scalar` loads each unit
+    on its own (for tensors too small to give each thread whole groups, where the split would go
+    through shared memory)."""
+    zero = masked if zero is None else zero
+    W = _words(V, packed)
+    shape = f"(BLOCK_C, {gdim}" + ", 2" * (W.bit_length() - 1) + ")"
     names = []
-    if masked:
-        s(ind, f"pb_{prefix} = ({start} - {shift})[:, None] + (jj * {V})[None, :]")
+    if zero:
+        s(ind, f"pb_{prefix} = {pbase}")
     for q in range(groups):
-        off = f"{base}[:, None, None] + goff + vv3 + {q * V}"
+        if scalar:  # one load per unit, no split: `gofs` is (BLOCK_C, gdim)
+            parts = []
+            for v in range(W):
+                unit = f"{prefix}{q}_{v}"
+                off = f"{gofs} + {q * W + v}"
+                s(ind, f"{unit} = tl.load({ptr} + ({off}), mask=({off} >= 0) & ({off} < {total}), "
+                       f"other={'0' if packed else '0.0'})" + ("" if packed else ".to(tl.float32)"))
+                parts.append(unit)
+            elems = _unpack_all(s, ind, parts, packed)
+            if zero:
+                _zero_outside(s, ind, elems, q * V, prefix, limit)
+            names.append(elems)
+            continue
+        off = f"{gofs} + vw + {q * W}"
+        other = "0" if packed else "0.0"
         if masked:
-            gs = f"{base}[:, None, None] + goff + {q * V}" + ("" if aligned else " + vv3")
-            s(ind, f"gm = ({gs} >= 0) & ({gs} < {total})")
-            s(ind, f"X = tl.load({ptr} + ({off}), mask=gm, other=0.0).to(tl.float32)")
+            gs = f"{gofs} + {q * W}" + ("" if aligned else " + vw")
+            s(ind, f"gm{prefix} = ({gs} >= 0) & ({gs} < {total})")
+            s(ind, f"X{prefix} = tl.load({ptr} + ({off}), mask=gm{prefix}, other={other})")
         else:
-            s(ind, f"X = tl.load({ptr} + ({off})).to(tl.float32)")
-        s(ind, f"{prefix}{q} = tl.reshape(X, {shape})")
-        stmts, elems = _split_names(f"{prefix}{q}", V)
+            s(ind, f"X{prefix} = tl.load({ptr} + ({off}))")
+        if not packed:
+            s(ind, f"X{prefix} = X{prefix}.to(tl.float32)")
+        s(ind, f"{prefix}{q} = tl.reshape(X{prefix}, {shape})")
+        stmts, parts = _split_names(f"{prefix}{q}", W)
         for st in stmts:
             s(ind, st)
-        if masked:
-            for r, e in enumerate(elems):
-                t = q * V + r
-                s(ind, f"{e} = tl.where((pb_{prefix} + {t}).to(tl.uint32, bitcast=True) < {limit}, {e}, 0.0)")
+        elems = _unpack_all(s, ind, parts, packed)
+        if zero:
+            _zero_outside(s, ind, elems, q * V, prefix, limit)
         names.append(elems)
     return names
 
 
-def _ncl_x_window(s: _Src, ind: int, K: int, V: int, S: int, masked: bool, shape: str) -> list[list[str]]:
-    """The x window of a tile: the groups every tap of every element reads (names e{q}_...)."""
-    return _ncl_load_window(s, ind, V, ncl_window(K, V, S), S, masked, shape, "x_ptr", "xa",
-                            "total_x", "L_in", "l0 - padding", "e", True)
+def _unpack_all(s: _Src, ind: int, parts: list[str], packed: str | None) -> list[str]:
+    """Element names of a group's units (the units themselves unless packed)."""
+    if not packed:
+        return parts
+    elems = []
+    for wname in parts:
+        lo, hi = _unpack(wname, packed)
+        s(ind, f"{wname}l = {lo}")
+        s(ind, f"{wname}h = {hi}")
+        elems += [f"{wname}l", f"{wname}h"]
+    return elems
 
 
-def _shape(V: int) -> str:
-    return "(BLOCK_C, G" + ", 2" * (V.bit_length() - 1) + ")"
+def _zero_outside(s: _Src, ind: int, elems: list[str], t0: int, prefix: str, limit: str) -> None:
+    """Zero window elements t0 + r whose row position pb_{prefix} + t0 + r is outside [0, limit)."""
+    for r, e in enumerate(elems):
+        s(ind, f"{e} = tl.where((pb_{prefix} + {t0 + r}).to(tl.uint32, bitcast=True) < {limit}, {e}, 0.0)")
 
 
-def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool) -> str:
-    s = _Src()
-    shape = _shape(V)
+def _ncl_weights(s: _Src, ind: int, K: int, flip: bool, w: str = "w", bias: str = "bias") -> None:
+    for k in range(K):
+        s(ind, f"{w}{k} = tl.load(w_ptr + rows * {K} + {_wk(k, K, flip)}).to(tl.float32)[:, None]")
+    s(ind, "if HAS_BIAS:")
+    s(ind + 1, f"{bias} = tl.load(b_ptr + rows).to(tl.float32)[:, None]")
+    s(ind, "else:")
+    s(ind + 1, f"{bias} = tl.zeros((BLOCK_C, 1), dtype=tl.float32)")
+
+
+def _ncl_outputs(s: _Src, ind: int, e: list[list[str]], K: int, V: int, S: int,
+                 prefix: str = "o", w: str = "w", bias: str = "bias") -> list[str]:
+    for u in range(V):
+        terms = " + ".join(f"{e[(u + S + k) // V][(u + S + k) % V]} * {w}{k}" for k in range(K))
+        s(ind, f"{prefix}{u} = {bias} + {terms}")
+    return [f"{prefix}{u}" for u in range(V)]
+
+
+def ncl_edge_groups(K: int, V: int, padding: int, L_in: int, L_out: int) -> int:
+    """Groups at each end of a row whose outputs are partial or whose taps leave the row (the
+    edge program's share), rounded up to a power of two: head groups start before
+    max(padding, 0); tail groups end past L_out or read past L_in."""
+    head = -(-(max(padding, 0) + V - 1) // V)
+    tail = -(-max(L_out - L_in + V + K - 2 - padding, V - 1) // V)
+    n = max(head, tail, 1)
+    return 1 << (n - 1).bit_length()
+
+
+def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
+                       packed: str | None = None) -> str:
+    """Forward (or, with `flip`, grad_x) of (N, C, L) rows in tiles of (BLOCK_C rows, G groups);
+    each program loops over batch items n = pid, pid + num_programs(2), ... so the K weights it
+    loads per row serve several tiles.
+
+    x_ptr is read in units of the group (x itself, or its int32 words when `packed`); yw_ptr is
+    y in the same units and y_ptr y itself. When rows align to y (`anchor_y`), tiles store only
+    "inner" groups: whole groups whose taps all stay inside the row, so their window needs no
+    zeroing and their stores are whole vectors. The last program column (EDGE = 1) computes the
+    EG first and EG last groups of each row, where the rest lie, with zeroed windows and element
+    stores. Rows aligned to x keep element masks in edge tiles instead."""
+    if packed:
+        assert anchor_y and V == 8, "packed 16-bit groups need rows aligned to y and V = 8"
+    W = _words(V, packed)
     Q1 = ncl_window(K, V, S)
+    inner = (f"(gp >= lo) & (gp + {V + K - 2} - padding < L_in) & (gp + {V} <= L_out)")
 
     def body(ind: int, masked: bool) -> None:
-        e = _ncl_x_window(s, ind, K, V, S, masked, shape)
-        for u in range(V):
-            terms = " + ".join(f"{e[(u + S + k) // V][(u + S + k) % V]} * w{k}" for k in range(K))
-            s(ind, f"o{u} = bias + {terms}")
-        s(ind, f"Y = tl.reshape({_join_expr([f'o{u}' for u in range(V)])}, (BLOCK_C, G, {V}))")
-        s(ind, "Y = Y.to(y_ptr.dtype.element_ty)")
-        s(ind, "yoff = ya[:, None, None] + goff + vv3")
-        if masked:
-            s(ind, "lpos = l0[:, None, None] + goff + vv3")
-            s(ind, "tl.store(y_ptr + yoff, Y, mask=rm3 & (lpos.to(tl.uint32, bitcast=True) < L_out))")
+        e = _ncl_load_window(s, ind, V, packed, Q1, masked, "G", "x_ptr", "xa[:, None, None] + goff",
+                             "total_x", "L_in", f"(l0 - padding - {S})[:, None] + (jj * {V})[None, :]",
+                             "e", True, zero=masked and not anchor_y)
+        outs = _ncl_outputs(s, ind, e, K, V, S)
+        if packed:
+            for v in range(W):
+                s(ind, f"p{v} = {_pack(outs[2 * v], outs[2 * v + 1], packed)}")
+            outs = [f"p{v}" for v in range(W)]
+        s(ind, f"Y = tl.reshape({_join_expr(outs)}, (BLOCK_C, G, {W}))")
+        s(ind, "Y = Y.to(yw_ptr.dtype.element_ty)")
+        s(ind, "yoff = ya[:, None, None] + goff + vw")
+        if not masked:
+            s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3)")
+        elif anchor_y:  # inner groups only: the edge program stores the others
+            s(ind, f"gp = l0[:, None] + (jj * {V})[None, :]")
+            s(ind, f"inner = {inner}")
+            s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3 & inner[:, :, None])")
         else:
-            s(ind, "tl.store(y_ptr + yoff, Y, mask=rm3)")
+            s(ind, f"lpos = l0[:, None, None] + goff + vw")
+            s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3 & (lpos.to(tl.uint32, bitcast=True) < L_out))")
 
+    def edge(ind: int) -> None:
+        # names differ from the tile branch's: Triton wants one type per name across branches
+        s(ind, "je = tl.arange(0, 2 * EG)[None, :]")
+        s(ind, "first = (-m)[:, None]")
+        s(ind, f"last = (((L_out - 1 + m) // {V}) * {V} - m)[:, None]")
+        s(ind, "head = je < EG")
+        s(ind, f"gp = tl.where(head, first + je * {V}, last - (je - EG) * {V})")
+        # not inner, holds outputs, and a tail group that is not also a head group
+        s(ind, f"keep = ~({inner}) & (gp <= last) & (head | (gp >= first + EG * {V})) & rm2")
+        s(ind, "xe = rs_x[:, None] + gp - padding" + (f" - {S}" if S else ""))
+        if packed:
+            s(ind, "xe = xe // 2  # a multiple of the group")
+        e = _ncl_load_window(s, ind, V, packed, Q1, True, "2 * EG", "x_ptr", "xe", "total_x", "L_in",
+                             f"gp - padding - {S}", "f", True, scalar=True)
+        # weights loaded again in this branch's layout: converting the tile branch's copies
+        # would go through shared memory
+        _ncl_weights(s, ind, K, flip, "v", "bf")
+        outs = _ncl_outputs(s, ind, e, K, V, S, "q", "v", "bf")
+        s(ind, "yb = y_ptr + rs_y[:, None] + gp")
+        for u, o in enumerate(outs):
+            s(ind, f"tl.store(yb + {u}, {o}.to(y_ptr.dtype.element_ty), "
+                   f"mask=keep & ((gp + {u}).to(tl.uint32, bitcast=True) < L_out))")
+
+    s = _Src()
     s(0, "@triton.jit")
-    s(0, "def kernel(x_ptr, w_ptr, b_ptr, y_ptr, C, L_in, L_out, padding, total_x,")
-    s(0, "           HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr, G: tl.constexpr):")
-    s(1, f"l_start = tl.program_id(0) * (G * {V})")
+    s(0, "def kernel(x_ptr, w_ptr, b_ptr, y_ptr, yw_ptr, N, C, L_in, L_out, padding, total_x,")
+    s(0, "           HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr, G: tl.constexpr,")
+    s(0, "           EDGE: tl.constexpr, EG: tl.constexpr):")
+    s(1, "pid_l = tl.program_id(0)")
     s(1, "rows = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)")
-    s(1, "n = tl.program_id(2).to(tl.int64)")
-    s(1, "rm3 = (rows < C)[:, None, None]")
+    s(1, "rm2 = (rows < C)[:, None]")
+    s(1, "rm3 = rm2[:, :, None]")
     s(1, "rows = tl.minimum(rows, C - 1)")
     s(1, "jj = tl.arange(0, G)")
-    s(1, f"vv = tl.arange(0, {V})")
-    _ncl_prologue(s, 1, V, S, anchor_y)
-    for k in range(K):
-        s(1, f"w{k} = tl.load(w_ptr + rows * {K} + {_wk(k, K, flip)}).to(tl.float32)[:, None]")
-    s(1, "if HAS_BIAS:")
-    s(2, "bias = tl.load(b_ptr + rows).to(tl.float32)[:, None]")
-    s(1, "else:")
-    s(2, "bias = tl.zeros((BLOCK_C, 1), dtype=tl.float32)")
+    s(1, f"vw = tl.arange(0, {W})[None, None, :]")
+    s(1, "lo = tl.maximum(padding, 0)")
+    _ncl_weights(s, 1, K, flip)
+    s(1, "for n in range(tl.program_id(2), N, tl.num_programs(2)):")
+    _ncl_prologue(s, 2, V, anchor_y)
+    s(2, "if pid_l >= tl.num_programs(0) - EDGE:")
+    if anchor_y:
+        edge(3)
+    else:
+        s(3, "pass")
+    s(2, "else:")
+    s(3, f"l_start = pid_l * (G * {V})")
+    _ncl_tile_bases(s, 3, V, S, anchor_y, packed)
     # whole tile (every row offset m < V) inside x and inside [0, L_out): no masks
-    s(1, f"interior = (l_start - {V - 1} - padding - {S} >= 0) & "
+    s(3, f"interior = (l_start - {V - 1} - padding - {S} >= 0) & "
          f"(l_start + (G + {Q1}) * {V} - 1 - padding - {S} < L_in) & "
          f"(l_start >= {V - 1}) & (l_start + G * {V} <= L_out)")
-    s(1, "if interior:")
-    body(2, False)
-    s(1, "else:")
-    body(2, True)
+    s(3, "if interior:")
+    body(4, False)
+    s(3, "else:")
+    body(4, True)
     return s.text()
 
 
-def ncl_grad_w_source(K: int, V: int, S: int, anchor_y: bool) -> str:
-    s = _Src()
-    shape = _shape(V)
+def ncl_grad_w_source(K: int, V: int, S: int, anchor_y: bool, packed: str | None = None) -> str:
+    """Partial sums p[s, k, row] of gy * x over each program's share of (n, L-tile) items;
+    p[s, K, row] = the sum of gy (bias). x_ptr and gy_ptr are read in group units (see
+    ncl_forward_source)."""
+    if packed:
+        assert anchor_y and V == 8, "packed 16-bit groups need rows aligned to y and V = 8"
     Q1 = ncl_window(K, V, S)
 
     def body(ind: int, masked: bool) -> None:
-        e = _ncl_x_window(s, ind, K, V, S, masked, shape)
-        g = _ncl_load_window(s, ind, V, 1, 0, masked, shape, "gy_ptr", "ya", "total_y", "L_out",
-                             "l0", "g", anchor_y)[0]
+        pos = f"(l0 - padding - {S})[:, None] + (jj * {V})[None, :]"
+        e = _ncl_load_window(s, ind, V, packed, Q1, masked, "G", "x_ptr", "xa[:, None, None] + goff",
+                             "total_x", "L_in", pos, "e", True)
+        g = _ncl_load_window(s, ind, V, packed, 1, masked, "G", "gy_ptr", "ya[:, None, None] + goff",
+                             "total_y", "L_out", f"l0[:, None] + (jj * {V})[None, :]", "g",
+                             anchor_y)[0]
         for k in range(K):
             terms = " + ".join(f"{g[u]} * {e[(u + S + k) // V][(u + S + k) % V]}" for u in range(V))
             s(ind, f"a{k} += {terms}")
         s(ind, f"a{K} += " + " + ".join(g))
 
+    s = _Src()
     s(0, "@triton.jit")
     s(0, "def kernel(x_ptr, gy_ptr, p_ptr, C, L_in, L_out, padding, total_x, total_y,")
     s(0, "           n_lt, n_items, n_split, BLOCK_C: tl.constexpr, G: tl.constexpr):")
@@ -318,13 +460,14 @@ def ncl_grad_w_source(K: int, V: int, S: int, anchor_y: bool) -> str:
     s(1, "rmask = rows < C")
     s(1, "rows = tl.minimum(rows, C - 1)")
     s(1, "jj = tl.arange(0, G)")
-    s(1, f"vv = tl.arange(0, {V})")
+    s(1, f"vw = tl.arange(0, {_words(V, packed)})[None, None, :]")
     for k in range(K + 1):
         s(1, f"a{k} = tl.zeros((BLOCK_C, G), dtype=tl.float32)")
     s(1, "for it in range(pid_s, n_items, n_split):")
-    s(2, "n = (it // n_lt).to(tl.int64)")
+    s(2, "n = it // n_lt")
     s(2, f"l_start = (it % n_lt) * (G * {V})")
-    _ncl_prologue(s, 2, V, S, anchor_y)
+    _ncl_prologue(s, 2, V, anchor_y)
+    _ncl_tile_bases(s, 2, V, S, anchor_y, packed)
     s(2, f"interior = (l_start - {V - 1} - padding - {S} >= 0) & "
          f"(l_start + (G + {Q1}) * {V} - 1 - padding - {S} < L_in) & "
          f"(l_start >= {V - 1}) & (l_start + G * {V} <= L_out)")

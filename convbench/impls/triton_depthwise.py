@@ -432,15 +432,32 @@ def _gen_kernel(kind: str, *params):
     return gen.load(source(*params))
 
 
-# (N, C, L) group width: 4 elements, 16 bytes in fp32 and 8 in 16-bit types. 8-element groups
-# for 16-bit types lost everywhere: Triton splits them through shared memory
+# (N, C, L) group widths: 4 elements (16 bytes in fp32, 8 in 16-bit types), or for 16-bit types
+# 8 elements loaded as four int32 words and unpacked with shifts ("packed"). Splitting 8 16-bit
+# elements directly lost everywhere: Triton moves them through shared memory
 # (notes/depthwise_kernel.md).
 NCL_V = 4
+PACKED = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
-def _ncl_fits(N: int, C: int, L_in: int, L_out: int) -> bool:
+def _ncl_fits(N: int, C: int, L_in: int, L_out: int, V: int = NCL_V) -> bool:
     """Both (N, C, L) tensors end on a group boundary (edge tiles mask whole groups)."""
-    return (N * C * L_in) % NCL_V == 0 and (N * C * L_out) % NCL_V == 0
+    return (N * C * L_in) % V == 0 and (N * C * L_out) % V == 0
+
+
+def _ncl_packed(dtype, N, C, L_in, L_out, padding, x) -> str | None:
+    """The packed kind when 8-element word groups can run here: 16-bit data, rows aligned to y,
+    both tensors a whole number of groups, x viewable as int32 words."""
+    kind = PACKED.get(dtype)
+    if kind is None or not _ncl_anchor(L_in, L_out, padding, 8)[0]:
+        return None
+    if not _ncl_fits(N, C, L_in, L_out, 8) or x.data_ptr() % 4:
+        return None
+    return kind
+
+
+def _words(t):
+    return t.view(-1).view(torch.int32)
 
 
 def _uses_gen(g: Geometry) -> bool:
@@ -487,15 +504,20 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
     has_bias = bias is not None
     b = bias if has_bias else w
     if layout == "ncl":
-        total_x = N * C * L_in
+        packed = _ncl_packed(dtype, N, C, L_in, L_out, padding, x)
 
-        def launch(block_c, G, warps):
-            V = NCL_V
-            anchor_y, S, m_max = _ncl_anchor(L_in, L_out, padding)
-            kern = _gen_kernel("ncl_fwd", K, V, S, flip, anchor_y)
-            grid = (cdiv(L_out + m_max, G * V), cdiv(C, block_c), N)
-            kern[grid](x, w, b, y, C, L_in, L_out, padding, total_x,
-                       HAS_BIAS=has_bias, BLOCK_C=block_c, G=G, num_warps=warps)
+        def launch(block_c, G, warps, V, nb):
+            kind = packed if V == 8 else None
+            if V == 8 and kind is None:  # tuned on packable data, called on data that is not
+                V = NCL_V
+            anchor_y, S, m_max = _ncl_anchor(L_in, L_out, padding, V)
+            kern = _gen_kernel("ncl_fwd", K, V, S, flip, anchor_y, kind)
+            # rows aligned to y: one more program column for each row's edge groups
+            grid = (cdiv(L_out + m_max, G * V) + anchor_y, cdiv(C, block_c), cdiv(N, nb))
+            xs, yw = (_words(x), _words(y)) if kind else (x, y)
+            kern[grid](xs, w, b, y, yw, N, C, L_in, L_out, padding, xs.numel(),
+                       HAS_BIAS=has_bias, BLOCK_C=block_c, G=G, EDGE=int(anchor_y),
+                       EG=gen.ncl_edge_groups(K, V, padding, L_in, L_out), num_warps=warps)
     else:
         def launch(vpt, R, warps):
             block_c, nw = _nlc_block(C, vpt, warps)
@@ -504,18 +526,27 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
             kern[grid](x, w, b, y, C, L_in, L_out, padding,
                        HAS_BIAS=has_bias, BLOCK_C=block_c, num_warps=nw)
 
-    return lambda: _gen_conv_plans(layout, dtype, N, C, L_in, L_out, K), launch
+    return lambda: _gen_conv_plans(layout, dtype, N, C, L_in, L_out, K, padding, x), launch
 
 
-def _gen_conv_plans(layout, dtype, N, C, L_in, L_out, K) -> list[tuple]:
+def _ncl_widths(dtype, N, C, L_in, L_out, padding, x) -> tuple[int, ...]:
+    return (8, NCL_V) if _ncl_packed(dtype, N, C, L_in, L_out, padding, x) else (NCL_V,)
+
+
+def _gen_conv_plans(layout, dtype, N, C, L_in, L_out, K, padding, x) -> list[tuple]:
     if layout == "ncl":
-        cands = [(4, 16, 1)] if interpreting() else [(bc, G, 4) for bc, G in _ncl_tiles(L_out)]
+        Vs = _ncl_widths(dtype, N, C, L_in, L_out, padding, x)
+        if interpreting():
+            return [(4, 64 // Vs[0], 1, Vs[0], 2)]  # one candidate: no timing on the CPU
+        # nb: batch items per program (each loads its rows' K weights once for all of them)
+        cands = [(bc, G, 4, V, nb) for V in Vs for bc, G in _ncl_tiles(L_out, V)
+                 for nb in ((1, 4) if N > 1 else (1,))]
     elif interpreting():
         cands = [(2, 4, 1)]
     else:
         vpt = _nlc_vpt(dtype.itemsize, K, False)
-        Rs = (8, 16) if K <= 16 else (16, 32)
-        cands = [(vpt, R, 4) for R in Rs] + [(max(1, vpt // 2), Rs[-1], 4)]
+        Rs = (4, 8, 16) if K <= 16 else (16, 32)
+        cands = [(vpt, R, 4) for R in Rs] + [(max(1, vpt // 2), R, 4) for R in Rs[-1:] + (2 * Rs[-1],)]
     return cands
 
 
@@ -543,18 +574,23 @@ def _gen_grad_w(g: Geometry, x, gy, w_dtype):
     C, K = g.C_out, g.K
     sms = _sm_count(x.device)
 
+    packed = (_ncl_packed(g.dtype, g.N, C, g.L_in, g.L_out, g.padding, x)
+              if g.layout == "ncl" and gy.data_ptr() % 4 == 0 else None)
+
     def cands_fn():
-        return _gen_grad_w_plans(g)
+        return _gen_grad_w_plans(g, (8, NCL_V) if packed else (NCL_V,))
 
     def split(n_items: int, n_cb: int, spf: int) -> int:
         return max(1, min(n_items, cdiv(spf * sms, n_cb)))
 
     def launch(*plan):
         if g.layout == "ncl":
-            block_c, G, warps, spf = plan
-            V = NCL_V
-            anchor_y, S, m_max = _ncl_anchor(g.L_in, g.L_out, g.padding)
-            kern = _gen_kernel("ncl_w", K, V, S, anchor_y)
+            block_c, G, warps, spf, V = plan
+            kind = packed if V == 8 else None
+            if V == 8 and kind is None:
+                V = NCL_V
+            anchor_y, S, m_max = _ncl_anchor(g.L_in, g.L_out, g.padding, V)
+            kern = _gen_kernel("ncl_w", K, V, S, anchor_y, kind)
             n_lt = cdiv(g.L_out + m_max, G * V)
             n_cb = cdiv(C, block_c)
         else:
@@ -567,8 +603,9 @@ def _gen_grad_w(g: Geometry, x, gy, w_dtype):
         n_split = split(n_items, n_cb, spf)
         p = torch.empty((n_split, K + 1, C), device=x.device, dtype=torch.float32)
         if g.layout == "ncl":
-            kern[(n_cb, n_split)](x, gy, p, C, g.L_in, g.L_out, g.padding, g.N * C * g.L_in,
-                                  g.N * C * g.L_out, n_lt, n_items, n_split,
+            xs, gs = (_words(x), _words(gy)) if kind else (x, gy)
+            kern[(n_cb, n_split)](xs, gs, p, C, g.L_in, g.L_out, g.padding, xs.numel(),
+                                  gs.numel(), n_lt, n_items, n_split,
                                   BLOCK_C=block_c, G=G, num_warps=warps)
         else:
             kern[(n_cb, n_split)](x, gy, p, C, g.L_in, g.L_out, g.padding, n_lt, n_items,
@@ -579,13 +616,13 @@ def _gen_grad_w(g: Geometry, x, gy, w_dtype):
     return _reduce_partials(g, p, n_split, w_dtype, x.device)
 
 
-def _gen_grad_w_plans(g: Geometry) -> list[tuple]:
+def _gen_grad_w_plans(g: Geometry, Vs: tuple[int, ...]) -> list[tuple]:
     K = g.K
     if g.layout == "ncl":
         if interpreting():
-            cands = [(4, 16, 1, 4)]
-        else:
-            cands = [(bc, G, 4, spf) for bc, G in _ncl_tiles(g.L_out)[::2] for spf in (4, 16)]
+            return [(4, 64 // Vs[0], 1, 4, Vs[0])]
+        cands = [(bc, G, 4, spf, V) for V in Vs for bc, G in _ncl_tiles(g.L_out, V)[::2]
+                 for spf in (4, 16)]
     elif interpreting():
         cands = [(1, 4, 1, 4)]
     else:

@@ -81,6 +81,7 @@ def main() -> int:
     ap.add_argument("--layouts", default="ncl,nlc")
     ap.add_argument("--old", action="store_true", help="also time the tile kernels")
     ap.add_argument("--budget-s", type=float, default=400)
+    ap.add_argument("--fwd-only", action="store_true", help="forward only: tuning landscape")
     args = ap.parse_args()
     out_dir = os.environ.get("OUT", "/tmp")
     t0 = time.time()
@@ -97,8 +98,14 @@ def main() -> int:
             if time.time() - t0 > args.budget_s:
                 print("budget spent", flush=True)
                 break
-            err = check(p, dtype, layout, grads=True)
             tri, base, cud = BASELINES[layout]
+            if args.fwd_only:
+                fwd = timed(tri, p, dtype, layout, "fwd")
+                line = f"{label} {dtype} {layout} floor {floor:.1f}us | fwd {fwd:.1f} ({100 * floor / fwd:.0f}%)"
+                print(line, flush=True)
+                log.write(line + "\n")
+                continue
+            err = check(p, dtype, layout, grads=True)
             r = {"fwd": timed(tri, p, dtype, layout, "fwd")}
             r["gx"], r["gw"] = kernels(p, dtype, layout)
             r["fb"] = timed(tri, p, dtype, layout, "fwd_bwd")
@@ -120,6 +127,12 @@ def main() -> int:
             log.write(line + "\n")
             log.flush()
     log.write("\nplans:\n" + "\n".join(f"{k}: {v}" for k, v in td._PLANS.items()) + "\n")
+    log.write("\ntuning (every candidate's CUDA-graph median, µs):\n")
+    for key, rows in td.TUNING_LOG.items():
+        g = key[1]
+        log.write(f"{key[0]} {g.layout} {g.dtype} N={g.N} C={g.C_out} L={g.L_out} K={g.K}\n")
+        for plan, ms in sorted(rows, key=lambda r: r[1]):
+            log.write(f"    {ms * 1e3:8.1f}  {plan}\n")
     with open(os.path.join(out_dir, "ptx_stats.txt"), "w") as f:
         try:
             compiled_stats(f)

@@ -381,6 +381,10 @@ def _device_ms(fn) -> float:
         return do_bench(fn, warmup=5, rep=20, return_mode="median")
 
 
+# every candidate's tuning time, by key: what scripts/bench_depthwise_gen.py reports
+TUNING_LOG: dict[tuple, list[tuple[tuple, float]]] = {}
+
+
 def _fastest(key, plans: list, launch):
     """Cached best of `plans` (each a tuple of launch() arguments), timed once per key."""
     hit = _PLANS.get(key)
@@ -392,6 +396,7 @@ def _fastest(key, plans: list, launch):
     if len(plans) > 1 and tuning_enabled():
         times = [_device_ms(lambda p=p: launch(*p)) for p in plans]
         best = plans[min(range(len(plans)), key=times.__getitem__)]
+        TUNING_LOG[key] = list(zip(plans, times, strict=True))
     _PLANS[key] = best
     return best
 
@@ -492,9 +497,10 @@ def _nlc_block(C: int, vpt: int, warps: int) -> tuple[int, int]:
 
 
 def _ncl_tiles(L: int, V: int = NCL_V) -> list[tuple[int, int]]:
-    """(BLOCK_C, G) candidates: G groups of V along L (1-2 groups per thread, 128 threads)."""
+    """(BLOCK_C, G) candidates: G groups of V along L, 1, 2 or 4 groups per thread (128 threads;
+    more groups per thread, more distinct bytes in flight)."""
     Gs = [G for G in (32, 16, 8) if G * V <= max(8 * V, triton.next_power_of_2(L + V))][:2]
-    return [(max(1, 128 * pt // G), G) for G in Gs for pt in (1, 2)]
+    return [(max(1, 128 * pt // G), G) for G in Gs for pt in (1, 2, 4)]
 
 
 def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out: int, K: int,
@@ -621,7 +627,7 @@ def _gen_grad_w_plans(g: Geometry, Vs: tuple[int, ...]) -> list[tuple]:
     if g.layout == "ncl":
         if interpreting():
             return [(4, 64 // Vs[0], 1, 4, Vs[0])]
-        cands = [(bc, G, 4, spf, V) for V in Vs for bc, G in _ncl_tiles(g.L_out, V)[::2]
+        cands = [(bc, G, 4, spf, V) for V in Vs for bc, G in _ncl_tiles(g.L_out, V)[:2]
                  for spf in (4, 16)]
     elif interpreting():
         cands = [(1, 4, 1, 4)]

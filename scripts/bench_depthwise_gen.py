@@ -75,6 +75,16 @@ def compiled_stats(out):
                           f"ld.shared={ptx.count('ld.shared')} bar={ptx.count('bar.sync')}\n")
 
 
+def write_tuning(out_dir: str) -> None:
+    """tuning.txt: every tuned candidate's CUDA-graph median (µs), fastest first, by key."""
+    with open(os.path.join(out_dir, "tuning.txt"), "w") as f:
+        for key, rows in td.TUNING_LOG.items():
+            g = key[1]
+            f.write(f"{key[0]} {g.layout} {g.dtype} N={g.N} C={g.C_out} L={g.L_out} K={g.K}\n")
+            for plan, ms in sorted(rows, key=lambda r: r[1]):
+                f.write(f"    {ms * 1e3:8.1f}  {plan}\n")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default="dtts_dec_b19:float32,nemo_fastconformer_L:bfloat16")
@@ -102,8 +112,9 @@ def main() -> int:
             if args.fwd_only:
                 fwd = timed(tri, p, dtype, layout, "fwd")
                 line = f"{label} {dtype} {layout} floor {floor:.1f}us | fwd {fwd:.1f} ({100 * floor / fwd:.0f}%)"
-                print(line, flush=True)
+                    print(line, flush=True)
                 log.write(line + "\n")
+                write_tuning(out_dir)
                 continue
             err = check(p, dtype, layout, grads=True)
             r = {"fwd": timed(tri, p, dtype, layout, "fwd")}
@@ -127,12 +138,7 @@ def main() -> int:
             log.write(line + "\n")
             log.flush()
     log.write("\nplans:\n" + "\n".join(f"{k}: {v}" for k, v in td._PLANS.items()) + "\n")
-    log.write("\ntuning (every candidate's CUDA-graph median, µs):\n")
-    for key, rows in td.TUNING_LOG.items():
-        g = key[1]
-        log.write(f"{key[0]} {g.layout} {g.dtype} N={g.N} C={g.C_out} L={g.L_out} K={g.K}\n")
-        for plan, ms in sorted(rows, key=lambda r: r[1]):
-            log.write(f"    {ms * 1e3:8.1f}  {plan}\n")
+    write_tuning(out_dir)
     with open(os.path.join(out_dir, "ptx_stats.txt"), "w") as f:
         try:
             compiled_stats(f)

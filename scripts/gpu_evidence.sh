@@ -4,7 +4,7 @@
 # call cut short still returns what finished.
 # Usage (GPU machine, repo root): bash scripts/gpu_evidence.sh STEP[:SECONDS]...
 # Steps: correctness sweep2 sweep training precision full timer attribution fault power gate_baseline gate
-#        warm (compile Triton tuning candidates in parallel) dw1 dw2 (configs/depthwise_kernels.yaml
+#        warm (compile Triton tuning candidates in parallel) warmncl ncl (configs/depthwise_ncl_triton.yaml) dw1 dw2 (configs/depthwise_kernels.yaml
 #        in two shards) devbench (scripts/bench_depthwise_gen.py) tunefwd (its forward tuning landscape)
 set -uo pipefail
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
@@ -32,6 +32,12 @@ for arg in "$@"; do
         for i in 1 2 3 4 5 6 7 8; do python3 scripts/warm_triton_cache.py --part $i/8 > "$R/warm.part$i.log" 2>&1 & done
         python3 scripts/warm_triton_cache.py --shapes dtts_dec_b19,nemo_fastconformer_L --dtypes float32,bfloat16 --modes fwd_bwd > "$R/warm.train.log" 2>&1 &
         wait; grep -c warmed "$R"/warm.*.log ;;
+      warmncl)  # compile the (N, C, L) candidates of configs/depthwise_ncl_triton.yaml and training
+        for i in 1 2 3 4 5 6 7; do python3 scripts/warm_triton_cache.py --layouts ncl --part $i/7 \
+          --shapes dtts_dec_b19,dtts_dec_b5,dtts_enc,dtts_varpred,nemo_conformer_L,nemo_fastconformer_L,nemo_fastconformer_S,nemo_fastconformer_XXL,torchaudio_doc,long_seq > "$R/warm.part$i.log" 2>&1 & done
+        python3 scripts/warm_triton_cache.py --shapes dtts_dec_b19,nemo_fastconformer_L --dtypes float32,bfloat16 --modes fwd_bwd > "$R/warm.train.log" 2>&1 &
+        wait; grep -c warmed "$R"/warm.*.log ;;
+      ncl) cb run configs/depthwise_ncl_triton.yaml --out "$R/depthwise_ncl_triton" --quiet ;;
       dw1|dw2) cb run configs/depthwise_kernels.yaml --shard "${step#dw}/2" --out "$R/depthwise_kernels_${step#dw}" --quiet ;;
       devbench) OUT=$R python3 scripts/bench_depthwise_gen.py --budget-s $((limit - 60)) \
                   --cases dtts_dec_b19:float32,nemo_fastconformer_L:bfloat16,nemo_conformer_L:float32,nemo_fastconformer_XXL:bfloat16,long_seq:bfloat16,nemo_conformer_L:float16,dtts_dec_b19:bfloat16 ;;

@@ -26,10 +26,11 @@ def main() -> int:
     ap.add_argument("--dtypes", default="float32,bfloat16,float16")
     ap.add_argument("--modes", default="fwd")
     ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--layouts", default="ncl,nlc")
     args = ap.parse_args()
     i, n = (int(v) for v in args.part.split("/"))
     cases = [(s, d, lay) for s in args.shapes.split(",") for d in args.dtypes.split(",")
-             for lay in ("ncl", "nlc")]
+             for lay in args.layouts.split(",")]
     for s, dtype, layout in cases[i - 1::n]:
         p = problem(s)
         grads = "fwd_bwd" in args.modes

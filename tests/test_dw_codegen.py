@@ -40,9 +40,15 @@ PACKED_CASES = {"anchor_y_S0", "K31", "packed_bf16_odd_rows", "packed_fp16_odd_r
                 "packed_rows_shorter_than_group", "packed_length_1_K7"}
 
 
-@pytest.mark.parametrize("layout", ["ncl", "nlc"])
+@pytest.mark.parametrize("layout", ["ncl", "ncl_nosplit", "nlc"])
 @pytest.mark.parametrize("name", list(GEN_CASES))
-def test_generated_kernels_match_float64(name, layout):
+def test_generated_kernels_match_float64(name, layout, monkeypatch):
+    """ncl: with the edge program (inner tiles store whole groups) and without it (edge tiles
+    zero their windows and store with element masks): the tuner picks between the two."""
+    if layout.startswith("ncl"):
+        monkeypatch.setenv("CONVBENCH_NCL_SPLIT", "0" if layout == "ncl_nosplit" else "1")
+        monkeypatch.setattr(td, "_PLANS", {})  # plans are cached by shape, not by variant
+        layout = "ncl"
     p, dtype = GEN_CASES[name]
     inp = p.make_inputs(dtype, layout=layout, seed=1)
     g = td._geometry(inp.x, inp.weight, inp.bias, p.stride, p.padding, p.dilation, layout)

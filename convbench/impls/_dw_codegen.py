@@ -334,19 +334,21 @@ def ncl_edge_groups(K: int, V: int, padding: int, L_in: int, L_out: int) -> int:
 
 
 def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
-                       packed: str | None = None) -> str:
+                       packed: str | None = None, split: bool = True) -> str:
     """Forward (or, with `flip`, grad_x) of (N, C, L) rows in tiles of (BLOCK_C rows, G groups);
     each program loops over batch items n = pid, pid + num_programs(2), ... so the K weights it
     loads per row serve several tiles.
 
     x_ptr is read in units of the group (x itself, or its int32 words when `packed`); yw_ptr is
-    y in the same units and y_ptr y itself. When rows align to y (`anchor_y`), tiles store only
-    "inner" groups: whole groups whose taps all stay inside the row, so their window needs no
-    zeroing and their stores are whole vectors. The last program column (EDGE = 1) computes the
-    EG first and EG last groups of each row, where the rest lie, with zeroed windows and element
-    stores. Rows aligned to x keep element masks in edge tiles instead."""
+    y in the same units and y_ptr y itself. With `split` (rows aligned to y only), tiles store
+    only "inner" groups: whole groups whose taps all stay inside the row, so their window needs
+    no zeroing and their stores are whole vectors; the last program column (EDGE = 1) computes
+    the EG first and EG last groups of each row, where the rest lie, with zeroed windows and
+    element stores. Without it, edge tiles zero their windows and store with element masks
+    (short rows, where the edge groups are a large share, can be faster so)."""
     if packed:
         assert anchor_y and V == 8, "packed 16-bit groups need rows aligned to y and V = 8"
+    split = split and anchor_y
     W = _words(V, packed)
     Q1 = ncl_window(K, V, S)
     inner = (f"(gp >= lo) & (gp + {V + K - 2} - padding < L_in) & (gp + {V} <= L_out)")
@@ -354,8 +356,15 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
     def body(ind: int, masked: bool) -> None:
         e = _ncl_load_window(s, ind, V, packed, Q1, masked, "G", "x_ptr", "xa[:, None, None] + goff",
                              "total_x", "L_in", f"(l0 - padding - {S})[:, None] + (jj * {V})[None, :]",
-                             "e", True, zero=masked and not anchor_y)
+                             "e", True, zero=masked and not split)
         outs = _ncl_outputs(s, ind, e, K, V, S)
+        if masked and not split and packed:  # element stores: a word may span two rows
+            s(ind, f"gp = l0[:, None] + (jj * {V})[None, :]")
+            s(ind, "yb = y_ptr + rs_y[:, None] + gp")
+            for u, o in enumerate(outs):
+                s(ind, f"tl.store(yb + {u}, {o}.to(y_ptr.dtype.element_ty), "
+                       f"mask=rm2 & ((gp + {u}).to(tl.uint32, bitcast=True) < L_out))")
+            return
         if packed:
             for v in range(W):
                 s(ind, f"p{v} = {_pack(outs[2 * v], outs[2 * v + 1], packed)}")
@@ -365,7 +374,7 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
         s(ind, "yoff = ya[:, None, None] + goff + vw")
         if not masked:
             s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3)")
-        elif anchor_y:  # inner groups only: the edge program stores the others
+        elif split:  # inner groups only: the edge program stores the others
             s(ind, f"gp = l0[:, None] + (jj * {V})[None, :]")
             s(ind, f"inner = {inner}")
             s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3 & inner[:, :, None])")
@@ -413,7 +422,7 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
     s(1, "for n in range(tl.program_id(2), N, tl.num_programs(2)):")
     _ncl_prologue(s, 2, V, anchor_y)
     s(2, "if pid_l >= tl.num_programs(0) - EDGE:")
-    if anchor_y:
+    if split:
         edge(3)
     else:
         s(3, "pass")

@@ -3,11 +3,15 @@
 `torch`, and the fastest other implementation in the same layout; then forward+backward from a
 training run. Prints markdown.
 
-Usage: python3 scripts/depthwise_status.py RUN_DIR [TRAINING_RUN_DIR]
+Usage: python3 scripts/depthwise_status.py RUN_DIR [TRAINING_RUN_DIR] [--newer RUN_DIR]
+
+--newer: rows of that run replace the main run's rows of the same implementation, shape, dtype,
+layout and mode (a focused re-run of changed kernels); their times are marked with †.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import pandas as pd
@@ -29,8 +33,19 @@ def label(r) -> str:
     return SHAPE_LABELS.get((r.N, r.C_in, r.L, r.K), f"N{r.N}C{r.C_in}L{r.L}K{r.K}")
 
 
-def forward_table(run: str) -> tuple[str, pd.DataFrame]:
-    df = convbench.load(run)
+KEY = ["impl", "N", "C_in", "L", "K", "dtype", "layout", "mode"]
+
+
+def load(run: str, newer: str | None = None) -> pd.DataFrame:
+    df = convbench.load(run).assign(newer=False)
+    if newer:
+        df = pd.concat([df, convbench.load(newer).assign(newer=True)])
+        df = df[df.status == "ok"].drop_duplicates(KEY, keep="last")
+    return df
+
+
+def forward_table(run: str, newer: str | None = None) -> tuple[str, pd.DataFrame]:
+    df = load(run, newer)
     df = df[(df.op == "depthwise") & (df.status == "ok") & (df["mode"] == "fwd")].copy()
     df["shape"] = df.apply(label, axis=1)
     df["us"] = df.median_ms * 1e3
@@ -45,6 +60,7 @@ def forward_table(run: str) -> tuple[str, pd.DataFrame]:
             mine = gl[gl.impl == ours].us.min()
             other = gl[gl.impl != ours].sort_values("us").iloc[0]
             r[f"{layout}_us"] = mine
+            r[f"{layout}_mark"] = "†" if gl[gl.impl == ours].newer.any() else ""
             r[f"{layout}_pct"] = 100 * r["floor"] / mine
             r[f"{layout}_x_torch"] = torch_us / mine
             r[f"{layout}_best_other"] = f"{other.impl} {other.us:.1f}"
@@ -59,8 +75,8 @@ def forward_table(run: str) -> tuple[str, pd.DataFrame]:
         big = "**" if r.MB >= 50 else ""
         lines.append(
             f"| {big}{r.shape}{big} | {r.dtype} | {r.MB:.0f} | {r.floor:.1f} | "
-            f"{r.ncl_us:.1f} ({r.ncl_pct:.0f} %) | {r.ncl_x_torch:.2f} | {r.ncl_best_other} | "
-            f"{r.nlc_us:.1f} ({r.nlc_pct:.0f} %) | {r.nlc_x_torch:.2f} | {r.nlc_best_other} |")
+            f"{r.ncl_us:.1f}{r.ncl_mark} ({r.ncl_pct:.0f} %) | {r.ncl_x_torch:.2f} | {r.ncl_best_other} | "
+            f"{r.nlc_us:.1f}{r.nlc_mark} ({r.nlc_pct:.0f} %) | {r.nlc_x_torch:.2f} | {r.nlc_best_other} |")
     return "\n".join(lines), t
 
 
@@ -92,10 +108,15 @@ def training_table(run: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    table, t = forward_table(argv[1])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run")
+    ap.add_argument("training", nargs="?")
+    ap.add_argument("--newer")
+    args = ap.parse_args(argv[1:])
+    table, t = forward_table(args.run, args.newer)
     print(table + "\n\n" + summary(t))
-    if len(argv) > 2:
-        print("\n" + training_table(argv[2]))
+    if args.training:
+        print("\n" + training_table(args.training))
     return 0
 
 

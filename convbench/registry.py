@@ -41,7 +41,9 @@ class Impl:
     """An implementation: data about what it supports plus a builder of the closure to time.
 
     build(problem, inputs) does all set-up (reshapes, compilation, autotuning) and returns a
-    zero-argument closure computing y in the same storage layout as inputs.x.
+    zero-argument closure computing y in the same storage layout as inputs.x. A closure may
+    carry `plan()`: a short description of the variant its tuning chose, read after its first
+    call and recorded in the row's `plan` column.
     tf32: which switch decides whether float32 runs in TF32 ("conv", "matmul", "triton", "none").
     supports(case) -> reason | None: shape constraints beyond the fields here.
     """

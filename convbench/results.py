@@ -20,8 +20,8 @@ REQUIRED = (
     "pct_peak_bw peak_mem_bytes max_rel_err backend"
 ).split()
 EXTRA = (
-    "device_name precision tf32 stop_reason rel_ci host_ms kernel_time_ms copy_time_ms kernels sm_clock_mhz throttled "
-    "worker seed"
+    "device_name precision tf32 stop_reason rel_ci host_ms kernel_time_ms copy_time_ms kernels plan sm_clock_mhz "
+    "throttled worker seed"
 ).split()
 COLUMNS = REQUIRED + EXTRA
 # What identifies a row across runs (the device index is not part of it: cuda:0 == cuda:1).

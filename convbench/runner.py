@@ -209,12 +209,15 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
             rows[impl.name].update(tf32=tf32)
             try:
                 fn = impl.build(case.problem, inputs)
+                plan = getattr(fn, "plan", None)  # the tuned variant, known after the first call
                 if case.mode == "fwd_bwd":
                     fn = with_backward(fn, inputs, grad_out)
                 out = fn()
                 _sync(device)  # an asynchronous fault surfaces here, blamed on this impl
                 err = max_rel_err(out, refs)
                 del out
+                if plan is not None:
+                    rows[impl.name]["plan"] = plan()
             except Exception as exc:
                 _check_device(device, impl.name, exc)
                 finish(impl.name, "oom" if _is_oom(exc) else "error", _message(exc))

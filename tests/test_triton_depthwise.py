@@ -7,7 +7,7 @@ import torch
 
 from convbench.problem import Depthwise, same_padding
 from convbench.reference import rel_err, tolerance
-from convbench.registry import Case
+from convbench.registry import Case, get
 from convbench.runner import reference_outputs
 
 triton_depthwise = pytest.importorskip("convbench.impls.triton_depthwise")
@@ -94,3 +94,44 @@ def test_registered_with_backward():
 
     for name in ("triton", "triton_nlc"):
         assert get("depthwise", name).modes == ("fwd", "fwd_bwd")
+
+
+def test_sweep_rows_record_the_tuned_plan(tmp_path):
+    """A run's `plan` column says which variant each Triton row ran (kernel family and tile of
+    every kernel of the call), so a result can be traced to its kernel without re-running."""
+    import json
+
+    from click.testing import CliRunner
+
+    from convbench.cli import main
+    from convbench.results import read_rows
+
+    cfg = tmp_path / "a.yaml"
+    cfg.write_text(json.dumps({
+        "ops": ["depthwise", "pointwise"], "impls": ["torch", "triton", "triton_nlc"],
+        "devices": ["cpu"], "modes": ["fwd", "fwd_bwd"], "layouts": ["ncl", "nlc"],
+        "shapes": {"N": [1], "C_in": [4], "C_out": [4], "L": [24], "K": [1, 3], "padding": ["same"]},
+        "measure": {"min_samples": 3, "max_time_s": 0.02, "warmup_ms": 1}}))
+    res = CliRunner().invoke(main, ["run", str(cfg), "--out", str(tmp_path / "run"), "--quiet",
+                                    "--isolation", "none"])
+    assert res.exit_code == 0, res.output
+    rows = [r for r in read_rows(tmp_path / "run" / "results.jsonl") if r["status"] == "ok"]
+    triton = [r for r in rows if r["impl"].startswith("triton")]
+    assert {(r["op"], r["mode"]) for r in triton} == {
+        (op, mode) for op in ("depthwise", "pointwise") for mode in ("fwd", "fwd_bwd")}
+    for r in triton:
+        assert r["plan"], r
+        if r["op"] == "depthwise":  # stride 1, K <= 32: the generated kernels
+            assert r["plan"].startswith("fwd=gen("), r["plan"]
+            if r["mode"] == "fwd_bwd":
+                assert "bwd_x=" in r["plan"] and "gen_w=" in r["plan"], r["plan"]
+    assert all(r.get("plan") is None for r in rows if r["impl"] == "torch")
+
+
+def test_plan_names_the_tile_kernels_where_they_run():
+    p = _case(N=1, C=4, L=24, K=3, stride=2, padding=1)
+    inp = p.make_inputs("float32", layout="ncl", seed=1)
+    fn = get("depthwise", "triton").build(p, inp)
+    assert fn.plan() == ""  # nothing tuned before the first call
+    fn()
+    assert fn.plan().startswith("fwd=tile(block_c="), fn.plan()

@@ -801,10 +801,43 @@ def depthwise_conv1d(x, weight, bias, stride=1, padding=0, dilation=1, layout="n
     return _forward(g, x, weight.reshape(g.C_out, g.K).contiguous(), bias)
 
 
+_PLAN_FIELDS = {  # the launch() arguments of each generated-kernel plan, by (layout, kind)
+    ("ncl", "gen"): ("block_c", "G", "warps", "V", "nb", "split"),
+    ("nlc", "gen"): ("vpt", "R", "warps"),
+    ("ncl", "gen_w"): ("block_c", "G", "warps", "spf", "V"),
+    ("nlc", "gen_w"): ("vpt", "R", "warps", "spf"),
+}
+
+
+def _describe(layout: str, kind: str, plan: tuple) -> str:
+    if isinstance(plan[0], Tile):  # (Tile, grid)
+        t = plan[0]
+        return f"tile(block_c={t.block_c}, block_l={t.block_l}, warps={t.num_warps})"
+    if plan[0] == "tile":
+        return _describe(layout, kind, plan[1:])
+    if plan[0] == "gen":
+        kind, plan = "gen", plan[1:]
+    names = _PLAN_FIELDS[(layout, kind)]
+    return f"{kind}(" + ", ".join(f"{n}={v}" for n, v in zip(names, plan, strict=True)) + ")"
+
+
+def plan_of(g: Geometry) -> str:
+    """The tuned launch plan of each kernel of geometry g, e.g. "fwd=gen(block_c=8, G=32, ...);
+    gen_w=gen_w(...)": kernel family and tile (empty before the first call)."""
+    return "; ".join(f"{kind.removesuffix('_any')}={_describe(g.layout, kind, plan)}"
+                     for (kind, key), plan in _PLANS.items() if key == g)
+
+
 def _builder(layout):
     def build(p, inp):
         x, w, b = inp.x, inp.weight, inp.bias
-        return lambda: depthwise_conv1d(x, w, b, p.stride, p.padding, p.dilation, layout)
+        g = _geometry(x, w, b, p.stride, p.padding, p.dilation, layout)
+
+        def run():
+            return depthwise_conv1d(x, w, b, p.stride, p.padding, p.dilation, layout)
+
+        run.plan = lambda: plan_of(g)
+        return run
 
     return build
 

@@ -258,6 +258,11 @@ def _align16(n: int) -> bool:
     return n % 16 == 0
 
 
+def _signature(x, weight, bias, stride, padding, layout, precision) -> tuple:
+    return (layout, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(),
+            bias is not None, stride, padding, precision)
+
+
 def _forward(x, weight, bias, stride, padding, layout, precision, config=None, fold=None, variant=None):
     """The launcher: checks arguments, allocates y, picks a kernel variant and tile config, launches.
 
@@ -267,8 +272,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
     """
     if precision is None:
         precision = triton_input_precision()
-    sig = (layout, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(),
-           bias is not None, stride, padding, precision)
+    sig = _signature(x, weight, bias, stride, padding, layout, precision)
     forced = config is not None or fold is not None or variant is not None
     plan = None if forced else _PLANS.get(sig)
     if plan is not None:
@@ -358,6 +362,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         cand = _pick(key, cands, lambda c: launch(c, x, weight, b, y))
     launch(cand, x, weight, b, y)
     if not forced:
+        plan.label = cand.label()  # what convbench records in a row's `plan` column
         _PLANS[sig] = plan
     return y
 
@@ -477,7 +482,16 @@ def _supports(case: Case) -> str | None:
 def _builder(layout):
     def build(p, inp):
         x, w, b = inp.x, inp.weight, inp.bias
-        return lambda: pointwise_conv1d(x, w, b, p.stride, p.padding, layout)
+
+        def run():
+            return pointwise_conv1d(x, w, b, p.stride, p.padding, layout)
+
+        def plan() -> str:
+            sig = _signature(x, w, b, p.stride, p.padding, layout, triton_input_precision())
+            return getattr(_PLANS.get(sig), "label", "")
+
+        run.plan = plan
+        return run
 
     return build
 

@@ -125,9 +125,11 @@ def main() -> int:
             r["torch_fb"] = timed(base, p, dtype, layout, "fwd_bwd")
             if args.old:
                 saved, td.GEN_MAX_K = td.GEN_MAX_K, -1
+                td.reset_plans()  # ready launches of the generated kernels would bypass the switch
                 r["old_fwd"] = timed(tri, p, dtype, layout, "fwd")
                 r["old_gx"], r["old_gw"] = kernels(p, dtype, layout)
                 td.GEN_MAX_K = saved
+                td.reset_plans()
             line = (f"{label} {dtype} {layout} floor {floor:.1f}us err {err:.1e} | fwd {r['fwd']:.1f} "
                     f"({100 * floor / r['fwd']:.0f}%) torch {r['torch']:.1f} (x{r['torch'] / r['fwd']:.2f}) "
                     f"cudnn {r['cudnn']:.1f} | gx {r['gx']:.1f} gw {r['gw']:.1f} | fwd_bwd {r['fb']:.1f} "

@@ -141,12 +141,12 @@ def unroll_experiment(gbps: float) -> list[str]:
             for unroll in (td.MAX_UNROLL_K, 0):
                 saved = td.MAX_UNROLL_K
                 td.MAX_UNROLL_K = unroll
-                td._PLANS.clear()
+                td.reset_plans()
                 try:
                     times[unroll] = time_impl(name, p, dtype, layout, "fwd")
                 finally:
                     td.MAX_UNROLL_K = saved
-            td._PLANS.clear()
+            td.reset_plans()
             line = (f"unroll {label} {dtype} {layout}: static {times[td.MAX_UNROLL_K]:.1f} us "
                     f"({100 * floor / times[td.MAX_UNROLL_K]:.0f}%), runtime loop {times[0]:.1f} us "
                     f"({100 * floor / times[0]:.0f}%)")

@@ -53,6 +53,7 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
     if layout.startswith("ncl"):
         monkeypatch.setenv("CONVBENCH_NCL_SPLIT", "0" if layout == "ncl_nosplit" else "1")
         monkeypatch.setattr(td, "_PLANS", {})  # plans are cached by shape, not by variant
+        monkeypatch.setattr(td, "_READY", {})
         layout = "ncl"
     p, dtype = GEN_CASES[name]
     inp = p.make_inputs(dtype, layout=layout, seed=1)
@@ -133,3 +134,36 @@ def test_ncl_window_loads_and_stores_are_vectors():
         # interior tiles and edge tiles (whole groups) both store 16-byte vectors
         assert st["v4_stores"] >= 2, f"{case}: scalar stores: {st}"
         assert st["barriers"] == 0, f"{case}: shared-memory round trips: {st}"
+
+
+def test_ready_launch_is_reused_and_keyed_by_alignment():
+    """After the first call, a geometry's launch is cached (`_READY`): new tensors of the same
+    shape take it and stay correct. A bf16 tensor at an odd element address cannot be read as
+    int32 words, so it gets its own launch (4-element groups), also correct."""
+    import torch
+
+    from convbench.reference import rel_err, tolerance
+
+    p, dtype = GEN_CASES["packed_bf16_odd_rows"]
+    td.reset_plans()
+
+    def run_and_check(x, inp):
+        y = td.depthwise_conv1d(x, inp.weight, inp.bias, p.stride, p.padding, p.dilation, "ncl")
+        ref = torch.nn.functional.conv1d(x.double(), inp.weight.double(), inp.bias.double(),
+                                         padding=p.padding, groups=x.shape[1])
+        assert rel_err(y, ref) <= tolerance(dtype, False)
+
+    inp = p.make_inputs(dtype, layout="ncl", seed=1)
+    run_and_check(inp.x, inp)
+    g = td._geometry(inp.x, inp.weight, inp.bias, p.stride, p.padding, p.dilation, "ncl")
+    assert set(td._READY) == {("fwd", g, td._align(inp.x))}
+    inp2 = p.make_inputs(dtype, layout="ncl", seed=2)
+    run_and_check(inp2.x, inp2)  # same geometry and alignment: the cached launch
+    assert len(td._READY) == 1
+    flat = torch.empty(inp.x.numel() + 1, dtype=inp.x.dtype)
+    odd = flat[1:].view(inp.x.shape)  # contiguous, 2 bytes past a word boundary
+    odd.copy_(inp.x)
+    assert odd.data_ptr() % 4 == 2
+    run_and_check(odd, inp)
+    assert len(td._READY) == 2
+    td.reset_plans()

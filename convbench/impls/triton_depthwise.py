@@ -528,14 +528,15 @@ def _ncl_tiles(L: int, V: int = NCL_V) -> list[tuple[int, int]]:
 
 def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out: int, K: int,
               padding: int, flip: bool, x, w, bias, y):
-    """(candidate plans as a function, launch) for y = depthwise conv of x (stride 1) with
-    w (C, K), taps flipped if `flip` (grad_x)."""
+    """(candidate plans as a function, launch, prepare) for y = depthwise conv of x (stride 1)
+    with w (C, K), taps flipped if `flip` (grad_x). launch(*plan) runs a plan on these tensors;
+    prepare(*plan) does all the plan's arithmetic once and returns go(x, w, bias, y), a launch
+    for any tensors of this geometry and alignment (what _READY caches)."""
     has_bias = bias is not None
-    b = bias if has_bias else w
     if layout == "ncl":
         packed = _ncl_packed(dtype, N, C, L_in, L_out, padding, x)
 
-        def launch(block_c, G, warps, V, nb, split):
+        def prepare(block_c, G, warps, V, nb, split):
             kind = packed if V == 8 else None
             if V == 8 and kind is None:  # tuned on packable data, called on data that is not
                 V = NCL_V
@@ -544,19 +545,30 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
             kern = _gen_kernel("ncl_fwd", K, V, S, flip, anchor_y, kind, split)
             # split edges: one more program column for each row's edge groups
             grid = (cdiv(L_out + m_max, G * V) + split, cdiv(C, block_c), cdiv(N, nb))
-            xs, yw = (_words(x), _words(y)) if kind else (x, y)
-            kern[grid](xs, w, b, y, yw, N, C, L_in, L_out, padding, xs.numel(),
-                       HAS_BIAS=has_bias, BLOCK_C=block_c, G=G, EDGE=int(split),
-                       EG=gen.ncl_edge_groups(K, V, padding, L_in, L_out), num_warps=warps)
-    else:
-        def launch(vpt, R, warps):
-            block_c, nw = _nlc_block(C, vpt, warps)
-            kern = _gen_kernel("nlc_fwd", K, R, flip)
-            grid = (cdiv(L_out, R), cdiv(C, block_c), N)
-            kern[grid](x, w, b, y, C, L_in, L_out, padding,
-                       HAS_BIAS=has_bias, BLOCK_C=block_c, num_warps=nw)
+            total_x = N * C * L_in // (2 if kind else 1)
+            consts = dict(HAS_BIAS=has_bias, BLOCK_C=block_c, G=G, EDGE=int(split),
+                          EG=gen.ncl_edge_groups(K, V, padding, L_in, L_out), num_warps=warps)
+            launcher = kern[grid]
 
-    return lambda: _gen_conv_plans(layout, dtype, N, C, L_in, L_out, K, padding, x), launch
+            def go(x, w, bias, y):
+                xs, yw = (_words(x), _words(y)) if kind else (x, y)
+                launcher(xs, w, bias if has_bias else w, y, yw, N, C, L_in, L_out, padding,
+                         total_x, **consts)
+            return go
+    else:
+        def prepare(vpt, R, warps):
+            block_c, nw = _nlc_block(C, vpt, warps)
+            launcher = _gen_kernel("nlc_fwd", K, R, flip)[(cdiv(L_out, R), cdiv(C, block_c), N)]
+
+            def go(x, w, bias, y):
+                launcher(x, w, bias if has_bias else w, y, C, L_in, L_out, padding,
+                         HAS_BIAS=has_bias, BLOCK_C=block_c, num_warps=nw)
+            return go
+
+    def launch(*plan):
+        prepare(*plan)(x, w, bias, y)
+
+    return lambda: _gen_conv_plans(layout, dtype, N, C, L_in, L_out, K, padding, x), launch, prepare
 
 
 def _ncl_widths(dtype, N, C, L_in, L_out, padding, x) -> tuple[int, ...]:
@@ -602,6 +614,11 @@ def _gen_grad_w(g: Geometry, x, gy, w_dtype):
     Programs = channel blocks x splits; each split loops over its share of the N x L-tile
     items. More splits mean more programs in flight (latency hiding) and a larger partial
     buffer for the reduce; the split factor is tuned with the tile."""
+    key = ("w", g, _align(x), _align(gy))
+    go = _READY.get(key)
+    if go is not None:
+        p, n_split = go(x, gy)
+        return _reduce_partials(g, p, n_split, w_dtype, x.device)
     C, K = g.C_out, g.K
     sms = _sm_count(x.device)
 
@@ -614,7 +631,7 @@ def _gen_grad_w(g: Geometry, x, gy, w_dtype):
     def split(n_items: int, n_cb: int, spf: int) -> int:
         return max(1, min(n_items, cdiv(spf * sms, n_cb)))
 
-    def launch(*plan):
+    def prepare(*plan):
         if g.layout == "ncl":
             block_c, G, warps, spf, V = plan
             kind = packed if V == 8 else None
@@ -632,18 +649,28 @@ def _gen_grad_w(g: Geometry, x, gy, w_dtype):
             n_cb = cdiv(C, block_c)
         n_items = g.N * n_lt
         n_split = split(n_items, n_cb, spf)
-        p = torch.empty((n_split, K + 1, C), device=x.device, dtype=torch.float32)
-        if g.layout == "ncl":
-            xs, gs = (_words(x), _words(gy)) if kind else (x, gy)
-            kern[(n_cb, n_split)](xs, gs, p, C, g.L_in, g.L_out, g.padding, xs.numel(),
-                                  gs.numel(), n_lt, n_items, n_split,
-                                  BLOCK_C=block_c, G=G, num_warps=warps)
-        else:
-            kern[(n_cb, n_split)](x, gy, p, C, g.L_in, g.L_out, g.padding, n_lt, n_items,
-                                  n_split, BLOCK_C=block_c, num_warps=warps)
-        return p, n_split
+        launcher = kern[(n_cb, n_split)]
+        div = 2 if g.layout == "ncl" and kind else 1
+        totals = (g.N * C * g.L_in // div, g.N * C * g.L_out // div)
 
-    p, n_split = launch(*_fastest(("gen_w", g), cands_fn, launch))
+        def go(x, gy):
+            p = torch.empty((n_split, K + 1, C), device=x.device, dtype=torch.float32)
+            if g.layout == "ncl":
+                xs, gs = (_words(x), _words(gy)) if kind else (x, gy)
+                launcher(xs, gs, p, C, g.L_in, g.L_out, g.padding, *totals, n_lt, n_items,
+                         n_split, BLOCK_C=block_c, G=G, num_warps=warps)
+            else:
+                launcher(x, gy, p, C, g.L_in, g.L_out, g.padding, n_lt, n_items, n_split,
+                         BLOCK_C=block_c, num_warps=warps)
+            return p, n_split
+        return go
+
+    def launch(*plan):
+        return prepare(*plan)(x, gy)
+
+    plan = _fastest(("gen_w", g), cands_fn, launch)
+    go = _READY[key] = prepare(*plan)
+    p, n_split = go(x, gy)
     return _reduce_partials(g, p, n_split, w_dtype, x.device)
 
 
@@ -690,10 +717,31 @@ def _geometry(x, weight, bias, stride, padding, dilation, layout) -> Geometry:
                     bias is not None)
 
 
+# (kernel, geometry, data alignment) -> go(...): the tuned generated-kernel launch with all its
+# arithmetic done, so a repeated call costs a dict lookup, an allocation and the launch
+_READY: dict[tuple, object] = {}
+
+
+def reset_plans() -> None:
+    """Forget every tuned plan and ready launch (benchmarks that re-tune, tests of variants)."""
+    _PLANS.clear()
+    _READY.clear()
+
+
+def _align(t) -> int:
+    """What of a tensor's address can change a launch: 16-byte alignment (and word alignment,
+    which decides whether 16-bit data can be read as int32 words)."""
+    return t.data_ptr() % 16
+
+
 def _forward(g: Geometry, x, w, bias):
     """x contiguous in g.layout, w: (C_out, K) contiguous. Returns y contiguous in g.layout."""
     shape = (g.N, g.C_out, g.L_out) if g.layout == "ncl" else (g.N, g.L_out, g.C_out)
     y = torch.empty(shape, device=x.device, dtype=x.dtype)
+    go = _READY.get(("fwd", g, _align(x)))
+    if go is not None:
+        go(x, w, bias, y)
+        return y
     sx, sy = g.strides(g.C_in, g.L_in), g.strides(g.C_out, g.L_out)
 
     def launch(t: Tile, grid):
@@ -705,10 +753,14 @@ def _forward(g: Geometry, x, w, bias):
         )
 
     if _uses_gen(g):
-        plans, run = _with_tiles(*_gen_conv(g.layout, g.dtype, g.N, g.C_out, g.L_in, g.L_out, g.K,
-                                            g.padding, False, x, w, bias, y),
+        gen_plans, gen_launch, prepare = _gen_conv(g.layout, g.dtype, g.N, g.C_out, g.L_in,
+                                                   g.L_out, g.K, g.padding, False, x, w, bias, y)
+        plans, run = _with_tiles(gen_plans, gen_launch,
                                  lambda: _tile_plans("fwd", g, g.C_out, g.L_out), launch, g.layout)
-        run(*_fastest(("fwd_any", g), plans, run))
+        plan = _fastest(("fwd_any", g), plans, run)
+        run(*plan)
+        if plan[0] == "gen":
+            _READY[("fwd", g, _align(x))] = prepare(*plan[1:])
         return y
     launch(*_plan("fwd", g, g.C_out, g.L_out, launch))
     return y
@@ -717,6 +769,10 @@ def _forward(g: Geometry, x, w, bias):
 def _grad_x(g: Geometry, gy, w):
     shape = (g.N, g.C_in, g.L_in) if g.layout == "ncl" else (g.N, g.L_in, g.C_in)
     gx = torch.empty(shape, device=gy.device, dtype=g.dtype)
+    go = _READY.get(("bwd_x", g, _align(gy)))
+    if go is not None:
+        go(gy, w, None, gx)
+        return gx
     sg, sx = g.strides(g.C_out, g.L_out), g.strides(g.C_in, g.L_in)
 
     def launch(t: Tile, grid):
@@ -728,10 +784,15 @@ def _grad_x(g: Geometry, gy, w):
         )
 
     if _uses_gen(g):  # stride 1: grad_x is the forward conv of gy with the taps flipped
-        plans, run = _with_tiles(*_gen_conv(g.layout, g.dtype, g.N, g.C_in, g.L_out, g.L_in, g.K,
-                                            g.K - 1 - g.padding, True, gy, w, None, gx),
+        gen_plans, gen_launch, prepare = _gen_conv(g.layout, g.dtype, g.N, g.C_in, g.L_out,
+                                                   g.L_in, g.K, g.K - 1 - g.padding, True, gy, w,
+                                                   None, gx)
+        plans, run = _with_tiles(gen_plans, gen_launch,
                                  lambda: _tile_plans("bwd_x", g, g.C_in, g.L_in), launch, g.layout)
-        run(*_fastest(("bwd_x_any", g), plans, run))
+        plan = _fastest(("bwd_x_any", g), plans, run)
+        run(*plan)
+        if plan[0] == "gen":
+            _READY[("bwd_x", g, _align(gy))] = prepare(*plan[1:])
         return gx
     launch(*_plan("bwd_x", g, g.C_in, g.L_in, launch))
     return gx

@@ -51,7 +51,7 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
     """ncl: with the edge program (inner tiles store whole groups) and without it (edge tiles
     zero their windows and store with element masks): the tuner picks between the two."""
     if layout.startswith("ncl"):
-        monkeypatch.setenv("CONVBENCH_NCL_SPLIT", "0" if layout == "ncl_nosplit" else "1")
+        monkeypatch.setattr(td, "INTERPRETER_SPLIT", layout == "ncl")
         monkeypatch.setattr(td, "_PLANS", {})  # plans are cached by shape, not by variant
         monkeypatch.setattr(td, "_READY", {})
         layout = "ncl"

@@ -227,10 +227,23 @@ def _ncl_tile_bases(s: _Src, ind: int, V: int, S: int, anchor_y: bool, packed: s
     div = " // 2" if packed else ""
     s(ind, "l0 = l_start - m  # int32: the edge masks below are row positions")
     s(ind, f"xa = tl.multiple_of((rs_x + l0 - padding{f' - {S}' if S else ''}){div}, {W})")
-    s(ind, f"ya = rs_y + l0")
+    s(ind, "ya = rs_y + l0")
     if anchor_y:
         s(ind, f"ya = tl.multiple_of(ya{div}, {W})")
     s(ind, f"goff = (jj * {W})[None, :, None]")
+
+
+def _ncl_interior(V: int, S: int, Q1: int) -> str:
+    """`interior`: the whole tile (for every row offset m < V) reads inside x and writes inside
+    [0, L_out), so it needs no masks."""
+    return (f"interior = (l_start - {V - 1} - padding - {S} >= 0) & "
+            f"(l_start + (G + {Q1}) * {V} - 1 - padding - {S} < L_in) & "
+            f"(l_start >= {V - 1}) & (l_start + G * {V} <= L_out)")
+
+
+def _ncl_x_pos(V: int, S: int) -> str:
+    """Row position of x window element 0 of each tile column, (BLOCK_C, G)."""
+    return f"(l0 - padding - {S})[:, None] + (jj * {V})[None, :]"
 
 
 def _ncl_load_window(s: _Src, ind: int, V: int, packed: str | None, groups: int, masked: bool,
@@ -249,6 +262,7 @@ def _ncl_load_window(s: _Src, ind: int, V: int, packed: str | None, groups: int,
     zero = masked if zero is None else zero
     W = _words(V, packed)
     shape = f"(BLOCK_C, {gdim}" + ", 2" * (W.bit_length() - 1) + ")"
+    other = "0" if packed else "0.0"
     names = []
     if zero:
         s(ind, f"pb_{prefix} = {pbase}")
@@ -259,7 +273,7 @@ def _ncl_load_window(s: _Src, ind: int, V: int, packed: str | None, groups: int,
                 unit = f"{prefix}{q}_{v}"
                 off = f"{gofs} + {q * W + v}"
                 s(ind, f"{unit} = tl.load({ptr} + ({off}), mask=({off} >= 0) & ({off} < {total}), "
-                       f"other={'0' if packed else '0.0'})" + ("" if packed else ".to(tl.float32)"))
+                       f"other={other})" + ("" if packed else ".to(tl.float32)"))
                 parts.append(unit)
             elems = _unpack_all(s, ind, parts, packed)
             if zero:
@@ -267,7 +281,6 @@ def _ncl_load_window(s: _Src, ind: int, V: int, packed: str | None, groups: int,
             names.append(elems)
             continue
         off = f"{gofs} + vw + {q * W}"
-        other = "0" if packed else "0.0"
         if masked:
             gs = f"{gofs} + {q * W}" + ("" if aligned else " + vw")
             s(ind, f"gm{prefix} = ({gs} >= 0) & ({gs} < {total})")
@@ -355,8 +368,7 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
 
     def body(ind: int, masked: bool) -> None:
         e = _ncl_load_window(s, ind, V, packed, Q1, masked, "G", "x_ptr", "xa[:, None, None] + goff",
-                             "total_x", "L_in", f"(l0 - padding - {S})[:, None] + (jj * {V})[None, :]",
-                             "e", True, zero=masked and not split)
+                             "total_x", "L_in", _ncl_x_pos(V, S), "e", True, zero=masked and not split)
         outs = _ncl_outputs(s, ind, e, K, V, S)
         if masked and not split and packed:  # element stores: a word may span two rows
             s(ind, f"gp = l0[:, None] + (jj * {V})[None, :]")
@@ -379,7 +391,7 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
             s(ind, f"inner = {inner}")
             s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3 & inner[:, :, None])")
         else:
-            s(ind, f"lpos = l0[:, None, None] + goff + vw")
+            s(ind, "lpos = l0[:, None, None] + goff + vw")
             s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3 & (lpos.to(tl.uint32, bitcast=True) < L_out))")
 
     def edge(ind: int) -> None:
@@ -429,10 +441,7 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
     s(2, "else:")
     s(3, f"l_start = pid_l * (G * {V})")
     _ncl_tile_bases(s, 3, V, S, anchor_y, packed)
-    # whole tile (every row offset m < V) inside x and inside [0, L_out): no masks
-    s(3, f"interior = (l_start - {V - 1} - padding - {S} >= 0) & "
-         f"(l_start + (G + {Q1}) * {V} - 1 - padding - {S} < L_in) & "
-         f"(l_start >= {V - 1}) & (l_start + G * {V} <= L_out)")
+    s(3, _ncl_interior(V, S, Q1))
     s(3, "if interior:")
     body(4, False)
     s(3, "else:")
@@ -449,9 +458,8 @@ def ncl_grad_w_source(K: int, V: int, S: int, anchor_y: bool, packed: str | None
     Q1 = ncl_window(K, V, S)
 
     def body(ind: int, masked: bool) -> None:
-        pos = f"(l0 - padding - {S})[:, None] + (jj * {V})[None, :]"
         e = _ncl_load_window(s, ind, V, packed, Q1, masked, "G", "x_ptr", "xa[:, None, None] + goff",
-                             "total_x", "L_in", pos, "e", True)
+                             "total_x", "L_in", _ncl_x_pos(V, S), "e", True)
         g = _ncl_load_window(s, ind, V, packed, 1, masked, "G", "gy_ptr", "ya[:, None, None] + goff",
                              "total_y", "L_out", f"l0[:, None] + (jj * {V})[None, :]", "g",
                              anchor_y)[0]
@@ -477,9 +485,7 @@ def ncl_grad_w_source(K: int, V: int, S: int, anchor_y: bool, packed: str | None
     s(2, f"l_start = (it % n_lt) * (G * {V})")
     _ncl_prologue(s, 2, V, anchor_y)
     _ncl_tile_bases(s, 2, V, S, anchor_y, packed)
-    s(2, f"interior = (l_start - {V - 1} - padding - {S} >= 0) & "
-         f"(l_start + (G + {Q1}) * {V} - 1 - padding - {S} < L_in) & "
-         f"(l_start >= {V - 1}) & (l_start + G * {V} <= L_out)")
+    s(2, _ncl_interior(V, S, Q1))
     s(2, "if interior:")
     body(3, False)
     s(2, "else:")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 
 import torch
@@ -484,7 +483,8 @@ def _ncl_packed(dtype, N, C, L_in, L_out, padding, x) -> str | None:
     return kind
 
 
-def _words(t):
+def _as_words(t):
+    """A contiguous 16-bit tensor as flat int32 words (two elements each)."""
     return t.view(-1).view(torch.int32)
 
 
@@ -551,7 +551,7 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
             launcher = kern[grid]
 
             def go(x, w, bias, y):
-                xs, yw = (_words(x), _words(y)) if kind else (x, y)
+                xs, yw = (_as_words(x), _as_words(y)) if kind else (x, y)
                 launcher(xs, w, bias if has_bias else w, y, yw, N, C, L_in, L_out, padding,
                          total_x, **consts)
             return go
@@ -568,18 +568,24 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
     def launch(*plan):
         prepare(*plan)(x, w, bias, y)
 
-    return lambda: _gen_conv_plans(layout, dtype, N, C, L_in, L_out, K, padding, x), launch, prepare
+    Vs = _ncl_widths(packed) if layout == "ncl" else ()
+    return lambda: _gen_conv_plans(layout, dtype, N, L_out, K, Vs), launch, prepare
 
 
-def _ncl_widths(dtype, N, C, L_in, L_out, padding, x) -> tuple[int, ...]:
-    return (8, NCL_V) if _ncl_packed(dtype, N, C, L_in, L_out, padding, x) else (NCL_V,)
+def _ncl_widths(packed: str | None) -> tuple[int, ...]:
+    """Group widths to tune over: packed 8-element word groups where the data allows, and 4."""
+    return (8, NCL_V) if packed else (NCL_V,)
 
 
-def _gen_conv_plans(layout, dtype, N, C, L_in, L_out, K, padding, x) -> list[tuple]:
+# The interpreter runs one candidate (nothing to time on the CPU): with the edge program or
+# without it, as the tests choose.
+INTERPRETER_SPLIT = True
+
+
+def _gen_conv_plans(layout, dtype, N, L_out, K, Vs) -> list[tuple]:
     if layout == "ncl":
-        Vs = _ncl_widths(dtype, N, C, L_in, L_out, padding, x)
-        if interpreting():  # one candidate (no timing on the CPU); tests pick the variant
-            return [(4, 64 // Vs[0], 1, Vs[0], 2, os.environ.get("CONVBENCH_NCL_SPLIT", "1") == "1")]
+        if interpreting():
+            return [(4, 64 // Vs[0], 1, Vs[0], 2, INTERPRETER_SPLIT)]
         # nb: batch items per program (each loads its rows' K weights once for all of them);
         # split: inner tiles + an edge program, or edge tiles with masks (short rows)
         cands = [(bc, G, 4, V, nb, split) for V in Vs for bc, G in _ncl_tiles(L_out, V)
@@ -626,7 +632,7 @@ def _gen_grad_w(g: Geometry, x, gy, w_dtype):
               if g.layout == "ncl" and gy.data_ptr() % 4 == 0 else None)
 
     def cands_fn():
-        return _gen_grad_w_plans(g, (8, NCL_V) if packed else (NCL_V,))
+        return _gen_grad_w_plans(g, _ncl_widths(packed))
 
     def split(n_items: int, n_cb: int, spf: int) -> int:
         return max(1, min(n_items, cdiv(spf * sms, n_cb)))
@@ -656,7 +662,7 @@ def _gen_grad_w(g: Geometry, x, gy, w_dtype):
         def go(x, gy):
             p = torch.empty((n_split, K + 1, C), device=x.device, dtype=torch.float32)
             if g.layout == "ncl":
-                xs, gs = (_words(x), _words(gy)) if kind else (x, gy)
+                xs, gs = (_as_words(x), _as_words(gy)) if kind else (x, gy)
                 launcher(xs, gs, p, C, g.L_in, g.L_out, g.padding, *totals, n_lt, n_items,
                          n_split, BLOCK_C=block_c, G=G, num_warps=warps)
             else:
@@ -734,6 +740,20 @@ def _align(t) -> int:
     return t.data_ptr() % 16
 
 
+def _tuned_gen(kind: str, g: Geometry, conv: tuple, src, w, bias, dst, tile_launch,
+               tile_CL: tuple[int, int]) -> None:
+    """dst = the generated conv of src (conv = (C, L_in, L_out, padding, flip)) or, where the
+    tuner prefers them, the tile kernels; the tuned generated launch is kept in _READY."""
+    gen_plans, gen_launch, prepare = _gen_conv(g.layout, g.dtype, g.N, conv[0], conv[1], conv[2],
+                                               g.K, conv[3], conv[4], src, w, bias, dst)
+    plans, run = _with_tiles(gen_plans, gen_launch, lambda: _tile_plans(kind, g, *tile_CL),
+                             tile_launch, g.layout)
+    plan = _fastest((f"{kind}_any", g), plans, run)
+    run(*plan)
+    if plan[0] == "gen":
+        _READY[(kind, g, _align(src))] = prepare(*plan[1:])
+
+
 def _forward(g: Geometry, x, w, bias):
     """x contiguous in g.layout, w: (C_out, K) contiguous. Returns y contiguous in g.layout."""
     shape = (g.N, g.C_out, g.L_out) if g.layout == "ncl" else (g.N, g.L_out, g.C_out)
@@ -753,14 +773,8 @@ def _forward(g: Geometry, x, w, bias):
         )
 
     if _uses_gen(g):
-        gen_plans, gen_launch, prepare = _gen_conv(g.layout, g.dtype, g.N, g.C_out, g.L_in,
-                                                   g.L_out, g.K, g.padding, False, x, w, bias, y)
-        plans, run = _with_tiles(gen_plans, gen_launch,
-                                 lambda: _tile_plans("fwd", g, g.C_out, g.L_out), launch, g.layout)
-        plan = _fastest(("fwd_any", g), plans, run)
-        run(*plan)
-        if plan[0] == "gen":
-            _READY[("fwd", g, _align(x))] = prepare(*plan[1:])
+        _tuned_gen("fwd", g, (g.C_out, g.L_in, g.L_out, g.padding, False), x, w, bias, y, launch,
+                   (g.C_out, g.L_out))
         return y
     launch(*_plan("fwd", g, g.C_out, g.L_out, launch))
     return y
@@ -784,15 +798,8 @@ def _grad_x(g: Geometry, gy, w):
         )
 
     if _uses_gen(g):  # stride 1: grad_x is the forward conv of gy with the taps flipped
-        gen_plans, gen_launch, prepare = _gen_conv(g.layout, g.dtype, g.N, g.C_in, g.L_out,
-                                                   g.L_in, g.K, g.K - 1 - g.padding, True, gy, w,
-                                                   None, gx)
-        plans, run = _with_tiles(gen_plans, gen_launch,
-                                 lambda: _tile_plans("bwd_x", g, g.C_in, g.L_in), launch, g.layout)
-        plan = _fastest(("bwd_x_any", g), plans, run)
-        run(*plan)
-        if plan[0] == "gen":
-            _READY[("bwd_x", g, _align(gy))] = prepare(*plan[1:])
+        _tuned_gen("bwd_x", g, (g.C_in, g.L_out, g.L_in, g.K - 1 - g.padding, True), gy, w, None,
+                   gx, launch, (g.C_in, g.L_in))
         return gx
     launch(*_plan("bwd_x", g, g.C_in, g.L_in, launch))
     return gx

@@ -6,6 +6,7 @@
 # Steps: correctness sweep2 sweep training precision full timer attribution fault power gate_baseline gate
 #        warm (compile Triton tuning candidates in parallel) warmncl ncl (configs/depthwise_ncl_triton.yaml) dw1 dw2 (configs/depthwise_kernels.yaml
 #        in two shards) devbench (scripts/bench_depthwise_gen.py) tunefwd (its forward tuning landscape)
+#        ncu (Nsight Compute sections of tuned forward kernels; NCU_CASES=label:dtype:layout,...)
 set -uo pipefail
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -43,6 +44,12 @@ for arg in "$@"; do
                   --cases dtts_dec_b19:float32,nemo_fastconformer_L:bfloat16,nemo_conformer_L:float32,nemo_fastconformer_XXL:bfloat16,long_seq:bfloat16,nemo_conformer_L:float16,dtts_dec_b19:bfloat16 ;;
       tunefwd) OUT=$R python3 scripts/bench_depthwise_gen.py --fwd-only --budget-s $((limit - 30)) \
                   --cases dtts_dec_b19:float32,nemo_fastconformer_L:bfloat16,nemo_conformer_L:float32,nemo_fastconformer_XXL:bfloat16,long_seq:bfloat16,nemo_conformer_L:float16,dtts_dec_b19:bfloat16,nemo_fastconformer_L:float32 ;;
+      ncu)  # Nsight Compute: tuned (N, C, L) vs (N, L, C) forward on the same shapes
+        cases=${NCU_CASES:-dtts_dec_b19:float32:ncl,dtts_dec_b19:float32:nlc,nemo_fastconformer_L:bfloat16:ncl,nemo_fastconformer_L:bfloat16:nlc}
+        /usr/local/cuda/bin/ncu --nvtx --nvtx-include "prof/" --section SpeedOfLight --section MemoryWorkloadAnalysis \
+          --section MemoryWorkloadAnalysis_Tables --section WarpStateStats --section Occupancy --section LaunchStats \
+          --section SourceCounters --csv --page details python3 scripts/ncu_depthwise.py --cases "$cases" > "$R/ncu_details.csv"
+        rc=$?; grep -v '^"' "$R/ncu_details.csv" | head -20; exit $rc ;;
       timer) OUT=$R python3 scripts/timer_check.py ;;
       attribution) OUT=$R python3 scripts/gpu_attribution.py ;;
       fault) OUT=$R/fault python3 scripts/gpu_fault.py ;;

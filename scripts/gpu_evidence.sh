@@ -6,7 +6,8 @@
 # Steps: correctness sweep2 sweep training precision full timer attribution fault power gate_baseline gate
 #        warm (compile Triton tuning candidates in parallel) warmncl ncl (configs/depthwise_ncl_triton.yaml) dw1 dw2 (configs/depthwise_kernels.yaml
 #        in two shards) devbench (scripts/bench_depthwise_gen.py) tunefwd (its forward tuning landscape)
-#        ncu (Nsight Compute sections of tuned forward kernels; NCU_CASES=label:dtype:layout,...)
+#        ncu (Nsight Compute sections of tuned forward kernels; NCU_CASES=label:dtype:layout,...,
+#        NCU_ARGS=--all-plans for every candidate, NCU_METRICS="--metrics a,b")
 set -uo pipefail
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -48,7 +49,7 @@ for arg in "$@"; do
         cases=${NCU_CASES:-dtts_dec_b19:float32:ncl,dtts_dec_b19:float32:nlc,nemo_fastconformer_L:bfloat16:ncl,nemo_fastconformer_L:bfloat16:nlc}
         /usr/local/cuda/bin/ncu --nvtx --nvtx-include "prof/" --section SpeedOfLight --section MemoryWorkloadAnalysis \
           --section MemoryWorkloadAnalysis_Tables --section WarpStateStats --section Occupancy --section LaunchStats \
-          --section SourceCounters --csv --page details python3 scripts/ncu_depthwise.py --cases "$cases" > "$R/ncu_details.csv"
+          --section SourceCounters --section InstructionStats --print-details all $NCU_METRICS --csv --page details python3 scripts/ncu_depthwise.py --cases "$cases" $NCU_ARGS > "$R/ncu_details.csv"
         rc=$?; grep -v '^"' "$R/ncu_details.csv" | head -20; exit $rc ;;
       timer) OUT=$R python3 scripts/timer_check.py ;;
       attribution) OUT=$R python3 scripts/gpu_attribution.py ;;

@@ -24,6 +24,8 @@ from convbench.impls import triton_depthwise as td  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--cases", required=True, help="label:dtype:layout,...")
+    ap.add_argument("--all-plans", action="store_true",
+                    help="profile every generated-kernel candidate, each in an NVTX range named by its plan")
     args = ap.parse_args()
     for case in args.cases.split(","):
         label, dtype, layout = case.split(":")
@@ -31,6 +33,20 @@ def main() -> None:
         inp = p.make_inputs(dtype, device="cuda", layout=layout, seed=5)
         g = td._geometry(inp.x, inp.weight, inp.bias, p.stride, p.padding, p.dilation, layout)
         w = inp.weight.reshape(g.C_out, g.K).contiguous()
+        if args.all_plans:
+            y = torch.empty_like(inp.x)
+            plans, launch, _ = td._gen_conv(layout, g.dtype, g.N, g.C_out, g.L_in, g.L_out, g.K,
+                                            g.padding, False, inp.x, w, inp.bias, y)
+            for plan in plans():
+                launch(*plan)  # compiles
+                torch.cuda.synchronize()
+                torch.cuda.nvtx.range_push("prof")
+                torch.cuda.nvtx.range_push(f"{case}:{td._describe(layout, 'gen', ('gen', *plan))}")
+                launch(*plan)
+                torch.cuda.nvtx.range_pop()
+                torch.cuda.nvtx.range_pop()
+            torch.cuda.synchronize()
+            continue
         td._forward(g, inp.x, w, inp.bias)  # tunes
         torch.cuda.synchronize()
         print(f"{case}: {td.plan_of(g)}", flush=True)

@@ -111,7 +111,9 @@ def main() -> int:
             tri, base, cud = BASELINES[layout]
             if args.fwd_only:
                 fwd = timed(tri, p, dtype, layout, "fwd")
-                line = f"{label} {dtype} {layout} floor {floor:.1f}us | fwd {fwd:.1f} ({100 * floor / fwd:.0f}%)"
+                err = check(p, dtype, layout, grads=False)  # the tuned plan, against float64
+                line = (f"{label} {dtype} {layout} floor {floor:.1f}us err {err:.1e} | fwd {fwd:.1f} "
+                        f"({100 * floor / fwd:.0f}%)")
                     print(line, flush=True)
                 log.write(line + "\n")
                 write_tuning(out_dir)

@@ -4,7 +4,7 @@
 # call cut short still returns what finished.
 # Usage (GPU machine, repo root): bash scripts/gpu_evidence.sh STEP[:SECONDS]...
 # Steps: correctness sweep2 sweep training precision full timer attribution fault power gate_baseline gate
-#        warm (compile Triton tuning candidates in parallel) warmncl ncl (configs/depthwise_ncl_triton.yaml) dw1 dw2 (configs/depthwise_kernels.yaml
+#        warm (compile Triton tuning candidates in parallel) warmfwd (forward candidates of WARM_SHAPES) warmncl ncl (configs/depthwise_ncl_triton.yaml) dw1 dw2 (configs/depthwise_kernels.yaml
 #        in two shards) devbench (scripts/bench_depthwise_gen.py) tunefwd (its forward tuning landscape)
 #        ncu (Nsight Compute sections of tuned forward kernels; NCU_CASES=label:dtype:layout,...,
 #        NCU_ARGS=--all-plans for every candidate, NCU_METRICS="--metrics a,b")
@@ -43,7 +43,11 @@ for arg in "$@"; do
       dw1|dw2) cb run configs/depthwise_kernels.yaml --shard "${step#dw}/2" --out "$R/depthwise_kernels_${step#dw}" --quiet ;;
       devbench) OUT=$R python3 scripts/bench_depthwise_gen.py --budget-s $((limit - 60)) \
                   --cases dtts_dec_b19:float32,nemo_fastconformer_L:bfloat16,nemo_conformer_L:float32,nemo_fastconformer_XXL:bfloat16,long_seq:bfloat16,nemo_conformer_L:float16,dtts_dec_b19:bfloat16 ;;
-      tunefwd) OUT=$R python3 scripts/bench_depthwise_gen.py --fwd-only --budget-s $((limit - 30)) \
+      warmfwd)  # compile the forward candidates of WARM_SHAPES (default: the tunefwd cases) in 8 processes
+        for i in 1 2 3 4 5 6 7 8; do python3 scripts/warm_triton_cache.py --layouts ${WARM_LAYOUTS:-ncl,nlc} --part $i/8 \
+          --shapes ${WARM_SHAPES:-dtts_dec_b19,nemo_fastconformer_L,nemo_conformer_L,nemo_fastconformer_XXL,long_seq} > "$R/warm.part$i.log" 2>&1 & done
+        wait; grep -c warmed "$R"/warm.*.log ;;
+      tunefwd) OUT=$R python3 scripts/bench_depthwise_gen.py --fwd-only --budget-s $((limit - 30)) --layouts ${TUNE_LAYOUTS:-ncl,nlc} \
                   --cases dtts_dec_b19:float32,nemo_fastconformer_L:bfloat16,nemo_conformer_L:float32,nemo_fastconformer_XXL:bfloat16,long_seq:bfloat16,nemo_conformer_L:float16,dtts_dec_b19:bfloat16,nemo_fastconformer_L:float32 ;;
       ncu)  # Nsight Compute: tuned (N, C, L) vs (N, L, C) forward on the same shapes
         cases=${NCU_CASES:-dtts_dec_b19:float32:ncl,dtts_dec_b19:float32:nlc,nemo_fastconformer_L:bfloat16:ncl,nemo_fastconformer_L:bfloat16:nlc}

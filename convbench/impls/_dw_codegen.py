@@ -449,6 +449,149 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
     return s.text()
 
 
+def ncl_stream_window(K: int, V: int, P: int) -> tuple[int, int]:
+    """(t_min, t_max): the chunks c = j + t that output chunk j reads, for padding P (any sign)."""
+    return (-P) // V, (V + K - 2 - P) // V
+
+
+def ncl_stream_source(K: int, V: int, P: int, flip: bool, packed: str | None = None,
+                      PF: int = 1) -> str:
+    """Forward (or, with `flip`, grad_x) of (N, C, L) rows, one row per thread, streamed along L.
+
+    Rows are the flat (n, c) rows of the tensor; a program owns BLOCK_R of them (lanes across
+    rows) and a segment of SEG output chunks of V elements. The thread walks its row chunk by
+    chunk: each x chunk is one aligned vector load (V elements, or V / 2 int32 words when
+    `packed`), loaded once and kept in registers while the outputs that need it are formed, so
+    L1 sees each x sector twice (two chunks per 32-byte sector across the lanes' rows) rather
+    than once per window position as in the tile kernels. PF chunks are loaded ahead of use.
+
+    Chunks sit on the tensor's global grid of V elements, so a row of odd length starts at
+    offset m = row_start % V inside its first chunk: chunk j of a row covers positions
+    V*j - m .. V*j - m + V - 1. x and y rows must shift alike ((L_in - L_out) % V == 0), so the
+    same m serves both. The padding P is compiled in (taps are register operands). Chunks that
+    may reach outside the row (for any m) zero their out-of-row elements and store element by
+    element (a packed word can span two rows); the others store whole vectors."""
+    W = _words(V, packed)
+    t_min, t_max = ncl_stream_window(K, V, P)
+    n_win = t_max - t_min + 1
+    slots = n_win + PF  # chunks in registers during a step, the newest loaded this step
+    div = " // 2" if packed else ""
+    other = "0" if packed else "0.0"
+    U = min(W, 4)  # units per vector load: 16 bytes
+    shape = "(BLOCK_R" + ", 2" * (U.bit_length() - 1) + ")"
+
+    def load_chunk(ind: int, X: str, c: str, masked: bool) -> None:
+        """X0, X1, ... = x chunk c of each row in loads of U units (BLOCK_R, U), masked to the
+        tensor if `masked`. (More than 4 units split in one tensor go through shared memory.)"""
+        s(ind, f"xo = xb + ({c}) * {W}")
+        for h in range(W // U):
+            if masked:
+                s(ind, f"xu = xo[:, None] + vw + {h * U}")
+                s(ind, f"{X}{h} = tl.load(x_ptr + xu, mask=(xu >= 0) & (xu < total_x), other={other})")
+            else:
+                s(ind, f"{X}{h} = tl.load(x_ptr + (xo[:, None] + vw + {h * U}))")
+
+    def split_chunk(ind: int, X: str, slot: int, c: str, zero: bool) -> None:
+        """Slot `slot` = the V elements of chunk X as fp32, zeroed outside [0, L_in) if `zero`.
+        (The prologue's and the loop's chunks have different names: Triton gives a name one
+        type across a loop.)"""
+        parts = []
+        for h in range(W // U):
+            Xh = f"{X}{h}"
+            if not packed:
+                s(ind, f"{Xh}f = {Xh}.to(tl.float32)")
+                Xh = f"{Xh}f"
+            if U > 1:
+                s(ind, f"{Xh}s = tl.reshape({Xh}, {shape})")
+                stmts, names = _split_names(f"{Xh}s", U)
+                for st in stmts:
+                    s(ind, st)
+                parts += names
+            else:
+                parts.append(f"tl.reshape({Xh}, (BLOCK_R,))")
+        elems = []
+        for v, part in enumerate(parts):
+            if packed:
+                lo, hi = _unpack(part, packed)
+                elems += [lo, hi]
+            else:
+                elems.append(part)
+        for r, e in enumerate(elems):
+            s(ind, f"s{slot}_{r} = {e}")
+        if zero:
+            s(ind, f"pc = {V} * ({c}) - m")
+            for r in range(V):
+                s(ind, f"s{slot}_{r} = tl.where((pc + {r}).to(tl.uint32, bitcast=True) < L_in, s{slot}_{r}, 0.0)")
+
+    s = _Src()
+    s(0, "@triton.jit")
+    s(0, "def kernel(x_ptr, w_ptr, b_ptr, y_ptr, yw_ptr, NR, C, L_in, L_out, total_x,")
+    s(0, "           HAS_BIAS: tl.constexpr, BLOCK_R: tl.constexpr, SEG: tl.constexpr):")
+    s(1, "rows = tl.program_id(1) * BLOCK_R + tl.arange(0, BLOCK_R)")
+    s(1, "rm = rows < NR")
+    s(1, "rows = tl.minimum(rows, NR - 1)")
+    s(1, "ch = rows % C")
+    s(1, f"vw = tl.arange(0, {U})[None, :]")
+    for k in range(K):
+        s(1, f"w{k} = tl.load(w_ptr + ch * {K} + {_wk(k, K, flip)}).to(tl.float32)")
+    s(1, "if HAS_BIAS:")
+    s(2, "bias = tl.load(b_ptr + ch).to(tl.float32)")
+    s(1, "else:")
+    s(2, "bias = tl.zeros((BLOCK_R,), dtype=tl.float32)")
+    s(1, "r64 = rows.to(tl.int64)")
+    s(1, "rs_y = r64 * L_out")
+    s(1, f"m = (rs_y % {V}).to(tl.int32)")
+    s(1, f"xb = tl.multiple_of((r64 * L_in - m){div}, {W})")
+    s(1, f"yb = tl.multiple_of((rs_y - m){div}, {W})")
+    s(1, "j0 = tl.program_id(0) * SEG")
+    s(1, f"j1 = tl.minimum(j0 + SEG, (L_out + {2 * V - 2}) // {V})")
+    for i in range(slots - 1):  # the prologue: every chunk but the step's newest
+        c = f"j0 + {t_min + i}"
+        load_chunk(1, f"P{i}", c, True)
+        split_chunk(1, f"P{i}", i, c, True)
+    s(1, "for j in range(j0, j1):")
+    c = f"j + {t_max + PF}"
+    s(2, f"cn = {c}")
+    s(2, f"inside = (cn >= 1) & ({V} * cn + {V - 1} < L_in)")
+    s(2, "if inside:")
+    load_chunk(3, "X", "cn", False)
+    s(2, "else:")
+    load_chunk(3, "X", "cn", True)
+    split_chunk(2, "X", slots - 1, "cn", False)
+    s(2, "if not inside:")
+    s(3, f"pc = {V} * cn - m")
+    for r in range(V):
+        s(3, f"s{slots - 1}_{r} = tl.where((pc + {r}).to(tl.uint32, bitcast=True) < L_in, "
+             f"s{slots - 1}_{r}, 0.0)")
+    outs = []
+    for u in range(V):
+        terms = []
+        for k in range(K):
+            D = u + k - P
+            t, lane = D // V, D % V
+            terms.append(f"s{t - t_min}_{lane} * w{k}")
+        s(2, f"o{u} = bias + " + " + ".join(terms))
+        outs.append(f"o{u}")
+    s(2, f"if (j >= 1) & ({V} * j + {V - 1} < L_out):")
+    vals = ([_pack(outs[2 * v], outs[2 * v + 1], packed) for v in range(W)] if packed else outs)
+    for v, val in enumerate(vals):
+        s(3, f"p{v} = {val}")
+    for h in range(W // U):
+        joined = _join_expr([f"p{v}" for v in range(h * U, (h + 1) * U)])
+        s(3, f"Y = tl.reshape({joined}, (BLOCK_R, {U})).to(yw_ptr.dtype.element_ty)")
+        s(3, f"tl.store(yw_ptr + (yb + j * {W} + {h * U})[:, None] + vw, Y, mask=rm[:, None])")
+    s(2, "else:")
+    s(3, f"q0 = {V} * j - m")
+    s(3, f"yr = y_ptr + rs_y - m + {V} * j")
+    for u, o in enumerate(outs):
+        s(3, f"tl.store(yr + {u}, {o}.to(y_ptr.dtype.element_ty), "
+             f"mask=rm & ((q0 + {u}).to(tl.uint32, bitcast=True) < L_out))")
+    for i in range(slots - 1):  # slide the window by one chunk
+        for r in range(V):
+            s(2, f"s{i}_{r} = s{i + 1}_{r}")
+    return s.text()
+
+
 def ncl_grad_w_source(K: int, V: int, S: int, anchor_y: bool, packed: str | None = None) -> str:
     """Partial sums p[s, k, row] of gy * x over each program's share of (n, L-tile) items;
     p[s, K, row] = the sum of gy (bias). x_ptr and gy_ptr are read in group units (see

@@ -455,6 +455,7 @@ def _sm_count(device: torch.device) -> int:
 def _gen_kernel(kind: str, *params):
     """The generated kernel for (kind, params), built and imported once per process."""
     source = {"ncl_fwd": gen.ncl_forward_source, "nlc_fwd": gen.nlc_forward_source,
+              "ncl_stream": gen.ncl_stream_source,
               "ncl_w": gen.ncl_grad_w_source, "nlc_w": gen.nlc_grad_w_source}[kind]
     return gen.load(source(*params))
 
@@ -536,7 +537,28 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
     if layout == "ncl":
         packed = _ncl_packed(dtype, N, C, L_in, L_out, padding, x)
 
-        def prepare(block_c, G, warps, V, nb, split):
+        def prepare(*plan):
+            if plan[0] == "stream":
+                return prepare_stream(*plan[1:])
+            return prepare_tiles(*plan)
+
+        def prepare_stream(V, warps, seg, pf):
+            kind = packed if V >= 8 and dtype.itemsize == 2 else None
+            if V >= 8 and dtype.itemsize == 2 and kind is None:
+                V = NCL_V  # tuned on packable data, called on data that is not
+            kern = _gen_kernel("ncl_stream", K, V, padding, flip, kind, pf)
+            block_r = 32 * warps
+            grid = (cdiv(cdiv(L_out + V - 1, V), seg), cdiv(N * C, block_r))
+            total_x = N * C * L_in // (2 if kind else 1)
+            launcher = kern[grid]
+
+            def go(x, w, bias, y):
+                xs, yw = (_as_words(x), _as_words(y)) if kind else (x, y)
+                launcher(xs, w, bias if has_bias else w, y, yw, N * C, C, L_in, L_out, total_x,
+                         HAS_BIAS=has_bias, BLOCK_R=block_r, SEG=seg, num_warps=warps)
+            return go
+
+        def prepare_tiles(block_c, G, warps, V, nb, split):
             kind = packed if V == 8 else None
             if V == 8 and kind is None:  # tuned on packable data, called on data that is not
                 V = NCL_V
@@ -568,8 +590,11 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
     def launch(*plan):
         prepare(*plan)(x, w, bias, y)
 
-    Vs = _ncl_widths(packed) if layout == "ncl" else ()
-    return lambda: _gen_conv_plans(layout, dtype, N, L_out, K, Vs), launch, prepare
+    if layout != "ncl":
+        return lambda: _gen_conv_plans(layout, dtype, N, L_out, K, ()), launch, prepare
+    Vs = _ncl_widths(packed)
+    stream_Vs = _ncl_stream_widths(dtype, packed, L_in, L_out)
+    return (lambda: _gen_conv_plans(layout, dtype, N, L_out, K, Vs, stream_Vs)), launch, prepare
 
 
 def _ncl_widths(packed: str | None) -> tuple[int, ...]:
@@ -577,19 +602,39 @@ def _ncl_widths(packed: str | None) -> tuple[int, ...]:
     return (8, NCL_V) if packed else (NCL_V,)
 
 
-# The interpreter runs one candidate (nothing to time on the CPU): with the edge program or
-# without it, as the tests choose.
-INTERPRETER_SPLIT = True
+def _ncl_stream_widths(dtype, packed: str | None, L_in: int, L_out: int) -> tuple[int, ...]:
+    """Chunk widths of the row-streaming (N, C, L) kernel: one or two 16-byte vectors per chunk
+    (8 or 16 elements as int32 words when packed), where x and y rows shift alike."""
+    if packed:
+        Vs = (8, 16)
+    elif dtype.itemsize == 4:
+        Vs = (4, 8)
+    else:
+        Vs = (NCL_V,)
+    return tuple(V for V in Vs if (L_in - L_out) % V == 0)
 
 
-def _gen_conv_plans(layout, dtype, N, L_out, K, Vs) -> list[tuple]:
+# The interpreter runs one candidate (nothing to time on the CPU): the tile kernel with the
+# edge program ("split") or without it ("nosplit"), or the row-streaming kernel with its
+# narrowest ("stream") or widest chunks ("stream_wide"), as the tests choose.
+INTERPRETER_NCL = "split"
+
+
+def _gen_conv_plans(layout, dtype, N, L_out, K, Vs, stream_Vs=()) -> list[tuple]:
     if layout == "ncl":
         if interpreting():
-            return [(4, 64 // Vs[0], 1, Vs[0], 2, INTERPRETER_SPLIT)]
+            if INTERPRETER_NCL == "stream" and stream_Vs:
+                return [("stream", stream_Vs[0], 1, 4, 1)]
+            if INTERPRETER_NCL == "stream_wide" and stream_Vs:  # widest chunk, more prefetch
+                return [("stream", stream_Vs[-1], 1, 3, 2)]
+            return [(4, 64 // Vs[0], 1, Vs[0], 2, INTERPRETER_NCL == "split")]
         # nb: batch items per program (each loads its rows' K weights once for all of them);
         # split: inner tiles + an edge program, or edge tiles with masks (short rows)
         cands = [(bc, G, 4, V, nb, split) for V in Vs for bc, G in _ncl_tiles(L_out, V)
                  for nb in ((1, 4) if N > 1 else (1,)) for split in (True, False)]
+        # stream: one row per thread (128 rows per program), SEG chunks per program, chunks
+        # loaded PF steps ahead of use
+        cands += [("stream", V, 4, seg, pf) for V in stream_Vs for seg in (16, 48) for pf in (1, 3)]
     elif interpreting():
         cands = [(2, 4, 1)]
     else:
@@ -871,6 +916,7 @@ def depthwise_conv1d(x, weight, bias, stride=1, padding=0, dilation=1, layout="n
 
 _PLAN_FIELDS = {  # the launch() arguments of each generated-kernel plan, by (layout, kind)
     ("ncl", "gen"): ("block_c", "G", "warps", "V", "nb", "split"),
+    ("ncl", "stream"): ("V", "warps", "SEG", "PF"),
     ("nlc", "gen"): ("vpt", "R", "warps"),
     ("ncl", "gen_w"): ("block_c", "G", "warps", "spf", "V"),
     ("nlc", "gen_w"): ("vpt", "R", "warps", "spf"),
@@ -885,6 +931,8 @@ def _describe(layout: str, kind: str, plan: tuple) -> str:
         return _describe(layout, kind, plan[1:])
     if plan[0] == "gen":
         kind, plan = "gen", plan[1:]
+    if plan[0] == "stream":
+        kind, plan = "stream", plan[1:]
     names = _PLAN_FIELDS[(layout, kind)]
     return f"{kind}(" + ", ".join(f"{n}={v}" for n, v in zip(names, plan, strict=True)) + ")"
 

@@ -114,7 +114,7 @@ def main() -> int:
                 err = check(p, dtype, layout, grads=False)  # the tuned plan, against float64
                 line = (f"{label} {dtype} {layout} floor {floor:.1f}us err {err:.1e} | fwd {fwd:.1f} "
                         f"({100 * floor / fwd:.0f}%)")
-                    print(line, flush=True)
+                print(line, flush=True)
                 log.write(line + "\n")
                 write_tuning(out_dir)
                 continue

@@ -45,23 +45,13 @@ NOSPLIT_CASES = ["anchor_y_S3", "packed_bf16_odd_rows", "packed_rows_shorter_tha
                  "packed_length_1_K7", "unpacked_16bit"]
 
 
-# the row-streaming kernel with 8-element fp32 / 16-element packed chunks and two chunks of
-# prefetch: odd rows, rows shorter than a chunk, length 1, K = 31
-STREAM_WIDE_CASES = ["anchor_y_S3", "packed_fp16_odd_rows", "packed_rows_shorter_than_group",
-                     "packed_length_1_K7", "K31", "no_bias_K1"]
-
-
 @pytest.mark.parametrize("name,layout", [(n, lay) for n in GEN_CASES for lay in ("ncl", "nlc")]
-                         + [(n, "ncl_nosplit") for n in NOSPLIT_CASES]
-                         + [(n, "ncl_stream") for n in GEN_CASES]
-                         + [(n, "ncl_stream_wide") for n in STREAM_WIDE_CASES])
+                         + [(n, "ncl_nosplit") for n in NOSPLIT_CASES])
 def test_generated_kernels_match_float64(name, layout, monkeypatch):
-    """ncl: the tile kernel with the edge program (inner tiles store whole groups) and without
-    it (edge tiles zero their windows and store with element masks), and the row-streaming
-    kernel: the tuner picks among them."""
-    variant = layout
+    """ncl: with the edge program (inner tiles store whole groups) and without it (edge tiles
+    zero their windows and store with element masks): the tuner picks between the two."""
     if layout.startswith("ncl"):
-        monkeypatch.setattr(td, "INTERPRETER_NCL", {"ncl": "split"}.get(layout, layout[4:]))
+        monkeypatch.setattr(td, "INTERPRETER_NCL", "split" if layout == "ncl" else "nosplit")
         monkeypatch.setattr(td, "_PLANS", {})  # plans are cached by shape, not by variant
         monkeypatch.setattr(td, "_READY", {})
         layout = "ncl"
@@ -73,8 +63,6 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
         packed = td._ncl_packed(inp.x.dtype, g.N, g.C_in, g.L_in, g.L_out, g.padding, inp.x)
         assert (packed is not None) == (name in PACKED_CASES), f"{name}: packed={packed}"
     _check(p, dtype, layout, grads=True)
-    if variant.startswith("ncl_stream") and (g.L_in - g.L_out) % 4 == 0:  # else rows shift apart
-        assert "stream(" in td.plan_of(g), td.plan_of(g)
 
 
 @pytest.mark.parametrize("layout", ["ncl", "nlc"])
@@ -119,21 +107,6 @@ for K, padding, packed in json.loads(sys.argv[1]):
         "v4_stores": len(re.findall(r"st\.global[.\w]*\.v4", ptx)),
         "barriers": len(re.findall(r"bar\.sync", ptx)),
     }
-for K, padding, packed, V in json.loads(sys.argv[2]):
-    kern = gen.load(gen.ncl_stream_source(K, V, padding, False, packed, 1))
-    xt = "*i32" if packed else "*fp32"
-    yt = {"bf16": "*bf16", "fp16": "*fp16"}.get(packed, "*fp32")
-    sig = {"x_ptr": xt, "w_ptr": "*fp32", "b_ptr": "*fp32", "y_ptr": yt, "yw_ptr": xt, "NR": "i32",
-           "C": "i32", "L_in": "i32", "L_out": "i32", "total_x": "i32",
-           "HAS_BIAS": "constexpr", "BLOCK_R": "constexpr", "SEG": "constexpr"}
-    attrs = {(i,): [["tt.divisibility", 16]] for i in (0, 1, 2, 3, 4)}
-    src = ASTSource(kern, sig, {"HAS_BIAS": True, "BLOCK_R": 128, "SEG": 16}, attrs)
-    ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4}).asm["ptx"]
-    out[f"stream {K},{padding},{packed},{V}"] = {
-        "v4_loads": len(re.findall(r"ld\.global[.\w]*\.v4", ptx)),
-        "v4_stores": len(re.findall(r"st\.global[.\w]*\.v4", ptx)),
-        "barriers": len(re.findall(r"bar\.sync", ptx)),
-    }
 print(json.dumps(out))
 """
 
@@ -150,21 +123,18 @@ def test_ncl_window_loads_and_stores_are_vectors():
     import sys
 
     cases = [(9, 4, None), (11, 5, None), (5, 2, None), (9, 4, "bf16"), (31, 15, "fp16")]
-    # the row-streaming kernel: each chunk one or two 16-byte loads, interior chunks 16-byte stores
-    stream = [(11, 5, None, 4), (11, 5, None, 8), (9, 4, "bf16", 8), (31, 15, "fp16", 16)]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, "-c", _PTX_SCRIPT, json.dumps(cases), json.dumps(stream)], env=env,
+    proc = subprocess.run([sys.executable, "-c", _PTX_SCRIPT, json.dumps(cases)], env=env,
                           capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         assert "CompilationError" not in proc.stderr, proc.stderr[-3000:]  # our source, not the machine
         pytest.skip(f"cannot compile for sm_90 here: {proc.stderr.strip().splitlines()[-1:]}")
     stats = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(stats) == len(cases) + len(stream)
+    assert len(stats) == len(cases)
     for case, st in stats.items():
         assert st["v4_loads"] > 0, f"{case}: scalar window loads: {st}"
-        # tile kernels: interior tiles and edge tiles (whole groups) both store 16-byte vectors;
-        # the stream kernel: interior chunks
-        assert st["v4_stores"] >= (1 if case.startswith("stream") else 2), f"{case}: scalar stores: {st}"
+        # interior tiles and edge tiles (whole groups) both store 16-byte vectors
+        assert st["v4_stores"] >= 2, f"{case}: scalar stores: {st}"
         assert st["barriers"] == 0, f"{case}: shared-memory round trips: {st}"
 
 

@@ -135,3 +135,28 @@ def test_plan_names_the_tile_kernels_where_they_run():
     assert fn.plan() == ""  # nothing tuned before the first call
     fn()
     assert fn.plan().startswith("fwd=tile(block_c="), fn.plan()
+
+
+# Long kernels (stride 1, K >= TOEPLITZ_MIN_K) run on tensor cores as Toeplitz-matrix products:
+# the band's edges, batch sizes that do not fill a dot's 16 columns, K longer than L, no padding
+# (L_out < L), padding beyond K - 1 (grad_x's flipped padding is negative), no bias.
+TOEPLITZ_CASES = {
+    "K33_L129_valid": _case(N=3, C=5, L=129, K=33, padding=0),
+    "K65_gt_L7": _case(N=2, C=3, L=7, K=65, padding=32),
+    "K40_L60_same": _case(N=1, C=3, L=60, K=40, padding=20),
+    "K40_pad45": _case(N=2, C=2, L=50, K=40, padding=45, bias=False),
+    "K48_L1": _case(N=17, C=2, L=1, K=48, padding=24),
+}
+
+
+@pytest.mark.parametrize("layout", ["ncl", "nlc"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("name", list(TOEPLITZ_CASES))
+def test_long_kernels_run_as_toeplitz_products(name, dtype, layout):
+    p = TOEPLITZ_CASES[name]
+    _check(p, dtype, layout, grads=True)
+    inp = p.make_inputs(dtype, layout=layout, seed=1)
+    g = triton_depthwise._geometry(inp.x, inp.weight, inp.bias, p.stride, p.padding, p.dilation,
+                                   layout)
+    plans = triton_depthwise.plan_of(g)
+    assert "fwd=toeplitz(" in plans and "bwd_x=toeplitz(" in plans, plans

@@ -434,6 +434,100 @@ def _plan(kind: str, g: Geometry, C: int, L: int, launch) -> tuple[Tile, tuple[i
 
 
 # --------------------------------------------------------------------------------------------
+# Long kernels on tensor cores: for one channel c, y[:, c, :] = T_c x[:, c, :]^T where T_c is the
+# (L_out, L_in) Toeplitz matrix T_c[l, j] = w[c, j - l + P] (zero off the band 0 <= j-l+P < K).
+# A program owns BM outputs x BN batch items of one channel and walks only the j-tiles of the band,
+# so it does (BM + K - 1) / K times the direct conv's multiply-adds, on tensor cores: a direct
+# conv with K = 768 is compute-bound on CUDA cores (the byte floor is far below the FLOP floor).
+# fp32 runs as "tf32x3" (three TF32 products: float32 accuracy, GPU-ANCHORS' tf32 rates / 3).
+# --------------------------------------------------------------------------------------------
+
+TOEPLITZ_MIN_K = 33  # K above the register-window kernels' limit (GEN_MAX_K)
+
+
+@triton.jit
+def depthwise_toeplitz_kernel(
+    x_ptr, w_ptr, b_ptr, y_ptr, N, L_in, L_out, K, P, sxn, sxc, syn, syc,
+    HAS_BIAS: tl.constexpr, FLIP: tl.constexpr, PRECISION: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, UPCAST: tl.constexpr,
+):
+    """x, y: rows of unit stride along L (N, C, L), w: (C, K). y[n, c, l] = sum_j T[l, j] x[n, c, j]."""
+    c = tl.program_id(1)
+    l = tl.program_id(0) * BM + tl.arange(0, BM)
+    n = tl.program_id(2) * BN + tl.arange(0, BN)
+    n_ok = n < N
+    xb = x_ptr + c.to(tl.int64) * sxc + n.to(tl.int64)[None, :] * sxn
+    wb = w_ptr + c.to(tl.int64) * K
+    acc = tl.zeros((BM, BN), dtype=tl.float32)
+    l0 = tl.program_id(0) * BM
+    j_lo = tl.maximum(l0 - P, 0)
+    j_end = tl.minimum(l0 + BM - 1 - P + K, L_in)  # one past the band's last input position
+    for j0 in range(j_lo, j_end, BK):
+        j = j0 + tl.arange(0, BK)
+        k = j[None, :] - l[:, None] + P
+        if FLIP:
+            widx = K - 1 - k
+        else:
+            widx = k
+        a = tl.load(wb + widx, mask=(k >= 0) & (k < K), other=0.0).to(x_ptr.dtype.element_ty)
+        b = tl.load(xb + j[:, None], mask=(j < L_in)[:, None] & n_ok[None, :], other=0.0)
+        if UPCAST:  # the interpreter (Triton 3.9 here) gets bfloat16 dots wrong
+            a, b = a.to(tl.float32), b.to(tl.float32)
+        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + c).to(tl.float32)
+    yp = y_ptr + c.to(tl.int64) * syc + n.to(tl.int64)[None, :] * syn + l[:, None]
+    tl.store(yp, acc.to(y_ptr.dtype.element_ty), mask=(l < L_out)[:, None] & n_ok[None, :])
+
+
+def _uses_toeplitz(g: Geometry) -> bool:
+    return (g.stride == 1 and g.dilation == 1 and g.mult == 1 and g.K >= TOEPLITZ_MIN_K)
+
+
+def _toeplitz_plans(N: int) -> list[tuple]:
+    """("toeplitz", BM, BK, warps, stages); BN covers the batch (at least the 16 a dot needs)."""
+    if interpreting():
+        return [("toeplitz", 32, 16, 4, 1)]
+    return [("toeplitz", bm, bk, w, st) for bm, w in ((64, 4), (128, 4), (128, 8))
+            for bk in (32, 64) for st in (3,)]
+
+
+def _toeplitz_launch(g: Geometry, src, w, bias, dst, L_in: int, L_out: int, P: int, flip: bool):
+    """launch(plan) for dst = the long-K conv of src ((N, C, L) contiguous, or (N, L, C): then
+    through (N, C, L) copies, which cost less than strided tensor-core operands)."""
+    C, N = g.C_out, g.N
+    prec = "tf32x3" if g.dtype == torch.float32 else "ieee"
+
+    def launch(tag, bm, bk, warps, stages):
+        if g.layout == "ncl":
+            s, d = src, dst
+        else:
+            s = src.permute(0, 2, 1).contiguous()
+            d = torch.empty((N, C, L_out), device=dst.device, dtype=dst.dtype)
+        bn = max(16, min(64, triton.next_power_of_2(N)))
+        depthwise_toeplitz_kernel[(cdiv(L_out, bm), C, cdiv(N, bn))](
+            s, w, bias if bias is not None else w, d, N, L_in, L_out, g.K, P,
+            C * L_in, L_in, C * L_out, L_out,
+            HAS_BIAS=bias is not None, FLIP=flip, PRECISION="ieee" if interpreting() else prec,
+            BM=bm, BN=bn, BK=bk, UPCAST=interpreting(), num_warps=warps, num_stages=stages,
+        )
+        if g.layout != "ncl":
+            dst.copy_(d.permute(0, 2, 1))
+
+    return launch
+
+
+def _with_toeplitz(key, g: Geometry, tile_plans, tile_launch, toeplitz_launch):
+    """Tuned launch over the tile kernels and the tensor-core (Toeplitz) kernel."""
+    plans = _toeplitz_plans(g.N) + ([] if interpreting() else tile_plans)
+
+    def run(*plan):
+        return toeplitz_launch(*plan) if plan[0] == "toeplitz" else tile_launch(*plan)
+
+    run(*_fastest(key, plans, run))
+
+
+# --------------------------------------------------------------------------------------------
 # Register-window kernels (``_dw_codegen``): stride 1, dilation 1, one output channel per input
 # channel, K <= GEN_MAX_K. Everything else takes the tile kernels above.
 # --------------------------------------------------------------------------------------------
@@ -455,7 +549,6 @@ def _sm_count(device: torch.device) -> int:
 def _gen_kernel(kind: str, *params):
     """The generated kernel for (kind, params), built and imported once per process."""
     source = {"ncl_fwd": gen.ncl_forward_source, "nlc_fwd": gen.nlc_forward_source,
-              "ncl_stream": gen.ncl_stream_source,
               "ncl_w": gen.ncl_grad_w_source, "nlc_w": gen.nlc_grad_w_source}[kind]
     return gen.load(source(*params))
 
@@ -537,28 +630,7 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
     if layout == "ncl":
         packed = _ncl_packed(dtype, N, C, L_in, L_out, padding, x)
 
-        def prepare(*plan):
-            if plan[0] == "stream":
-                return prepare_stream(*plan[1:])
-            return prepare_tiles(*plan)
-
-        def prepare_stream(V, warps, seg, pf):
-            kind = packed if V >= 8 and dtype.itemsize == 2 else None
-            if V >= 8 and dtype.itemsize == 2 and kind is None:
-                V = NCL_V  # tuned on packable data, called on data that is not
-            kern = _gen_kernel("ncl_stream", K, V, padding, flip, kind, pf)
-            block_r = 32 * warps
-            grid = (cdiv(cdiv(L_out + V - 1, V), seg), cdiv(N * C, block_r))
-            total_x = N * C * L_in // (2 if kind else 1)
-            launcher = kern[grid]
-
-            def go(x, w, bias, y):
-                xs, yw = (_as_words(x), _as_words(y)) if kind else (x, y)
-                launcher(xs, w, bias if has_bias else w, y, yw, N * C, C, L_in, L_out, total_x,
-                         HAS_BIAS=has_bias, BLOCK_R=block_r, SEG=seg, num_warps=warps)
-            return go
-
-        def prepare_tiles(block_c, G, warps, V, nb, split):
+        def prepare(block_c, G, warps, V, nb, split):
             kind = packed if V == 8 else None
             if V == 8 and kind is None:  # tuned on packable data, called on data that is not
                 V = NCL_V
@@ -590,11 +662,8 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
     def launch(*plan):
         prepare(*plan)(x, w, bias, y)
 
-    if layout != "ncl":
-        return lambda: _gen_conv_plans(layout, dtype, N, L_out, K, ()), launch, prepare
-    Vs = _ncl_widths(packed)
-    stream_Vs = _ncl_stream_widths(dtype, packed, L_in, L_out)
-    return (lambda: _gen_conv_plans(layout, dtype, N, L_out, K, Vs, stream_Vs)), launch, prepare
+    Vs = _ncl_widths(packed) if layout == "ncl" else ()
+    return lambda: _gen_conv_plans(layout, dtype, N, L_out, K, Vs), launch, prepare
 
 
 def _ncl_widths(packed: str | None) -> tuple[int, ...]:
@@ -602,39 +671,19 @@ def _ncl_widths(packed: str | None) -> tuple[int, ...]:
     return (8, NCL_V) if packed else (NCL_V,)
 
 
-def _ncl_stream_widths(dtype, packed: str | None, L_in: int, L_out: int) -> tuple[int, ...]:
-    """Chunk widths of the row-streaming (N, C, L) kernel: one or two 16-byte vectors per chunk
-    (8 or 16 elements as int32 words when packed), where x and y rows shift alike."""
-    if packed:
-        Vs = (8, 16)
-    elif dtype.itemsize == 4:
-        Vs = (4, 8)
-    else:
-        Vs = (NCL_V,)
-    return tuple(V for V in Vs if (L_in - L_out) % V == 0)
-
-
 # The interpreter runs one candidate (nothing to time on the CPU): the tile kernel with the
-# edge program ("split") or without it ("nosplit"), or the row-streaming kernel with its
-# narrowest ("stream") or widest chunks ("stream_wide"), as the tests choose.
+# edge program ("split") or without it ("nosplit"), as the tests choose.
 INTERPRETER_NCL = "split"
 
 
-def _gen_conv_plans(layout, dtype, N, L_out, K, Vs, stream_Vs=()) -> list[tuple]:
+def _gen_conv_plans(layout, dtype, N, L_out, K, Vs) -> list[tuple]:
     if layout == "ncl":
         if interpreting():
-            if INTERPRETER_NCL == "stream" and stream_Vs:
-                return [("stream", stream_Vs[0], 1, 4, 1)]
-            if INTERPRETER_NCL == "stream_wide" and stream_Vs:  # widest chunk, more prefetch
-                return [("stream", stream_Vs[-1], 1, 3, 2)]
             return [(4, 64 // Vs[0], 1, Vs[0], 2, INTERPRETER_NCL == "split")]
         # nb: batch items per program (each loads its rows' K weights once for all of them);
         # split: inner tiles + an edge program, or edge tiles with masks (short rows)
         cands = [(bc, G, 4, V, nb, split) for V in Vs for bc, G in _ncl_tiles(L_out, V)
                  for nb in ((1, 4) if N > 1 else (1,)) for split in (True, False)]
-        # stream: one row per thread (128 rows per program), SEG chunks per program, chunks
-        # loaded PF steps ahead of use
-        cands += [("stream", V, 4, seg, pf) for V in stream_Vs for seg in (16, 48) for pf in (1, 3)]
     elif interpreting():
         cands = [(2, 4, 1)]
     else:
@@ -821,6 +870,10 @@ def _forward(g: Geometry, x, w, bias):
         _tuned_gen("fwd", g, (g.C_out, g.L_in, g.L_out, g.padding, False), x, w, bias, y, launch,
                    (g.C_out, g.L_out))
         return y
+    if _uses_toeplitz(g):
+        _with_toeplitz(("fwd", g), g, _tile_plans("fwd", g, g.C_out, g.L_out), launch,
+                       _toeplitz_launch(g, x, w, bias, y, g.L_in, g.L_out, g.padding, False))
+        return y
     launch(*_plan("fwd", g, g.C_out, g.L_out, launch))
     return y
 
@@ -845,6 +898,10 @@ def _grad_x(g: Geometry, gy, w):
     if _uses_gen(g):  # stride 1: grad_x is the forward conv of gy with the taps flipped
         _tuned_gen("bwd_x", g, (g.C_in, g.L_out, g.L_in, g.K - 1 - g.padding, True), gy, w, None,
                    gx, launch, (g.C_in, g.L_in))
+        return gx
+    if _uses_toeplitz(g):  # the same flipped conv on tensor cores
+        _with_toeplitz(("bwd_x", g), g, _tile_plans("bwd_x", g, g.C_in, g.L_in), launch,
+                       _toeplitz_launch(g, gy, w, None, gx, g.L_out, g.L_in, g.K - 1 - g.padding, True))
         return gx
     launch(*_plan("bwd_x", g, g.C_in, g.L_in, launch))
     return gx
@@ -916,7 +973,8 @@ def depthwise_conv1d(x, weight, bias, stride=1, padding=0, dilation=1, layout="n
 
 _PLAN_FIELDS = {  # the launch() arguments of each generated-kernel plan, by (layout, kind)
     ("ncl", "gen"): ("block_c", "G", "warps", "V", "nb", "split"),
-    ("ncl", "stream"): ("V", "warps", "SEG", "PF"),
+    ("ncl", "toeplitz"): ("BM", "BK", "warps", "stages"),
+    ("nlc", "toeplitz"): ("BM", "BK", "warps", "stages"),
     ("nlc", "gen"): ("vpt", "R", "warps"),
     ("ncl", "gen_w"): ("block_c", "G", "warps", "spf", "V"),
     ("nlc", "gen_w"): ("vpt", "R", "warps", "spf"),
@@ -931,8 +989,8 @@ def _describe(layout: str, kind: str, plan: tuple) -> str:
         return _describe(layout, kind, plan[1:])
     if plan[0] == "gen":
         kind, plan = "gen", plan[1:]
-    if plan[0] == "stream":
-        kind, plan = "stream", plan[1:]
+    if plan[0] == "toeplitz":
+        kind, plan = "toeplitz", plan[1:]
     names = _PLAN_FIELDS[(layout, kind)]
     return f"{kind}(" + ", ".join(f"{n}={v}" for n, v in zip(names, plan, strict=True)) + ")"
 

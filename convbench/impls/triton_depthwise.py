@@ -434,12 +434,14 @@ def _plan(kind: str, g: Geometry, C: int, L: int, launch) -> tuple[Tile, tuple[i
 
 
 # --------------------------------------------------------------------------------------------
-# Long kernels on tensor cores: for one channel c, y[:, c, :] = T_c x[:, c, :]^T where T_c is the
-# (L_out, L_in) Toeplitz matrix T_c[l, j] = w[c, j - l + P] (zero off the band 0 <= j-l+P < K).
-# A program owns BM outputs x BN batch items of one channel and walks only the j-tiles of the band,
-# so it does (BM + K - 1) / K times the direct conv's multiply-adds, on tensor cores: a direct
-# conv with K = 768 is compute-bound on CUDA cores (the byte floor is far below the FLOP floor).
-# fp32 runs as "tf32x3" (three TF32 products: float32 accuracy, GPU-ANCHORS' tf32 rates / 3).
+# Long kernels on tensor cores (stride 1, K >= TOEPLITZ_MIN_K). Cut each row of one channel into
+# blocks of B: output block a gets sum_t T_t x_{a-t}, where T_t is the (B, B) Toeplitz block
+# T_t[b, b'] = w[b' - b - t*B + P] (zero off the taps). T_t depends on the channel and t only, so
+# a program builds it once per t and applies it to BN columns (block a, batch item n) at once: a
+# (B, B) x (B, BN) tensor-core product. The band costs (B + K - 1) / K of the direct conv's
+# multiply-adds, which at K = 768 is compute-bound on CUDA cores (its FLOP floor is far above its
+# byte floor). w is zero-padded by 2B on both sides so the T_t loads need no masks. fp32 runs as
+# "tf32x3" (three TF32 products: float32 accuracy).
 # --------------------------------------------------------------------------------------------
 
 TOEPLITZ_MIN_K = 33  # K above the register-window kernels' limit (GEN_MAX_K)
@@ -447,37 +449,40 @@ TOEPLITZ_MIN_K = 33  # K above the register-window kernels' limit (GEN_MAX_K)
 
 @triton.jit
 def depthwise_toeplitz_kernel(
-    x_ptr, w_ptr, b_ptr, y_ptr, N, L_in, L_out, K, P, sxn, sxc, syn, syc,
-    HAS_BIAS: tl.constexpr, FLIP: tl.constexpr, PRECISION: tl.constexpr,
-    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, UPCAST: tl.constexpr,
+    x_ptr, wp_ptr, b_ptr, y_ptr, N, L_in, L_out, Kp, P, n_cols, nb_in, t_min, t_max,
+    sxn, sxc, syn, syc,
+    HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr, B: tl.constexpr, BN: tl.constexpr,
+    UPCAST: tl.constexpr,
 ):
-    """x, y: rows of unit stride along L (N, C, L), w: (C, K). y[n, c, l] = sum_j T[l, j] x[n, c, j]."""
+    """x, y: rows of unit stride along L; wp: (C, Kp) taps padded by 2B each side."""
     c = tl.program_id(1)
-    l = tl.program_id(0) * BM + tl.arange(0, BM)
-    n = tl.program_id(2) * BN + tl.arange(0, BN)
-    n_ok = n < N
+    col = tl.program_id(0) * BN + tl.arange(0, BN)  # column = a * N + n
+    col_ok = col < n_cols
+    col = tl.minimum(col, n_cols - 1)
+    a = col // N
+    n = col % N
+    r = tl.arange(0, B)
+    diag = r[None, :] - r[:, None] + P + 2 * B  # T_t[b, b'] = wp[diag - t * B]
+    wb = wp_ptr + c.to(tl.int64) * Kp
     xb = x_ptr + c.to(tl.int64) * sxc + n.to(tl.int64)[None, :] * sxn
-    wb = w_ptr + c.to(tl.int64) * K
-    acc = tl.zeros((BM, BN), dtype=tl.float32)
-    l0 = tl.program_id(0) * BM
-    j_lo = tl.maximum(l0 - P, 0)
-    j_end = tl.minimum(l0 + BM - 1 - P + K, L_in)  # one past the band's last input position
-    for j0 in range(j_lo, j_end, BK):
-        j = j0 + tl.arange(0, BK)
-        k = j[None, :] - l[:, None] + P
-        if FLIP:
-            widx = K - 1 - k
-        else:
-            widx = k
-        a = tl.load(wb + widx, mask=(k >= 0) & (k < K), other=0.0).to(x_ptr.dtype.element_ty)
-        b = tl.load(xb + j[:, None], mask=(j < L_in)[:, None] & n_ok[None, :], other=0.0)
+    # the diagonals t whose blocks hold taps and meet an input block a - t of this tile
+    a_lo = (tl.program_id(0) * BN) // N
+    a_hi = tl.minimum(tl.program_id(0) * BN + BN - 1, n_cols - 1) // N
+    acc = tl.zeros((B, BN), dtype=tl.float32)
+    for t in range(tl.maximum(t_min, a_lo - nb_in + 1), tl.minimum(t_max, a_hi) + 1):
+        A = tl.load(wb + (diag - t * B))
+        j = ((a - t) * B)[None, :] + r[:, None]
+        X = tl.load(xb + j, mask=(j >= 0) & (j < L_in), other=0.0)
         if UPCAST:  # the interpreter (Triton 3.9 here) gets bfloat16 dots wrong
-            a, b = a.to(tl.float32), b.to(tl.float32)
-        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+            A, X = A.to(tl.float32), X.to(tl.float32)
+        else:
+            A = A.to(X.dtype)
+        acc = tl.dot(A, X, acc, input_precision=PRECISION)
     if HAS_BIAS:
         acc += tl.load(b_ptr + c).to(tl.float32)
-    yp = y_ptr + c.to(tl.int64) * syc + n.to(tl.int64)[None, :] * syn + l[:, None]
-    tl.store(yp, acc.to(y_ptr.dtype.element_ty), mask=(l < L_out)[:, None] & n_ok[None, :])
+    lo = (a * B)[None, :] + r[:, None]
+    yp = y_ptr + c.to(tl.int64) * syc + n.to(tl.int64)[None, :] * syn + lo
+    tl.store(yp, acc.to(y_ptr.dtype.element_ty), mask=(lo < L_out) & col_ok[None, :])
 
 
 def _uses_toeplitz(g: Geometry) -> bool:
@@ -485,31 +490,33 @@ def _uses_toeplitz(g: Geometry) -> bool:
 
 
 def _toeplitz_plans(N: int) -> list[tuple]:
-    """("toeplitz", BM, BK, warps, stages); BN covers the batch (at least the 16 a dot needs)."""
+    """("toeplitz", B, BN, warps, stages): block length, columns (block, batch item) per program."""
     if interpreting():
-        return [("toeplitz", 32, 16, 4, 1)]
-    return [("toeplitz", bm, bk, w, st) for bm, w in ((64, 4), (128, 4), (128, 8))
-            for bk in (32, 64) for st in (3,)]
+        return [("toeplitz", 16, 16, 4, 1)]
+    return [("toeplitz", b, bn, w, 3) for b, bn, w in
+            ((64, 128, 4), (64, 128, 8), (64, 64, 4), (128, 64, 8), (32, 128, 4))]
 
 
 def _toeplitz_launch(g: Geometry, src, w, bias, dst, L_in: int, L_out: int, P: int, flip: bool):
     """launch(plan) for dst = the long-K conv of src ((N, C, L) contiguous, or (N, L, C): then
     through (N, C, L) copies, which cost less than strided tensor-core operands)."""
-    C, N = g.C_out, g.N
+    C, N, K = g.C_out, g.N, g.K
     prec = "tf32x3" if g.dtype == torch.float32 else "ieee"
+    taps = w.flip(-1) if flip else w
 
-    def launch(tag, bm, bk, warps, stages):
-        if g.layout == "ncl":
-            s, d = src, dst
-        else:
+    def launch(tag, B, bn, warps, stages):
+        s, d = src, dst
+        if g.layout != "ncl":
             s = src.permute(0, 2, 1).contiguous()
             d = torch.empty((N, C, L_out), device=dst.device, dtype=dst.dtype)
-        bn = max(16, min(64, triton.next_power_of_2(N)))
-        depthwise_toeplitz_kernel[(cdiv(L_out, bm), C, cdiv(N, bn))](
-            s, w, bias if bias is not None else w, d, N, L_in, L_out, g.K, P,
-            C * L_in, L_in, C * L_out, L_out,
-            HAS_BIAS=bias is not None, FLIP=flip, PRECISION="ieee" if interpreting() else prec,
-            BM=bm, BN=bn, BK=bk, UPCAST=interpreting(), num_warps=warps, num_stages=stages,
+        wp = torch.nn.functional.pad(taps, (2 * B, 2 * B))
+        nb_out, nb_in = cdiv(L_out, B), cdiv(L_in, B)
+        t_min, t_max = -((K + B - 2 - P) // B), (B - 1 + P) // B
+        depthwise_toeplitz_kernel[(cdiv(nb_out * N, bn), C)](
+            s, wp, bias if bias is not None else w, d, N, L_in, L_out, K + 4 * B, P,
+            nb_out * N, nb_in, t_min, t_max, C * L_in, L_in, C * L_out, L_out,
+            HAS_BIAS=bias is not None, PRECISION="ieee" if interpreting() else prec,
+            B=B, BN=bn, UPCAST=interpreting(), num_warps=warps, num_stages=stages,
         )
         if g.layout != "ncl":
             dst.copy_(d.permute(0, 2, 1))
@@ -779,8 +786,10 @@ def _gen_grad_w_plans(g: Geometry, Vs: tuple[int, ...]) -> list[tuple]:
     if g.layout == "ncl":
         if interpreting():
             return [(4, 64 // Vs[0], 1, 4, Vs[0])]
-        cands = [(bc, G, 4, spf, V) for V in Vs for bc, G in _ncl_tiles(g.L_out, V)[:2]
-                 for spf in (4, 16)]
+        # every tile shape, three split factors: dtts_dec_b19 fp32 grad_w took 43 us of a 121 us
+        # fwd+bwd on the first two tiles (session 3)
+        cands = [(bc, G, 4, spf, V) for V in Vs for bc, G in _ncl_tiles(g.L_out, V)
+                 for spf in (4, 8, 16)]
     elif interpreting():
         cands = [(1, 4, 1, 4)]
     else:
@@ -973,8 +982,8 @@ def depthwise_conv1d(x, weight, bias, stride=1, padding=0, dilation=1, layout="n
 
 _PLAN_FIELDS = {  # the launch() arguments of each generated-kernel plan, by (layout, kind)
     ("ncl", "gen"): ("block_c", "G", "warps", "V", "nb", "split"),
-    ("ncl", "toeplitz"): ("BM", "BK", "warps", "stages"),
-    ("nlc", "toeplitz"): ("BM", "BK", "warps", "stages"),
+    ("ncl", "toeplitz"): ("B", "BN", "warps", "stages"),
+    ("nlc", "toeplitz"): ("B", "BN", "warps", "stages"),
     ("nlc", "gen"): ("vpt", "R", "warps"),
     ("ncl", "gen_w"): ("block_c", "G", "warps", "spf", "V"),
     ("nlc", "gen_w"): ("vpt", "R", "warps", "spf"),

@@ -407,6 +407,14 @@ def _device_ms(fn) -> float:
 TUNING_LOG: dict[tuple, list[tuple[tuple, float]]] = {}
 
 
+def _timed_or_inf(launch, plan) -> float:
+    """A candidate's time, or inf where it cannot run on this device (shared memory)."""
+    try:
+        return _device_ms(lambda: launch(*plan))
+    except triton.runtime.errors.OutOfResources:
+        return float("inf")
+
+
 def _fastest(key, plans: list, launch):
     """Cached best of `plans` (each a tuple of launch() arguments), timed once per key."""
     hit = _PLANS.get(key)
@@ -416,7 +424,7 @@ def _fastest(key, plans: list, launch):
         plans = plans()
     best = plans[0]
     if len(plans) > 1 and tuning_enabled():
-        times = [_device_ms(lambda p=p: launch(*p)) for p in plans]
+        times = [_timed_or_inf(launch, p) for p in plans]
         best = plans[min(range(len(plans)), key=times.__getitem__)]
         TUNING_LOG[key] = list(zip(plans, times, strict=True))
     _PLANS[key] = best

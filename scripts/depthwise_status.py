@@ -3,9 +3,9 @@
 `torch`, and the fastest other implementation in the same layout; then forward+backward from a
 training run. Prints markdown.
 
-Usage: python3 scripts/depthwise_status.py RUN_DIR [TRAINING_RUN_DIR] [--newer RUN_DIR]
+Usage: python3 scripts/depthwise_status.py RUN_DIR [TRAINING_RUN_DIR] [--newer RUN_DIR]...
 
---newer: rows of that run replace the main run's rows of the same implementation, shape, dtype,
+--newer (repeatable, later runs last): rows of that run replace the main run's rows of the same implementation, shape, dtype,
 layout and mode (a focused re-run of changed kernels); their times are marked with †.
 """
 
@@ -36,15 +36,15 @@ def label(r) -> str:
 KEY = ["impl", "N", "C_in", "L", "K", "dtype", "layout", "mode"]
 
 
-def load(run: str, newer: str | None = None) -> pd.DataFrame:
+def load(run: str, newer: list[str] | None = None) -> pd.DataFrame:
     df = convbench.load(run).assign(newer=False)
-    if newer:
-        df = pd.concat([df, convbench.load(newer).assign(newer=True)])
+    for later in newer or []:  # in order: the last run given wins
+        df = pd.concat([df, convbench.load(later).assign(newer=True)])
         df = df[df.status == "ok"].drop_duplicates(KEY, keep="last")
     return df
 
 
-def forward_table(run: str, newer: str | None = None) -> tuple[str, pd.DataFrame]:
+def forward_table(run: str, newer: list[str] | None = None) -> tuple[str, pd.DataFrame]:
     df = load(run, newer)
     df = df[(df.op == "depthwise") & (df.status == "ok") & (df["mode"] == "fwd")].copy()
     df["shape"] = df.apply(label, axis=1)
@@ -111,7 +111,7 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run")
     ap.add_argument("training", nargs="?")
-    ap.add_argument("--newer")
+    ap.add_argument("--newer", action="append", help="a later focused run (repeatable)")
     args = ap.parse_args(argv[1:])
     table, t = forward_table(args.run, args.newer)
     print(table + "\n\n" + summary(t))

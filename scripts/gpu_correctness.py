@@ -24,6 +24,9 @@ SHAPES = [
     ("depthwise", dict(N=3, C_in=176, L=209, K=9, padding=4)),
     ("depthwise", dict(N=4, C_in=1024, L=517, K=11, padding=5)),
     ("depthwise", dict(N=2, C_in=96, L=300, K=257, padding=128)),
+    # long K on tensor cores: K > L, and padding > K - 1 (grad_x's flipped padding < 0)
+    ("depthwise", dict(N=3, C_in=5, L=7, K=65, padding=32)),
+    ("depthwise", dict(N=17, C_in=4, L=50, K=40, padding=45, bias=False)),
     ("pointwise", dict(N=2, C_in=6, C_out=10, L=1)),
     ("pointwise", dict(N=2, C_in=5, C_out=12, L=7, padding=1, stride=2)),
     ("pointwise", dict(N=1, C_in=12, C_out=6, L=129, bias=False)),

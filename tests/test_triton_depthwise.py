@@ -141,7 +141,7 @@ def test_plan_names_the_tile_kernels_where_they_run():
 # the band's edges, batch sizes that do not fill a dot's 16 columns, K longer than L, no padding
 # (L_out < L), padding beyond K - 1 (grad_x's flipped padding is negative), no bias.
 TOEPLITZ_CASES = {
-    "K33_L129_valid": _case(N=3, C=5, L=129, K=33, padding=0),
+    "K33_L70_valid": _case(N=3, C=2, L=70, K=33, padding=0),
     "K65_gt_L7": _case(N=2, C=3, L=7, K=65, padding=32),
     "K40_L60_same": _case(N=1, C=3, L=60, K=40, padding=20),
     "K40_pad45": _case(N=2, C=2, L=50, K=40, padding=45, bias=False),
@@ -150,7 +150,7 @@ TOEPLITZ_CASES = {
 
 
 @pytest.mark.parametrize("layout", ["ncl", "nlc"])
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])  # 16-bit dots upcast here; fp16 on the GPU matrix
 @pytest.mark.parametrize("name", list(TOEPLITZ_CASES))
 def test_long_kernels_run_as_toeplitz_products(name, dtype, layout):
     p = TOEPLITZ_CASES[name]
@@ -160,3 +160,10 @@ def test_long_kernels_run_as_toeplitz_products(name, dtype, layout):
                                    layout)
     plans = triton_depthwise.plan_of(g)
     assert "fwd=toeplitz(" in plans and "bwd_x=toeplitz(" in plans, plans
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 37), (1, 16, 16), (3, 1, 70), (1, 33, 1)])
+def test_transpose_last2_matches_torch(shape):
+    src = torch.randn(shape)
+    out = triton_depthwise._transpose_last2(src)
+    assert out.is_contiguous() and torch.equal(out, src.transpose(1, 2))

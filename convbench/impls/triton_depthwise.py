@@ -512,9 +512,32 @@ def _toeplitz_plans(N: int) -> list[tuple]:
             ((64, 128, 4), (64, 128, 8), (64, 64, 4), (128, 64, 8), (32, 128, 4))]
 
 
+@triton.jit
+def transpose_last2_kernel(src_ptr, dst_ptr, R, S, BR: tl.constexpr, BS: tl.constexpr):
+    """dst[n, s, r] = src[n, r, s] for contiguous (N, R, S) src and (N, S, R) dst: tiles read
+    along S and written along R, both coalesced (Triton swaps the layout through shared memory)."""
+    n = tl.program_id(2).to(tl.int64)
+    r = tl.program_id(0) * BR + tl.arange(0, BR)
+    s = tl.program_id(1) * BS + tl.arange(0, BS)
+    m = (r < R)[:, None] & (s < S)[None, :]
+    t = tl.load(src_ptr + n * R * S + r[:, None] * S + s[None, :], mask=m)
+    tl.store(dst_ptr + n * R * S + s[None, :] * R + r[:, None], t, mask=m)
+
+
+def _transpose_last2(src, dst=None):
+    """(N, R, S) contiguous -> (N, S, R) contiguous (into dst if given)."""
+    N, R, S = src.shape
+    if dst is None:
+        dst = torch.empty((N, S, R), device=src.device, dtype=src.dtype)
+    b = 16 if interpreting() else 64
+    transpose_last2_kernel[(cdiv(R, b), cdiv(S, b), N)](src, dst, R, S, BR=b, BS=b, num_warps=4)
+    return dst
+
+
 def _toeplitz_launch(g: Geometry, src, w, bias, dst, L_in: int, L_out: int, P: int, flip: bool):
     """launch(plan) for dst = the long-K conv of src ((N, C, L) contiguous, or (N, L, C): then
-    through (N, C, L) copies, which cost less than strided tensor-core operands)."""
+    through (N, C, L) copies made by a tiled transpose, which cost less than strided tensor-core
+    operands)."""
     C, N, K = g.C_out, g.N, g.K
     prec = "tf32x3" if g.dtype == torch.float32 else "ieee"
     taps = w.flip(-1) if flip else w
@@ -522,7 +545,7 @@ def _toeplitz_launch(g: Geometry, src, w, bias, dst, L_in: int, L_out: int, P: i
     def launch(tag, B, bn, warps, stages):
         s, d = src, dst
         if g.layout != "ncl":
-            s = src.permute(0, 2, 1).contiguous()
+            s = _transpose_last2(src)
             d = torch.empty((N, C, L_out), device=dst.device, dtype=dst.dtype)
         wp = torch.nn.functional.pad(taps, (2 * B, 2 * B))
         nb_out, nb_in = cdiv(L_out, B), cdiv(L_in, B)
@@ -534,7 +557,7 @@ def _toeplitz_launch(g: Geometry, src, w, bias, dst, L_in: int, L_out: int, P: i
             B=B, BN=bn, UPCAST=interpreting(), num_warps=warps, num_stages=stages,
         )
         if g.layout != "ncl":
-            dst.copy_(d.permute(0, 2, 1))
+            _transpose_last2(d, dst)
 
     return launch
 

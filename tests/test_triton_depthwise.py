@@ -146,6 +146,8 @@ TOEPLITZ_CASES = {
     "K40_L60_same": _case(N=1, C=3, L=60, K=40, padding=20),
     "K40_pad45": _case(N=2, C=2, L=50, K=40, padding=45, bias=False),
     "K48_L1": _case(N=17, C=2, L=1, K=48, padding=24),
+    # grad_w on tensor cores too (K >= TOEPLITZ_W_MIN_K): odd L, N*blocks not a tile multiple
+    "K64_L45": _case(N=3, C=2, L=45, K=64, padding=20),
 }
 
 
@@ -160,6 +162,8 @@ def test_long_kernels_run_as_toeplitz_products(name, dtype, layout):
                                    layout)
     plans = triton_depthwise.plan_of(g)
     assert "fwd=toeplitz(" in plans and "bwd_x=toeplitz(" in plans, plans
+    if p.K >= triton_depthwise.TOEPLITZ_W_MIN_K:
+        assert "bwd_w=toeplitz(" in plans, plans
 
 
 @pytest.mark.parametrize("shape", [(2, 5, 37), (1, 16, 16), (3, 1, 70), (1, 33, 1)])

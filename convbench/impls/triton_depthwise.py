@@ -513,6 +513,37 @@ def _toeplitz_plans(N: int) -> list[tuple]:
 
 
 @triton.jit
+def depthwise_toeplitz_gw_kernel(
+    x_ptr, gy_ptr, s_ptr, N, L_in, L_out, n_cols, t_min, sxn, sxc, sgn, sgc,
+    PRECISION: tl.constexpr, B: tl.constexpr, BN: tl.constexpr, UPCAST: tl.constexpr,
+):
+    """S[c, t - t_min] = sum over columns (a, n) of gy block a times x block a - t, transposed:
+    S[b, b'] = sum gy[n, c, a*B + b] x[n, c, (a - t)*B + b']. Summing S along its diagonals
+    gives grad_w (tap k = b' - b - t*B + P)."""
+    ti = tl.program_id(0)
+    c = tl.program_id(1)
+    t = t_min + ti
+    r = tl.arange(0, B)
+    gb = gy_ptr + c.to(tl.int64) * sgc
+    xb = x_ptr + c.to(tl.int64) * sxc
+    acc = tl.zeros((B, B), dtype=tl.float32)
+    for c0 in range(0, n_cols, BN):
+        col = c0 + tl.arange(0, BN)
+        ok = col < n_cols
+        a = col // N
+        n = (col % N).to(tl.int64)
+        lo = (a * B)[None, :] + r[:, None]
+        G = tl.load(gb + n[None, :] * sgn + lo, mask=(lo < L_out) & ok[None, :], other=0.0)
+        j = ((a - t) * B)[None, :] + r[:, None]
+        X = tl.load(xb + n[None, :] * sxn + j, mask=(j >= 0) & (j < L_in) & ok[None, :], other=0.0)
+        if UPCAST:  # the interpreter (Triton 3.9 here) gets bfloat16 dots wrong
+            G, X = G.to(tl.float32), X.to(tl.float32)
+        acc = tl.dot(G, tl.trans(X), acc, input_precision=PRECISION)
+    sp = s_ptr + (c.to(tl.int64) * tl.num_programs(0) + ti) * B * B
+    tl.store(sp + r[:, None] * B + r[None, :], acc)
+
+
+@triton.jit
 def transpose_last2_kernel(src_ptr, dst_ptr, R, S, BR: tl.constexpr, BS: tl.constexpr):
     """dst[n, s, r] = src[n, r, s] for contiguous (N, R, S) src and (N, S, R) dst: tiles read
     along S and written along R, both coalesced (Triton swaps the layout through shared memory)."""
@@ -560,6 +591,48 @@ def _toeplitz_launch(g: Geometry, src, w, bias, dst, L_in: int, L_out: int, P: i
             _transpose_last2(d, dst)
 
     return launch
+
+
+TOEPLITZ_W_MIN_K = 64  # grad_w: below this the tile kernels (not compared on the GPU yet)
+
+
+def _toeplitz_grad_w(g: Geometry, x, gy, w_dtype):
+    """grad_w and grad_b of a long-K conv: per (channel, diagonal t) the (B, B) product of gy's and
+    x's blocks on tensor cores, then its diagonal sums (torch) into taps. Tuned over B."""
+    C, N, K, P = g.C_out, g.N, g.K, g.padding
+    prec = "tf32x3" if g.dtype == torch.float32 else "ieee"
+    if g.layout != "ncl":
+        x, gy = _transpose_last2(x), _transpose_last2(gy)
+    gb = gy.sum(dim=(0, 2), dtype=torch.float32).to(w_dtype) if g.has_bias else None
+    out = {}
+
+    def launch(tag, B, bn, warps, stages):
+        nb_out = cdiv(g.L_out, B)
+        t_min, t_max = -((K + B - 2 - P) // B), (B - 1 + P) // B
+        T = t_max - t_min + 1
+        S = torch.empty((C, T, B, B), device=x.device, dtype=torch.float32)
+        depthwise_toeplitz_gw_kernel[(T, C)](
+            x, gy, S, N, g.L_in, g.L_out, nb_out * N, t_min, C * g.L_in, g.L_in, C * g.L_out,
+            g.L_out, PRECISION="ieee" if interpreting() else prec, B=B, BN=bn,
+            UPCAST=interpreting(), num_warps=warps, num_stages=stages,
+        )
+        # diagonal sums: flip columns, pad each row to 2B, view the flat rows as (B, 2B - 1):
+        # column q then holds the diagonal D = b' - b = B - 1 - q
+        Sf = torch.nn.functional.pad(S.flip(-1), (0, B)).reshape(C, T, 2 * B * B)
+        diag = Sf[:, :, : B * (2 * B - 1)].reshape(C, T, B, 2 * B - 1).sum(2)  # (C, T, 2B - 1)
+        D = B - 1 - torch.arange(2 * B - 1, device=x.device)
+        t = torch.arange(t_min, t_max + 1, device=x.device)
+        k = (D[None, :] - t[:, None] * B + P).reshape(-1)  # tap of each (t, D)
+        keep = (k >= 0) & (k < K)
+        gw = torch.zeros((C, K), device=x.device, dtype=torch.float32)
+        gw.index_add_(1, k[keep], diag.reshape(C, -1)[:, keep])
+        out["gw"] = gw.to(w_dtype).reshape(C, 1, K)
+
+    plans = ([("toeplitz", 16, 16, 4, 1)] if interpreting() else
+             [("toeplitz", b, bn, w, 3) for b, bn, w in ((64, 64, 4), (64, 128, 8), (32, 128, 4))])
+    plan = _fastest(("bwd_w", g), plans, launch)
+    launch(*plan)
+    return out["gw"], gb
 
 
 def _with_toeplitz(key, g: Geometry, tile_plans, tile_launch, toeplitz_launch):
@@ -958,6 +1031,8 @@ def _grad_w(g: Geometry, x, gy, w_dtype):
     """Two stages: per-(row, tap, channel) partial sums, then one reduce over rows."""
     if _uses_gen(g):
         return _gen_grad_w(g, x, gy, w_dtype)
+    if _uses_toeplitz(g) and g.K >= TOEPLITZ_W_MIN_K:
+        return _toeplitz_grad_w(g, x, gy, w_dtype)
     sx, sg = g.strides(g.C_in, g.L_in), g.strides(g.C_out, g.L_out)
     bufs = {}
 

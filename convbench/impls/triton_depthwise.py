@@ -596,6 +596,21 @@ def _toeplitz_launch(g: Geometry, src, w, bias, dst, L_in: int, L_out: int, P: i
 TOEPLITZ_W_MIN_K = 64  # grad_w: below this the tile kernels (not compared on the GPU yet)
 
 
+@functools.lru_cache(maxsize=64)
+def _diagonal_taps(B: int, t_min: int, t_max: int, K: int, P: int, device):
+    """(columns, taps): which (t, D) diagonal sums hold a tap, and its index k = D - t*B + P.
+    Made on the host once per geometry: a boolean index on the device would sync every call."""
+    cols, taps = [], []
+    for i, t in enumerate(range(t_min, t_max + 1)):
+        for q in range(2 * B - 1):
+            k = (B - 1 - q) - t * B + P
+            if 0 <= k < K:
+                cols.append(i * (2 * B - 1) + q)
+                taps.append(k)
+    return (torch.tensor(cols, dtype=torch.long).to(device),
+            torch.tensor(taps, dtype=torch.long).to(device))
+
+
 def _toeplitz_grad_w(g: Geometry, x, gy, w_dtype):
     """grad_w and grad_b of a long-K conv: per (channel, diagonal t) the (B, B) product of gy's and
     x's blocks on tensor cores, then its diagonal sums (torch) into taps. Tuned over B."""
@@ -620,12 +635,9 @@ def _toeplitz_grad_w(g: Geometry, x, gy, w_dtype):
         # column q then holds the diagonal D = b' - b = B - 1 - q
         Sf = torch.nn.functional.pad(S.flip(-1), (0, B)).reshape(C, T, 2 * B * B)
         diag = Sf[:, :, : B * (2 * B - 1)].reshape(C, T, B, 2 * B - 1).sum(2)  # (C, T, 2B - 1)
-        D = B - 1 - torch.arange(2 * B - 1, device=x.device)
-        t = torch.arange(t_min, t_max + 1, device=x.device)
-        k = (D[None, :] - t[:, None] * B + P).reshape(-1)  # tap of each (t, D)
-        keep = (k >= 0) & (k < K)
+        cols, taps = _diagonal_taps(B, t_min, t_max, K, P, x.device)
         gw = torch.zeros((C, K), device=x.device, dtype=torch.float32)
-        gw.index_add_(1, k[keep], diag.reshape(C, -1)[:, keep])
+        gw.index_add_(1, taps, diag.reshape(C, -1).index_select(1, cols))
         out["gw"] = gw.to(w_dtype).reshape(C, 1, K)
 
     plans = ([("toeplitz", 16, 16, 4, 1)] if interpreting() else

@@ -46,6 +46,33 @@ def reference_ncl(problem: Problem, x: torch.Tensor, w: torch.Tensor, b: torch.T
     return y
 
 
+def depthwise_grads_ncl(problem: Problem, x: torch.Tensor, w: torch.Tensor, b, gy: torch.Tensor):
+    """(y, grad_x, grad_w[, grad_b]) of a depthwise conv in float64, (N, C, L) tensors, written
+    out tap by tap: autograd through reference_ncl keeps K (N, C_out, L_out) terms alive, which
+    for K = 768 does not fit a GPU; this keeps a few."""
+    p = problem
+    m = p.multiplier
+    xp = F.pad(x.double(), (p.padding, p.padding))
+    w = w.double()
+    gy = gy.double()
+    N, C_in, _ = x.shape
+    span = p.stride * (p.L_out - 1) + 1
+    y = torch.zeros_like(gy)
+    gxp = torch.zeros_like(xp)
+    gw = torch.zeros_like(w)
+    for k in range(p.K):
+        start = k * p.dilation
+        xs = xp[:, :, start : start + span : p.stride].repeat_interleave(m, dim=1)
+        y += xs * w[:, 0, k].view(1, -1, 1)
+        gw[:, 0, k] = (gy * xs).sum((0, 2))
+        back = (gy * w[:, 0, k].view(1, -1, 1)).view(N, C_in, m, p.L_out).sum(2)
+        gxp[:, :, start : start + span : p.stride] += back
+    if b is not None:
+        y += b.double().view(1, -1, 1)
+    gx = gxp[:, :, p.padding : p.padding + p.L]
+    return (y, gx, gw) + ((gy.sum((0, 2)),) if b is not None else ())
+
+
 def reference(problem: Problem, inputs: Inputs) -> torch.Tensor:
     """Float64 output in the storage layout of the inputs: (N, C_out, L_out) or (N, L_out, C_out)."""
     x = inputs.x if inputs.layout == "ncl" else inputs.x.transpose(1, 2)

@@ -42,3 +42,30 @@ def test_inputs_are_seeded_layouted_and_not_zero():
 
 def test_same_padding():
     assert same_padding(11) == 5 and same_padding(4) == 1 and same_padding(3, dilation=2) == 2
+
+
+@pytest.mark.parametrize("layout", ["ncl", "nlc"])
+@pytest.mark.parametrize("kw", [
+    dict(N=2, C_in=3, L=17, K=5, padding=2),
+    dict(N=1, C_in=2, C_out=6, L=20, K=4, padding=3, stride=2, dilation=2),
+    dict(N=2, C_in=4, L=5, K=9, padding=4, bias=False),
+    dict(N=1, C_in=3, L=1, K=1),
+])
+def test_depthwise_reference_grads_match_autograd(kw, layout):
+    """The per-tap float64 gradients (used for depthwise fwd_bwd, where autograd through the
+    reference would not fit at K = 768) equal autograd through reference_ncl."""
+    from convbench.problem import Inputs
+    from convbench.reference import reference
+    from convbench.registry import Case
+    from convbench.runner import reference_outputs
+
+    p = make_problem("depthwise", **kw)
+    inp = p.make_inputs("float32", "cpu", layout, seed=3)
+    gy = p.make_grad_out("float32", "cpu", layout, seed=4)
+    fast = reference_outputs(Case(p, "float32", layout, "cpu", "fwd_bwd"), inp, gy)
+    leaves = [t.detach().double().requires_grad_(True) for t in inp.tensors()]
+    y = reference(p, Inputs(leaves[0], leaves[1], leaves[2] if len(leaves) > 2 else None, layout))
+    slow = (y.detach(), *torch.autograd.grad(y, leaves, gy.double()))
+    assert len(fast) == len(slow)
+    for a, b in zip(fast, slow, strict=True):
+        assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -460,7 +460,6 @@ def _plan(kind: str, g: Geometry, C: int, L: int, launch) -> tuple[Tile, tuple[i
 # --------------------------------------------------------------------------------------------
 
 TOEPLITZ_MIN_K = 33  # K above the register-window kernels' limit (GEN_MAX_K)
-TOEPLITZ_GEN_MIN_K = 16  # from here it is also a candidate against the generated (N, C, L) kernels
 
 
 @triton.jit
@@ -975,12 +974,6 @@ def _tuned_gen(kind: str, g: Geometry, conv: tuple, src, w, bias, dst, tile_laun
                                                g.K, conv[3], conv[4], src, w, bias, dst)
     plans, run = _with_tiles(gen_plans, gen_launch, lambda: _tile_plans(kind, g, *tile_CL),
                              tile_launch, g.layout)
-    if g.layout == "ncl" and g.K >= TOEPLITZ_GEN_MIN_K and not interpreting():
-        # (N, C, L) windows of 16+ taps are L1-bound in the generated kernels (ncu, session 4):
-        # the tensor-core Toeplitz kernel competes there too
-        toep = _toeplitz_launch(g, src, w, bias, dst, conv[1], conv[2], conv[3], conv[4])
-        plans = (lambda base=plans: base() + _toeplitz_plans(g.N))
-        run = (lambda base=run: lambda *p: toep(*p) if p[0] == "toeplitz" else base(*p))()
     plan = _fastest((f"{kind}_any", g), plans, run)
     run(*plan)
     if plan[0] == "gen":

@@ -504,7 +504,7 @@ def _uses_toeplitz(g: Geometry) -> bool:
     return (g.stride == 1 and g.dilation == 1 and g.mult == 1 and g.K >= TOEPLITZ_MIN_K)
 
 
-def _toeplitz_plans(N: int) -> list[tuple]:
+def _toeplitz_plans() -> list[tuple]:
     """("toeplitz", B, BN, warps, stages): block length, columns (block, batch item) per program."""
     if interpreting():
         return [("toeplitz", 16, 16, 4, 1)]
@@ -649,7 +649,7 @@ def _toeplitz_grad_w(g: Geometry, x, gy, w_dtype):
 
 def _with_toeplitz(key, g: Geometry, tile_plans, tile_launch, toeplitz_launch):
     """Tuned launch over the tile kernels and the tensor-core (Toeplitz) kernel."""
-    plans = _toeplitz_plans(g.N) + ([] if interpreting() else tile_plans)
+    plans = _toeplitz_plans() + ([] if interpreting() else tile_plans)
 
     def run(*plan):
         return toeplitz_launch(*plan) if plan[0] == "toeplitz" else tile_launch(*plan)

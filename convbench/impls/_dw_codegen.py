@@ -241,6 +241,18 @@ def _ncl_interior(V: int, S: int, Q1: int) -> str:
             f"(l_start >= {V - 1}) & (l_start + G * {V} <= L_out)")
 
 
+def _ncl_tile(s: _Src, ind: int, V: int, S: int, Q1: int, anchor_y: bool, packed: str | None,
+              body) -> None:
+    """A tile at l_start: its bases, then body(ind + 1, masked) once without masks (interior
+    tiles) and once with them (edge tiles)."""
+    _ncl_tile_bases(s, ind, V, S, anchor_y, packed)
+    s(ind, _ncl_interior(V, S, Q1))
+    s(ind, "if interior:")
+    body(ind + 1, False)
+    s(ind, "else:")
+    body(ind + 1, True)
+
+
 def _ncl_x_pos(V: int, S: int) -> str:
     """Row position of x window element 0 of each tile column, (BLOCK_C, G)."""
     return f"(l0 - padding - {S})[:, None] + (jj * {V})[None, :]"
@@ -440,12 +452,7 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
         s(3, "pass")
     s(2, "else:")
     s(3, f"l_start = pid_l * (G * {V})")
-    _ncl_tile_bases(s, 3, V, S, anchor_y, packed)
-    s(3, _ncl_interior(V, S, Q1))
-    s(3, "if interior:")
-    body(4, False)
-    s(3, "else:")
-    body(4, True)
+    _ncl_tile(s, 3, V, S, Q1, anchor_y, packed, body)
     return s.text()
 
 
@@ -484,12 +491,7 @@ def ncl_grad_w_source(K: int, V: int, S: int, anchor_y: bool, packed: str | None
     s(2, "n = it // n_lt")
     s(2, f"l_start = (it % n_lt) * (G * {V})")
     _ncl_prologue(s, 2, V, anchor_y)
-    _ncl_tile_bases(s, 2, V, S, anchor_y, packed)
-    s(2, _ncl_interior(V, S, Q1))
-    s(2, "if interior:")
-    body(3, False)
-    s(2, "else:")
-    body(3, True)
+    _ncl_tile(s, 2, V, S, Q1, anchor_y, packed, body)
     s(1, f"pb = p_ptr + pid_s.to(tl.int64) * {K + 1} * C + rows")
     for k in range(K + 1):
         s(1, f"tl.store(pb + {k} * C, tl.sum(a{k}, axis=1), mask=rmask)")

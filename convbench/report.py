@@ -29,7 +29,7 @@ NOISE_REL = 0.02
 # order (plain PyTorch calls, then PyTorch compositions, then custom kernels), then any other
 # registered name (plugins) alphabetically.
 SIMPLICITY = ("torch", "torch_nlc", "linear_nlc", "native", "cudnn", "cudnn_nlc", "matmul",
-              "unfold_einsum", "triton", "triton_nlc")
+              "matmul_add", "linear_add_nlc", "unfold_einsum", "triton", "triton_nlc")
 # A selection entry applies to a shape at most this far away (Euclidean distance of log2 of
 # N*L, C_in, C_out and K): 3.0 is a factor 8 along one axis, or about 5.5 along two at once.
 MAX_LOG2_DISTANCE = 3.0

@@ -262,7 +262,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--smoke", action="store_true", help="tiny shape on the CPU interpreter: checks the script only")
     ap.add_argument("--only", help="comma-separated shape labels")
+    ap.add_argument("--precisions", help=f"comma-separated, among {', '.join(p[0] for p in PRECISIONS)}")
+    ap.add_argument("--no-fwd-bwd", action="store_true", help="skip the bf16 training-step rows")
     args = ap.parse_args(argv)
+    precs = PRECISIONS
+    if args.precisions:
+        want = {v.strip() for v in args.precisions.split(",")}
+        precs = tuple(p for p in PRECISIONS if p[0] in want)
+        if len(precs) != len(want):
+            raise SystemExit(f"unknown precision in {args.precisions!r}; known: {', '.join(p[0] for p in PRECISIONS)}")
     if args.smoke:
         device, shapes = "cpu", SMOKE_SHAPES
     else:
@@ -279,7 +287,7 @@ def main(argv=None) -> int:
     rows: list[Row] = []
     t0 = time.time()
     for shape in shapes:
-        for prec in PRECISIONS:
+        for prec in precs:
             if device == "cpu" and prec[1] == "float16":
                 continue
             for bias in (True, False):
@@ -287,7 +295,7 @@ def main(argv=None) -> int:
                     rows += bench_case(shape, prec, bias, layout, device, time_ms, len(rows), graph_ms)
         print(f"[{time.time() - t0:.0f}s] {shape[0]} done", flush=True)
         write(rows, header)  # partial results survive a run cut off at its time limit
-    for shape in shapes[:3]:
+    for shape in () if args.no_fwd_bwd else shapes[:3]:
         rows += fwd_bwd_rows(shape, device, time_ms, seed=2, graph_ms=graph_ms)
     print(f"[{time.time() - t0:.0f}s] fwd_bwd done", flush=True)
     text = write(rows, header)

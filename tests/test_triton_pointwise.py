@@ -61,6 +61,53 @@ def test_nlc_small_tiles(stride, padding, variant):
         i.x, i.weight, i.bias, stride, padding, "nlc", None, config=SMALL, variant=variant))
 
 
+# The persistent TMA kernel: 3 programs in the interpreter walk many small tiles each, with a
+# ragged last row and column tile, a K tail in (N,L,C) (TMA pads it with zeros), and both epilogues.
+TMA_TILES = (TileConfig(16, 32, 16, 4, 2, group_m=2, split_epilogue=True), TileConfig(16, 16, 16, 4, 2))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("config", TMA_TILES, ids=lambda c: c.label())
+@pytest.mark.parametrize("bias", [True, False])
+def test_nlc_tma_kernel(dtype, config, bias):
+    p = Pointwise(N=3, C_in=40, C_out=48, L=37, bias=bias)
+    _run_and_check(p, dtype, "nlc", precision="tf32", forward=lambda i: _forward(
+        i.x, i.weight, i.bias, 1, 0, "nlc", "tf32", config=config, variant="nlc_tma"))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("config", TMA_TILES, ids=lambda c: c.label())
+@pytest.mark.parametrize("bias", [True, False])
+def test_ncl_tma_kernel(dtype, config, bias):
+    """C_in and C_out are multiples of the tile (required: tiles must not straddle batches);
+    L = 40 leaves a ragged last column tile."""
+    p = Pointwise(N=3, C_in=32, C_out=48, L=40, bias=bias)
+    _run_and_check(p, dtype, "ncl", precision="tf32", forward=lambda i: _forward(
+        i.x, i.weight, i.bias, 1, 0, "ncl", "tf32", config=config, variant="ncl_tma"))
+
+
+@pytest.mark.parametrize("layout,L,stride,padding,why", [
+    ("ncl", 37, 1, 0, "odd L: rows of x are not 16-byte aligned"),
+    ("ncl", 40, 2, 0, "strided reads are not a tile of a 2-D view"),
+    ("nlc", 40, 1, 1, "padding: rows are not evenly spaced"),
+])
+def test_tma_variant_refused_where_it_cannot_apply(layout, L, stride, padding, why):
+    p = Pointwise(N=2, C_in=32, C_out=48, L=L, stride=stride, padding=padding)
+    inp = p.make_inputs("bfloat16", layout=layout)
+    with pytest.raises(ValueError, match=f"'{layout}_tma' does not apply"):
+        _forward(inp.x, inp.weight, None, stride, padding, layout, None, variant=f"{layout}_tma")
+
+
+def test_tma_configs_keep_ncl_tiles_inside_one_batch():
+    from convbench.impls.triton_pointwise import _tma_configs
+
+    assert _tma_configs("ncl_tma", "16bit", 512, 2048)  # the model shapes keep every tile
+    assert all(c.block_m == 64 for c in _tma_configs("ncl_tma", "16bit", 512, 192))
+    assert _tma_configs("ncl_tma", "16bit", 520, 2048) == ()
+    assert _tma_configs("nlc_tma", "16bit", 520, 2050)  # (N,L,C) has no batch boundary in a tile
+    assert _tma_configs("nlc_tma", "ieee", 512, 512) == ()
+
+
 def test_nlc_transposed_variant_default_tiles_no_bias():
     p = Pointwise(N=2, C_in=24, C_out=40, L=129, bias=False)
     _run_and_check(p, "float32", "nlc", forward=lambda i: _forward(

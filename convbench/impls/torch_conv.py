@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -111,9 +112,28 @@ def _build_linear_nlc(p, inp):
     return run
 
 
+def _build_matmul_add(p, inp):
+    """The GEMM without bias, then the bias added by a second kernel (what an unfused epilogue costs)."""
+    gemm = _build_matmul(p, replace(inp, bias=None))
+    bv = inp.bias.view(1, -1, 1)
+    return lambda: gemm().add_(bv)
+
+
+def _build_linear_add_nlc(p, inp):
+    gemm = _build_linear_nlc(p, replace(inp, bias=None))
+    b = inp.bias
+    return lambda: gemm().add_(b)
+
+
 def _only_k1(case: Case) -> str | None:
     k = case.problem.K
     return None if k == 1 else f"a GEMM path covers kernel_size 1 only, not K={k} (use torch)"
+
+
+def _k1_with_bias(case: Case) -> str | None:
+    if not case.problem.bias:
+        return "no bias to add: the same as the GEMM path without it"
+    return _only_k1(case)
 
 
 FLOATS = ("float32", "bfloat16", "float16")
@@ -148,4 +168,12 @@ register(Impl(
 register(Impl(
     name="linear_nlc", op="pointwise", layout="nlc", build=_build_linear_nlc, baseline=True,
     tf32="matmul", supports=_only_k1, description="F.linear on (N,L,C)",
+))
+register(Impl(
+    name="matmul_add", op="pointwise", layout="ncl", build=_build_matmul_add, tf32="matmul",
+    supports=_k1_with_bias, description="torch.matmul of W and x, then the bias in a separate add",
+))
+register(Impl(
+    name="linear_add_nlc", op="pointwise", layout="nlc", build=_build_linear_add_nlc, tf32="matmul",
+    supports=_k1_with_bias, description="F.linear without bias on (N,L,C), then the bias in a separate add",
 ))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 import triton.testing
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from ..precision import triton_input_precision
 from ..registry import Case, Impl, register
@@ -149,6 +151,73 @@ def pointwise_ncl_kernel(
     tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=row_ok[:, None] & col_in[None, :])
 
 
+@triton.jit
+def pointwise_tma_kernel(
+    a_desc, b_desc, y_desc, bias_ptr,
+    NB, ROWS, COLS, K,
+    HAS_BIAS: tl.constexpr, NCL: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    SPLIT_EPILOGUE: tl.constexpr, NUM_SMS: tl.constexpr,
+):
+    """Persistent GEMM on TMA tensor descriptors (Hopper): NUM_SMS programs walk the output tiles.
+
+    The bulk copy engine brings each (BLOCK, BLOCK_K) operand tile into shared memory with no
+    address arithmetic or masks in the program (out-of-range reads arrive as zeros, out-of-range
+    stores are clipped), and one program per SM overlaps a tile's epilogue with the next tile's
+    loads. Output y is (NB * ROWS, COLS) rows of a 2-D view.
+    - NCL=False, (N,L,C): y (ROWS=N*L, COLS=C_out) = x (ROWS, K) @ w^T; a_desc over x rows,
+      b_desc over w (C_out, K) rows, both K-contiguous; NB = 1.
+    - NCL=True, (N,C,L): y[n] (ROWS=C_out, COLS=L) = w (C_out, K) @ x[n] (K, L); a_desc over w,
+      b_desc over x viewed as (N*K, L). The host guarantees K % BLOCK_K == 0 and
+      ROWS % BLOCK_M == 0 so that no tile reads or writes across a batch boundary.
+    """
+    start = tl.program_id(0)
+    num_pid_m = tl.cdiv(ROWS, BLOCK_M)
+    num_pid_n = tl.cdiv(COLS, BLOCK_N)
+    tiles_per_batch = num_pid_m * num_pid_n
+    k_tiles = tl.cdiv(K, BLOCK_K)
+    # the epilogue recomputes its tile from its own counter (the Triton persistent-matmul
+    # tutorial's way of keeping the pipelined loop's prologue and epilogue independent)
+    tile_c = start - NUM_SMS
+    for tile in tl.range(start, NB * tiles_per_batch, NUM_SMS, flatten=True):
+        nb = tile // tiles_per_batch
+        pid_m, pid_n = _grouped_tile(tile % tiles_per_batch, num_pid_m, num_pid_n, GROUP_M)
+        m0 = pid_m * BLOCK_M
+        n0 = pid_n * BLOCK_N
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for ki in range(k_tiles):
+            k0 = ki * BLOCK_K
+            a = a_desc.load([m0, k0])
+            if NCL:
+                b = b_desc.load([nb * K + k0, n0])
+            else:
+                b = b_desc.load([n0, k0]).T
+            if UPCAST:  # the CPU interpreter's bf16 dot is wrong (triton 3.9); upcast there only
+                a = a.to(tl.float32)
+                b = b.to(tl.float32)
+            acc = tl.dot(a, b, acc, input_precision=PRECISION)
+        tile_c += NUM_SMS
+        nb = tile_c // tiles_per_batch
+        pid_m, pid_n = _grouped_tile(tile_c % tiles_per_batch, num_pid_m, num_pid_n, GROUP_M)
+        m0 = pid_m * BLOCK_M
+        n0 = pid_n * BLOCK_N
+        if HAS_BIAS:
+            if NCL:
+                offs = m0 + tl.arange(0, BLOCK_M)
+                acc += tl.load(bias_ptr + offs, mask=offs < ROWS, other=0.0).to(tl.float32)[:, None]
+            else:
+                offs = n0 + tl.arange(0, BLOCK_N)
+                acc += tl.load(bias_ptr + offs, mask=offs < COLS, other=0.0).to(tl.float32)[None, :]
+        row = nb * ROWS + m0
+        if SPLIT_EPILOGUE:  # two half-width stores: half the shared memory for the epilogue
+            halves = tl.permute(tl.reshape(acc, (BLOCK_M, 2, BLOCK_N // 2)), (0, 2, 1))
+            acc0, acc1 = tl.split(halves)
+            y_desc.store([row, n0], acc0.to(y_desc.dtype))
+            y_desc.store([row, n0 + BLOCK_N // 2], acc1.to(y_desc.dtype))
+        else:
+            y_desc.store([row, n0], acc.to(y_desc.dtype))
+
+
 @dataclass(frozen=True)
 class TileConfig:
     """One launch configuration: tile sizes in elements, warps per program, pipeline depth."""
@@ -159,9 +228,11 @@ class TileConfig:
     num_warps: int
     num_stages: int
     group_m: int = 8
+    split_epilogue: bool = False  # TMA kernel: store the output tile in two halves
 
     def label(self) -> str:
-        return f"{self.block_m}x{self.block_n}x{self.block_k} w{self.num_warps} s{self.num_stages}"
+        split = " split" if self.split_epilogue else ""
+        return f"{self.block_m}x{self.block_n}x{self.block_k} w{self.num_warps} s{self.num_stages}{split}"
 
 
 # Small candidate sets per operand kind (H100: 228 KB shared memory per SM). 16-bit: wgmma
@@ -185,12 +256,30 @@ CONFIGS: dict[str, tuple[TileConfig, ...]] = {
         TileConfig(64, 64, 32, 4, 3),
     ),
 }
+# The persistent TMA kernel (Hopper and newer): its operand tiles live only in shared memory, so
+# deeper pipelines fit; the split epilogue frees half the output tile's shared memory.
+TMA_CONFIGS: dict[str, tuple[TileConfig, ...]] = {
+    "16bit": (
+        TileConfig(128, 256, 64, 8, 3, split_epilogue=True),
+        TileConfig(128, 256, 64, 8, 4, split_epilogue=True),
+        TileConfig(128, 128, 64, 8, 4),
+        TileConfig(128, 128, 64, 4, 4),
+        TileConfig(64, 256, 64, 4, 4, split_epilogue=True),
+    ),
+    "tf32": (
+        TileConfig(128, 256, 32, 8, 3, split_epilogue=True),
+        TileConfig(128, 128, 32, 8, 4),
+        TileConfig(128, 128, 32, 4, 4),
+    ),
+    "ieee": (),  # an IEEE float32 dot runs on CUDA cores from registers: TMA buys nothing
+}
 
 
 @dataclass(frozen=True)
 class Candidate:
     """A kernel variant with a tile config. variant: "nlc" (x rows as A), "nlc_t" (the (N,L,C)
-    GEMM transposed, y^T = W @ x^T, run by the ncl kernel), "ncl", "ncl_fold"."""
+    GEMM transposed, y^T = W @ x^T, run by the ncl kernel), "ncl", "ncl_fold", and "nlc_tma",
+    "ncl_tma" (the persistent TMA kernel)."""
 
     variant: str
     config: TileConfig
@@ -254,13 +343,38 @@ def _pick(key: tuple, candidates: list[Candidate], run) -> Candidate:
     return best
 
 
-def _align16(n: int) -> bool:
-    return n % 16 == 0
+def _aligned(t: torch.Tensor) -> bool:
+    """A TMA descriptor's base must sit on a 16-byte boundary (a sliced view may not)."""
+    return t.data_ptr() % 16 == 0
 
 
 def _signature(x, weight, bias, stride, padding, layout, precision) -> tuple:
     return (layout, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(),
-            bias is not None, stride, padding, precision)
+            bias is not None, stride, padding, precision, _aligned(x), _aligned(weight))
+
+
+@functools.cache
+def _num_sms(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 3  # the interpreter: a few programs, each walking several tiles
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _tma_ok(x, weight, *row_strides: int) -> bool:
+    """The persistent TMA kernel applies: a Hopper-or-newer GPU (or the interpreter), 16-byte
+    aligned bases, and 16-byte aligned row strides for every 2-D view it reads or writes."""
+    if x.is_cuda and torch.cuda.get_device_capability(x.device)[0] < 9:
+        return False
+    es = x.element_size()
+    return _aligned(x) and _aligned(weight) and all((r * es) % 16 == 0 for r in row_strides)
+
+
+def _tma_configs(variant: str, kind: str, C_in: int, C_out: int) -> tuple[TileConfig, ...]:
+    """TMA tile configs; in (N,C,L) a tile must not straddle batches (see pointwise_tma_kernel)."""
+    configs = TMA_CONFIGS[kind]
+    if variant == "ncl_tma":
+        configs = tuple(c for c in configs if C_in % c.block_k == 0 and C_out % c.block_m == 0)
+    return configs
 
 
 def _forward(x, weight, bias, stride, padding, layout, precision, config=None, fold=None, variant=None):
@@ -268,7 +382,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
 
     After the first call of a signature the launch is cached (_PLANS), so a repeated call costs
     one allocation and one kernel launch. config / fold / variant force a tile config, (ncl) the
-    batch folding and (nlc) the kernel variant, for tests and experiments.
+    batch folding and the kernel variant, for tests and experiments.
     """
     if precision is None:
         precision = triton_input_precision()
@@ -295,6 +409,21 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
     plain = stride == 1 and padding == 0
     swo, swi = weight.stride(0), weight.stride(1)
     common = dict(HAS_BIAS=has_bias, PRECISION=prec, UPCAST=upcast)
+    w_rows_ok = swi == 1  # TMA needs the weight's C_in axis contiguous
+
+    def tma_launch(cand, a, a_shape, a_stride, b, b_shape, b_stride, y, y_shape, nb, rows, cols, bias_t, ncl):
+        cfg = cand.config
+        bm, bn, bk = cfg.block_m, cfg.block_n, cfg.block_k
+        a_block, b_block = ((bm, bk), (bk, bn)) if ncl else ((bm, bk), (bn, bk))
+        y_block = (bm, bn // 2 if cfg.split_epilogue else bn)
+        tiles = nb * cdiv(rows, bm) * cdiv(cols, bn)
+        sms = _num_sms(y.device)
+        pointwise_tma_kernel[(min(sms, tiles),)](
+            TensorDescriptor(a, a_shape, a_stride, a_block), TensorDescriptor(b, b_shape, b_stride, b_block),
+            TensorDescriptor(y, y_shape, (y_shape[1], 1), y_block), bias_t, nb, rows, cols, C_in,
+            NCL=ncl, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=cfg.group_m,
+            SPLIT_EPILOGUE=cfg.split_epilogue, NUM_SMS=sms,
+            num_warps=cfg.num_warps, num_stages=cfg.num_stages, **common)
 
     if layout == "nlc":
         M = N * L_out
@@ -302,11 +431,17 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         folded = plain and (N == 1 or sxn == L * sxl)
         out_shape = (N, L_out, C_out)
         variants = ["nlc", "nlc_t"] if folded else ["nlc"]
-        key = ("nlc", folded, plain, str(x.dtype), prec, M, C_in, C_out, sxl, sxc)
+        if folded and sxc == 1 and w_rows_ok and kind != "ieee" and _tma_ok(x, weight, sxl, swo, C_out):
+            variants.insert(0, "nlc_tma")
+        key = ("nlc", folded, plain, str(x.dtype), prec, M, C_in, C_out, sxl, sxc, "nlc_tma" in variants)
         rows, cols = M, C_out
 
         def launch(cand: Candidate, x, w, b, y):
             cfg = cand.config
+            if cand.variant == "nlc_tma":
+                tma_launch(cand, x, (M, C_in), (sxl, 1), w, (C_out, C_in), (swo, 1), y, (M, C_out),
+                           1, M, C_out, b, ncl=False)
+                return
             meta = dict(EVEN_K=C_in % cfg.block_k == 0, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
                         BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m, num_warps=cfg.num_warps,
                         num_stages=cfg.num_stages, **common)
@@ -327,11 +462,18 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         out_shape = (N, C_out, L_out)
         cols_total = N * L_out if fold else L_out
         variants = ["ncl_fold" if fold else "ncl"]
-        key = ("ncl", fold, plain, str(x.dtype), prec, N, C_in, C_out, L, L_out, sxc, sxl)
+        if (plain and not fold and sxl == 1 and (N == 1 or sxn == C_in * sxc) and w_rows_ok
+                and kind != "ieee" and _tma_ok(x, weight, sxc, swo, L_out)):
+            variants.insert(0, "ncl_tma")
+        key = ("ncl", fold, plain, str(x.dtype), prec, N, C_in, C_out, L, L_out, sxc, sxl, "ncl_tma" in variants)
         rows, cols = C_out, cols_total
 
         def launch(cand: Candidate, x, w, b, y):
             cfg = cand.config
+            if cand.variant == "ncl_tma":
+                tma_launch(cand, w, (C_out, C_in), (swo, 1), x, (N * C_in, L), (sxc, 1), y,
+                           (N * C_out, L_out), N, C_out, L_out, b, ncl=True)
+                return
             tiles = cdiv(C_out, cfg.block_m) * cdiv(cols_total, cfg.block_n)
             grid = (tiles if fold else tiles * N,)
             pointwise_ncl_kernel[grid](
@@ -356,9 +498,12 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
     if config is not None:
         cand = Candidate(variants[0], config)
     elif interpreting() or not x.is_cuda:
-        cand = Candidate(variants[0], _interpreter_config(rows, cols, C_in))
+        # the interpreter runs the pointer kernels unless a variant is forced (tests force TMA)
+        v = variants[0] if variant is not None else next(v for v in variants if not v.endswith("_tma"))
+        cand = Candidate(v, _interpreter_config(rows, cols, C_in))
     else:
-        cands = [Candidate(v, c) for v in variants for c in CONFIGS[kind]]
+        cands = [Candidate(v, c) for v in variants
+                 for c in (_tma_configs(v, kind, C_in, C_out) if v.endswith("_tma") else CONFIGS[kind])]
         cand = _pick(key, cands, lambda c: launch(c, x, weight, b, y))
     launch(cand, x, weight, b, y)
     if not forced:

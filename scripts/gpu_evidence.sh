@@ -3,7 +3,7 @@
 # every step's log, and re-pack the run folders into $OUT/evidence.tgz after each step, so a
 # call cut short still returns what finished.
 # Usage (GPU machine, repo root): bash scripts/gpu_evidence.sh STEP[:SECONDS]...
-# Steps: correctness sweep2 warmpw pwbench pointwise (issue 8) sweep training precision full timer attribution fault power gate_baseline gate
+# Steps: correctness sweep2 warmpw pwbench pwlaunch pointwise (issue 8) sweep training precision full timer attribution fault power gate_baseline gate
 #        warm (compile Triton tuning candidates in parallel) warmfwd (forward candidates of WARM_SHAPES) warmncl ncl (configs/depthwise_ncl_triton.yaml) longk (configs/depthwise_long_kernel.yaml) longktrain (its fwd+bwd) dw1 dw2 (configs/depthwise_kernels.yaml
 #        in two shards) devbench (scripts/bench_depthwise_gen.py) tunefwd (its forward tuning landscape)
 #        ncu (Nsight Compute sections of tuned forward kernels; NCU_CASES=label:dtype:layout,...,
@@ -44,6 +44,7 @@ for arg in "$@"; do
           --dtypes ${WARM_DTYPES:-bfloat16,float16,float32} > "$R/warmpw.part$i.log" 2>&1 & done
         wait; grep -c warmed "$R"/warmpw.*.log ;;
       pwbench) OUT=$R python3 scripts/bench_pointwise_kernels.py --precisions ${PW_PRECISIONS:-bf16,fp16,fp32-tf32,fp32-ieee} $PW_ARGS ;;
+      pwlaunch) OUT=$R python3 scripts/launch_cost_pointwise.py ;;
       pointwise) cb run configs/pointwise_kernels.yaml --out "$R/pointwise_kernels" --quiet ;;
       longk) cb run configs/depthwise_long_kernel.yaml --out "$R/depthwise_long_kernel" --quiet ;;
       longktrain) cb run configs/depthwise_long_kernel_training.yaml --out "$R/depthwise_long_kernel_training" --quiet ;;

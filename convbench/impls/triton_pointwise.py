@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 
 import torch
@@ -153,13 +154,17 @@ def pointwise_ncl_kernel(
 
 @triton.jit
 def pointwise_tma_kernel(
-    a_desc, b_desc, y_desc, bias_ptr,
-    NB, ROWS, COLS, K,
+    a_src, b_src, y_src, bias_ptr,
+    NB, ROWS, COLS, K, SA, SB,
     HAS_BIAS: tl.constexpr, NCL: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-    SPLIT_EPILOGUE: tl.constexpr, NUM_SMS: tl.constexpr,
+    SPLIT_EPILOGUE: tl.constexpr, NUM_SMS: tl.constexpr, DEVICE_DESC: tl.constexpr,
 ):
     """Persistent GEMM on TMA tensor descriptors (Hopper): NUM_SMS programs walk the output tiles.
+
+    DEVICE_DESC: a_src, b_src, y_src are pointers and the descriptors are built here (SA, SB:
+    row strides of a and b; the launch needs a Triton allocator for their global scratch);
+    otherwise they are host-built TensorDescriptors, which the launcher encodes on every call.
 
     The bulk copy engine brings each (BLOCK, BLOCK_K) operand tile into shared memory with no
     address arithmetic or masks in the program (out-of-range reads arrive as zeros, out-of-range
@@ -171,6 +176,22 @@ def pointwise_tma_kernel(
       b_desc over x viewed as (N*K, L). The host guarantees K % BLOCK_K == 0 and
       ROWS % BLOCK_M == 0 so that no tile reads or writes across a batch boundary.
     """
+    Y_BLOCK_N: tl.constexpr = BLOCK_N // 2 if SPLIT_EPILOGUE else BLOCK_N
+    if DEVICE_DESC:
+        a_desc = tl.make_tensor_descriptor(a_src, shape=[ROWS, K], strides=[SA, 1],
+                                           block_shape=[BLOCK_M, BLOCK_K])
+        if NCL:
+            b_desc = tl.make_tensor_descriptor(b_src, shape=[NB * K, COLS], strides=[SB, 1],
+                                               block_shape=[BLOCK_K, BLOCK_N])
+        else:
+            b_desc = tl.make_tensor_descriptor(b_src, shape=[COLS, K], strides=[SB, 1],
+                                               block_shape=[BLOCK_N, BLOCK_K])
+        y_desc = tl.make_tensor_descriptor(y_src, shape=[NB * ROWS, COLS], strides=[COLS, 1],
+                                           block_shape=[BLOCK_M, Y_BLOCK_N])
+    else:
+        a_desc = a_src
+        b_desc = b_src
+        y_desc = y_src
     start = tl.program_id(0)
     num_pid_m = tl.cdiv(ROWS, BLOCK_M)
     num_pid_n = tl.cdiv(COLS, BLOCK_N)
@@ -353,6 +374,22 @@ def _signature(x, weight, bias, stride, padding, layout, precision) -> tuple:
             bias is not None, stride, padding, precision, _aligned(x), _aligned(weight))
 
 
+# Where the TMA descriptors are built: "device" (in the kernel, from pointers: the launch
+# passes plain pointers) or "host" (triton.tools TensorDescriptor, encoded by the launcher on
+# every call). CONVBENCH_PW_TMA_DESC picks one, for the host-cost comparison.
+TMA_DESCRIPTORS = os.environ.get("CONVBENCH_PW_TMA_DESC", "device")
+
+
+def _scratch(size: int, alignment: int, stream):
+    return torch.empty(size, device="cuda" if torch.cuda.is_available() else "cpu", dtype=torch.int8)
+
+
+def _ensure_allocator() -> None:
+    """In-kernel descriptors live in global scratch that Triton asks an allocator for at launch.
+    The allocator is a context variable (per thread), so it is set on every launch (~0.1 µs)."""
+    triton.set_allocator(_scratch)
+
+
 @functools.cache
 def _num_sms(device: torch.device) -> int:
     if device.type != "cuda":
@@ -414,15 +451,21 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
     def tma_launch(cand, a, a_shape, a_stride, b, b_shape, b_stride, y, y_shape, nb, rows, cols, bias_t, ncl):
         cfg = cand.config
         bm, bn, bk = cfg.block_m, cfg.block_n, cfg.block_k
-        a_block, b_block = ((bm, bk), (bk, bn)) if ncl else ((bm, bk), (bn, bk))
-        y_block = (bm, bn // 2 if cfg.split_epilogue else bn)
         tiles = nb * cdiv(rows, bm) * cdiv(cols, bn)
         sms = _num_sms(y.device)
+        device_desc = TMA_DESCRIPTORS == "device"
+        if device_desc:
+            _ensure_allocator()
+            srcs = (a, b, y)
+        else:
+            a_block, b_block = ((bm, bk), (bk, bn)) if ncl else ((bm, bk), (bn, bk))
+            y_block = (bm, bn // 2 if cfg.split_epilogue else bn)
+            srcs = (TensorDescriptor(a, a_shape, a_stride, a_block), TensorDescriptor(b, b_shape, b_stride, b_block),
+                    TensorDescriptor(y, y_shape, (y_shape[1], 1), y_block))
         pointwise_tma_kernel[(min(sms, tiles),)](
-            TensorDescriptor(a, a_shape, a_stride, a_block), TensorDescriptor(b, b_shape, b_stride, b_block),
-            TensorDescriptor(y, y_shape, (y_shape[1], 1), y_block), bias_t, nb, rows, cols, C_in,
+            *srcs, bias_t, nb, rows, cols, C_in, a_stride[0], b_stride[0],
             NCL=ncl, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=cfg.group_m,
-            SPLIT_EPILOGUE=cfg.split_epilogue, NUM_SMS=sms,
+            SPLIT_EPILOGUE=cfg.split_epilogue, NUM_SMS=sms, DEVICE_DESC=device_desc,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages, **common)
 
     if layout == "nlc":

@@ -1,0 +1,100 @@
+"""Where the time of one Triton pointwise call goes on the GPU machine: host enqueue time, calls
+back to back, CUDA-graph replay and cold-L2 do_bench, for the TMA kernel with its descriptors
+built on the device (pointers passed) or on the host (TensorDescriptor, encoded by the launcher
+on every call), the pointer kernel, and torch's best path on the same storage.
+
+Usage (GPU): OUT=dir python3 scripts/launch_cost_pointwise.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+import triton
+import triton.testing
+
+from convbench.impls import triton_pointwise as tp
+from convbench.problem import Pointwise
+
+CASES = (  # label, N, C_in, C_out, L, layout, bias
+    ("anchor_384_768", 16, 384, 768, 1024, "nlc", False),
+    ("anchor_384_768", 16, 384, 768, 1024, "nlc", True),
+    ("dtts_pw_1024_512", 19, 1024, 512, 517, "nlc", False),
+    ("anchor_384_768", 16, 384, 768, 1024, "ncl", False),
+)
+
+
+def host_us(fn, calls: int = 50) -> float:
+    """Enqueue time per call: the queue never fills in 50 calls, so this is host work alone."""
+    samples = []
+    for _ in range(7):
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        samples.append((time.perf_counter() - t) / calls * 1e6)
+    torch.cuda.synchronize()
+    return statistics.median(samples)
+
+
+def back_to_back_us(fn, calls: int = 300) -> float:
+    """Steady state of a loop of calls: max(host, GPU) per call."""
+    fn()
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t) / calls * 1e6
+
+
+def main() -> None:
+    rows = []
+    for label, N, C_in, C_out, L, layout, bias in CASES:
+        p = Pointwise(N=N, C_in=C_in, C_out=C_out, L=L, bias=bias)
+        inp = p.make_inputs("bfloat16", device="cuda", layout=layout, seed=0)
+        x, w, b = inp.x, inp.weight, inp.bias
+        ref = (F.linear(x, w.squeeze(-1), b) if layout == "nlc" else F.conv1d(x, w, b)).float()
+
+        def ours(mode):
+            def run():
+                tp.TMA_DESCRIPTORS = mode
+                return tp.pointwise_conv1d(x, w, b, layout=layout)
+            return run
+
+        paths = {"tma device desc": ours("device"), "tma host desc": ours("host")}
+        if layout == "nlc":
+            paths["torch F.linear"] = lambda: F.linear(x, w.squeeze(-1), b)
+        else:
+            paths["torch conv1d"] = lambda: F.conv1d(x, w, b)
+        for name, fn in paths.items():
+            err = ((fn().float() - ref).norm() / ref.norm()).item()
+            row = dict(case=f"{label} {layout} bias={bias}", path=name, rel_diff_vs_torch=err,
+                       host_us=host_us(fn), back_to_back_us=back_to_back_us(fn),
+                       graph_us=triton.testing.do_bench_cudagraph(fn, rep=30, return_mode="median") * 1e3,
+                       cold_l2_us=triton.testing.do_bench(fn, warmup=10, rep=50, return_mode="median") * 1e3)
+            if name.startswith("tma"):
+                sig = tp._signature(x, w, b, 1, 0, layout, "ieee")
+                row["plan"] = getattr(tp._PLANS.get(sig), "label", "")
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        tp.TMA_DESCRIPTORS = "device"
+    lines = [f"device: {torch.cuda.get_device_name()}; torch {torch.__version__}; triton {triton.__version__}", "",
+             "| case | path | plan | host µs/call | back-to-back µs/call | graph µs | cold-L2 µs |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['case']} | {r['path']} | {r.get('plan', '')} | {r['host_us']:.1f} | {r['back_to_back_us']:.1f} | "
+              f"{r['graph_us']:.1f} | {r['cold_l2_us']:.1f} |" for r in rows]
+    text = "\n".join(lines)
+    print(text)
+    out = os.environ.get("OUT")
+    if out:
+        with open(os.path.join(out, "launch_cost_pointwise.md"), "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -78,8 +78,9 @@ def main() -> None:
                        host_us=host_us(fn), back_to_back_us=back_to_back_us(fn),
                        graph_us=triton.testing.do_bench_cudagraph(fn, rep=30, return_mode="median") * 1e3,
                        cold_l2_us=triton.testing.do_bench(fn, warmup=10, rep=50, return_mode="median") * 1e3)
+            row["rel_diff_after_timing"] = ((fn().float() - ref).norm() / ref.norm()).item()  # relaunched
             if name.startswith("tma"):
-                sig = tp._signature(x, w, b, 1, 0, layout, "ieee")
+                sig = tp._signature(x, w, b, 1, 0, layout, tp.triton_input_precision())
                 row["plan"] = getattr(tp._PLANS.get(sig), "label", "")
             rows.append(row)
             print(json.dumps(row), flush=True)

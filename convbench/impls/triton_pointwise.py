@@ -14,7 +14,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 
 from ..precision import triton_input_precision
 from ..registry import Case, Impl, register
-from ._triton_common import cdiv, device_reason, interpreting, split_layout, tuning_enabled
+from ._triton_common import Relaunch, cdiv, device_reason, interpreting, split_layout, tuning_enabled
 
 
 @triton.jit
@@ -158,9 +158,11 @@ def pointwise_tma_kernel(
     NB, ROWS, COLS, K, SA, SB,
     HAS_BIAS: tl.constexpr, NCL: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-    SPLIT_EPILOGUE: tl.constexpr, NUM_SMS: tl.constexpr, DEVICE_DESC: tl.constexpr,
+    SPLIT_EPILOGUE: tl.constexpr, PROGRAMS: tl.constexpr, WARP_SPECIALIZE: tl.constexpr,
+    DEVICE_DESC: tl.constexpr,
 ):
-    """Persistent GEMM on TMA tensor descriptors (Hopper): NUM_SMS programs walk the output tiles.
+    """Persistent GEMM on TMA tensor descriptors (Hopper): PROGRAMS programs (one or two per SM)
+    walk the output tiles, each taking every PROGRAMS-th tile.
 
     DEVICE_DESC: a_src, b_src, y_src are pointers and the descriptors are built here (SA, SB:
     row strides of a and b; the launch needs a Triton allocator for their global scratch);
@@ -168,7 +170,7 @@ def pointwise_tma_kernel(
 
     The bulk copy engine brings each (BLOCK, BLOCK_K) operand tile into shared memory with no
     address arithmetic or masks in the program (out-of-range reads arrive as zeros, out-of-range
-    stores are clipped), and one program per SM overlaps a tile's epilogue with the next tile's
+    stores are clipped), and a persistent program overlaps a tile's epilogue with the next tile's
     loads. Output y is (NB * ROWS, COLS) rows of a 2-D view.
     - NCL=False, (N,L,C): y (ROWS=N*L, COLS=C_out) = x (ROWS, K) @ w^T; a_desc over x rows,
       b_desc over w (C_out, K) rows, both K-contiguous; NB = 1.
@@ -199,8 +201,8 @@ def pointwise_tma_kernel(
     k_tiles = tl.cdiv(K, BLOCK_K)
     # the epilogue recomputes its tile from its own counter (the Triton persistent-matmul
     # tutorial's way of keeping the pipelined loop's prologue and epilogue independent)
-    tile_c = start - NUM_SMS
-    for tile in tl.range(start, NB * tiles_per_batch, NUM_SMS, flatten=True):
+    tile_c = start - PROGRAMS
+    for tile in tl.range(start, NB * tiles_per_batch, PROGRAMS, flatten=True, warp_specialize=WARP_SPECIALIZE):
         nb = tile // tiles_per_batch
         pid_m, pid_n = _grouped_tile(tile % tiles_per_batch, num_pid_m, num_pid_n, GROUP_M)
         m0 = pid_m * BLOCK_M
@@ -217,7 +219,7 @@ def pointwise_tma_kernel(
                 a = a.to(tl.float32)
                 b = b.to(tl.float32)
             acc = tl.dot(a, b, acc, input_precision=PRECISION)
-        tile_c += NUM_SMS
+        tile_c += PROGRAMS
         nb = tile_c // tiles_per_batch
         pid_m, pid_n = _grouped_tile(tile_c % tiles_per_batch, num_pid_m, num_pid_n, GROUP_M)
         m0 = pid_m * BLOCK_M
@@ -250,10 +252,14 @@ class TileConfig:
     num_stages: int
     group_m: int = 8
     split_epilogue: bool = False  # TMA kernel: store the output tile in two halves
+    programs_per_sm: int = 1  # TMA kernel: persistent programs per SM (2 where two fit in shared memory)
+    warp_specialize: bool = False  # TMA kernel: Triton's producer/consumer warp groups
 
     def label(self) -> str:
-        split = " split" if self.split_epilogue else ""
-        return f"{self.block_m}x{self.block_n}x{self.block_k} w{self.num_warps} s{self.num_stages}{split}"
+        extra = " split" if self.split_epilogue else ""
+        extra += f" p{self.programs_per_sm}" if self.programs_per_sm != 1 else ""
+        extra += " ws" if self.warp_specialize else ""
+        return f"{self.block_m}x{self.block_n}x{self.block_k} w{self.num_warps} s{self.num_stages}{extra}"
 
 
 # Small candidate sets per operand kind (H100: 228 KB shared memory per SM). 16-bit: wgmma
@@ -286,6 +292,12 @@ TMA_CONFIGS: dict[str, tuple[TileConfig, ...]] = {
         TileConfig(128, 128, 64, 8, 4),
         TileConfig(128, 128, 64, 4, 4),
         TileConfig(64, 256, 64, 4, 4, split_epilogue=True),
+        # small tiles, two programs per SM: fewer idle SMs in the last round of tiles when
+        # there are only 1-3 rounds (DTTS 1024->512: 154 tiles of 128x256 on 132 SMs)
+        TileConfig(64, 128, 64, 4, 4, programs_per_sm=2),
+        TileConfig(128, 64, 64, 4, 4, programs_per_sm=2),
+        TileConfig(128, 256, 64, 8, 3, split_epilogue=True, warp_specialize=True),
+        TileConfig(128, 128, 64, 4, 4, warp_specialize=True),
     ),
     "tf32": (
         TileConfig(128, 256, 32, 8, 3, split_epilogue=True),
@@ -370,14 +382,17 @@ def _aligned(t: torch.Tensor) -> bool:
 
 
 def _signature(x, weight, bias, stride, padding, layout, precision) -> tuple:
+    """What a cached plan depends on, including everything Triton specialises a kernel on
+    (the plan's Relaunch skips that specialisation)."""
     return (layout, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(),
-            bias is not None, stride, padding, precision, _aligned(x), _aligned(weight))
+            bias is not None, stride, padding, precision, _aligned(x), _aligned(weight),
+            bias is None or _aligned(bias))
 
 
 # Where the TMA descriptors are built: "device" (in the kernel, from pointers: the launch
 # passes plain pointers) or "host" (triton.tools TensorDescriptor, encoded by the launcher on
 # every call). CONVBENCH_PW_TMA_DESC picks one, for the host-cost comparison.
-TMA_DESCRIPTORS = os.environ.get("CONVBENCH_PW_TMA_DESC", "device")
+TMA_DESCRIPTORS = os.environ.get("CONVBENCH_PW_TMA_DESC", "host")
 
 
 def _scratch(size: int, alignment: int, stream):
@@ -448,25 +463,32 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
     common = dict(HAS_BIAS=has_bias, PRECISION=prec, UPCAST=upcast)
     w_rows_ok = swi == 1  # TMA needs the weight's C_in axis contiguous
 
-    def tma_launch(cand, a, a_shape, a_stride, b, b_shape, b_stride, y, y_shape, nb, rows, cols, bias_t, ncl):
+    def tma_launch(cand, a_shape, a_stride, b_shape, b_stride, y_shape, nb, rows, cols, ncl, device):
+        """A launch of the TMA kernel; a, b: the operand tensors (w or x), in the kernel's order."""
         cfg = cand.config
         bm, bn, bk = cfg.block_m, cfg.block_n, cfg.block_k
         tiles = nb * cdiv(rows, bm) * cdiv(cols, bn)
-        sms = _num_sms(y.device)
+        programs = min(_num_sms(device) * cfg.programs_per_sm, tiles)
         device_desc = TMA_DESCRIPTORS == "device"
-        if device_desc:
-            _ensure_allocator()
-            srcs = (a, b, y)
-        else:
-            a_block, b_block = ((bm, bk), (bk, bn)) if ncl else ((bm, bk), (bn, bk))
-            y_block = (bm, bn // 2 if cfg.split_epilogue else bn)
-            srcs = (TensorDescriptor(a, a_shape, a_stride, a_block), TensorDescriptor(b, b_shape, b_stride, b_block),
-                    TensorDescriptor(y, y_shape, (y_shape[1], 1), y_block))
-        pointwise_tma_kernel[(min(sms, tiles),)](
-            *srcs, bias_t, nb, rows, cols, C_in, a_stride[0], b_stride[0],
+        run = Relaunch(pointwise_tma_kernel, (programs,), dict(
+            NB=nb, ROWS=rows, COLS=cols, K=C_in, SA=a_stride[0], SB=b_stride[0],
             NCL=ncl, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=cfg.group_m,
-            SPLIT_EPILOGUE=cfg.split_epilogue, NUM_SMS=sms, DEVICE_DESC=device_desc,
-            num_warps=cfg.num_warps, num_stages=cfg.num_stages, **common)
+            SPLIT_EPILOGUE=cfg.split_epilogue, PROGRAMS=programs, WARP_SPECIALIZE=cfg.warp_specialize,
+            DEVICE_DESC=device_desc, **common), dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages))
+        if device_desc:
+            def go(a, b, y, bias_t):
+                _ensure_allocator()
+                run(a_src=a, b_src=b, y_src=y, bias_ptr=bias_t)
+            return go
+        a_block, b_block = ((bm, bk), (bk, bn)) if ncl else ((bm, bk), (bn, bk))
+        y_block = (bm, bn // 2 if cfg.split_epilogue else bn)
+        y_stride = (y_shape[1], 1)
+
+        def go_host(a, b, y, bias_t):
+            run(a_src=TensorDescriptor(a, a_shape, a_stride, a_block),
+                b_src=TensorDescriptor(b, b_shape, b_stride, b_block),
+                y_src=TensorDescriptor(y, y_shape, y_stride, y_block), bias_ptr=bias_t)
+        return go_host
 
     if layout == "nlc":
         M = N * L_out
@@ -479,23 +501,26 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         key = ("nlc", folded, plain, str(x.dtype), prec, M, C_in, C_out, sxl, sxc, "nlc_tma" in variants)
         rows, cols = M, C_out
 
-        def launch(cand: Candidate, x, w, b, y):
+        def make_launch(cand: Candidate):
+            """cand's launch as f(x, w, b, y), its scalar arguments fixed."""
             cfg = cand.config
             if cand.variant == "nlc_tma":
-                tma_launch(cand, x, (M, C_in), (sxl, 1), w, (C_out, C_in), (swo, 1), y, (M, C_out),
-                           1, M, C_out, b, ncl=False)
-                return
+                go = tma_launch(cand, (M, C_in), (sxl, 1), (C_out, C_in), (swo, 1), (M, C_out),
+                                1, M, C_out, False, x.device)
+                return lambda x, w, b, y: go(x, w, y, b)
             meta = dict(EVEN_K=C_in % cfg.block_k == 0, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-                        BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m, num_warps=cfg.num_warps,
-                        num_stages=cfg.num_stages, **common)
+                        BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m, **common)
+            options = dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages)
             if cand.variant == "nlc":
-                grid = (cdiv(M, cfg.block_m) * cdiv(C_out, cfg.block_n),)
-                pointwise_nlc_kernel[grid](x, w, b, y, M, C_in, C_out, L, L_out, sxn, sxl, sxc, swo, swi,
-                                           stride, padding, FOLDED=folded, **meta)
+                run = Relaunch(pointwise_nlc_kernel, (cdiv(M, cfg.block_m) * cdiv(C_out, cfg.block_n),), dict(
+                    M=M, C_in=C_in, C_out=C_out, L_in=L, L_out=L_out, sxn=sxn, sxl=sxl, sxc=sxc, swo=swo,
+                    swi=swi, conv_stride=stride, padding=padding, FOLDED=folded, **meta), options)
             else:  # y^T (C_out, M) = W @ x^T: the rows of x are the "positions" of one batch
-                grid = (cdiv(C_out, cfg.block_m) * cdiv(M, cfg.block_n),)
-                pointwise_ncl_kernel[grid](x, w, b, y, 1, C_in, C_out, M, M, 0, sxc, sxl, swo, swi,
-                                           0, 1, C_out, 1, 0, FOLD_BATCH=False, PLAIN=True, **meta)
+                run = Relaunch(pointwise_ncl_kernel, (cdiv(C_out, cfg.block_m) * cdiv(M, cfg.block_n),), dict(
+                    NB=1, C_in=C_in, C_out=C_out, L_in=M, L_out=M, sxn=0, sxc=sxc, sxl=sxl, swo=swo, swi=swi,
+                    syn=0, syc=1, syl=C_out, conv_stride=1, padding=0, FOLD_BATCH=False, PLAIN=True,
+                    **meta), options)
+            return lambda x, w, b, y: run(x_ptr=x, w_ptr=w, b_ptr=b, y_ptr=y)
     else:
         sxn, sxc, sxl = x.stride()
         if fold is None:
@@ -511,25 +536,25 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         key = ("ncl", fold, plain, str(x.dtype), prec, N, C_in, C_out, L, L_out, sxc, sxl, "ncl_tma" in variants)
         rows, cols = C_out, cols_total
 
-        def launch(cand: Candidate, x, w, b, y):
+        def make_launch(cand: Candidate):
+            """cand's launch as f(x, w, b, y), its scalar arguments fixed."""
             cfg = cand.config
             if cand.variant == "ncl_tma":
-                tma_launch(cand, w, (C_out, C_in), (swo, 1), x, (N * C_in, L), (sxc, 1), y,
-                           (N * C_out, L_out), N, C_out, L_out, b, ncl=True)
-                return
+                go = tma_launch(cand, (C_out, C_in), (swo, 1), (N * C_in, L), (sxc, 1), (N * C_out, L_out),
+                                N, C_out, L_out, True, x.device)
+                return lambda x, w, b, y: go(w, x, y, b)
             tiles = cdiv(C_out, cfg.block_m) * cdiv(cols_total, cfg.block_n)
-            grid = (tiles if fold else tiles * N,)
-            pointwise_ncl_kernel[grid](
-                x, w, b, y, N, C_in, C_out, L, L_out, sxn, sxc, sxl, swo, swi,
-                y.stride(0), y.stride(1), y.stride(2), stride, padding,
+            run = Relaunch(pointwise_ncl_kernel, (tiles if fold else tiles * N,), dict(
+                NB=N, C_in=C_in, C_out=C_out, L_in=L, L_out=L_out, sxn=sxn, sxc=sxc, sxl=sxl, swo=swo, swi=swi,
+                syn=C_out * L_out, syc=L_out, syl=1, conv_stride=stride, padding=padding,
                 FOLD_BATCH=fold, PLAIN=plain, EVEN_K=C_in % cfg.block_k == 0,
-                BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
-                num_warps=cfg.num_warps, num_stages=cfg.num_stages, **common,
-            )
+                BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m, **common),
+                dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages))
+            return lambda x, w, b, y: run(x_ptr=x, w_ptr=w, b_ptr=b, y_ptr=y)
 
     def plan(x, weight, bias):
         y = torch.empty(out_shape, device=x.device, dtype=x.dtype)
-        launch(cand, x, weight, bias if bias is not None else weight, y)
+        launch(x, weight, bias if bias is not None else weight, y)
         return y
 
     y = torch.empty(out_shape, device=x.device, dtype=x.dtype)
@@ -547,8 +572,16 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
     else:
         cands = [Candidate(v, c) for v in variants
                  for c in (_tma_configs(v, kind, C_in, C_out) if v.endswith("_tma") else CONFIGS[kind])]
-        cand = _pick(key, cands, lambda c: launch(c, x, weight, b, y))
-    launch(cand, x, weight, b, y)
+        launches: dict[Candidate, object] = {}
+
+        def trial(c):
+            if c not in launches:
+                launches[c] = make_launch(c)
+            launches[c](x, weight, b, y)
+
+        cand = _pick(key, cands, trial)
+    launch = make_launch(cand)
+    launch(x, weight, b, y)
     if not forced:
         plan.label = cand.label()  # what convbench records in a row's `plan` column
         _PLANS[sig] = plan

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from convbench.registry import Impl, register
 
-NAMES = ("faulty_raise", "faulty_wrong", "faulty_nan", "faulty_oom", "faulty_exit", "faulty_hang")
+NAMES = ("faulty_raise", "faulty_wrong", "faulty_nan", "faulty_oom", "faulty_exit", "faulty_hang",
+         "faulty_second")
 
 
 def _conv(p, inputs):
@@ -55,11 +56,22 @@ def _hang(p, inputs):
     return fn
 
 
+def _second(p, inputs):
+    """Right on the first call only (like a cached launch that differs from the tuning call)."""
+    conv = _conv(p, inputs)
+    calls = []
+
+    def fn():
+        calls.append(1)
+        return conv() if len(calls) == 1 else conv() * 0.5
+    return fn
+
+
 def _only_short(case):
     """Faults only on cases with L <= 64, so a sweep shows the good cases after them too."""
     return None if case.problem.L <= 64 else "faulty implementations run only on L <= 64"
 
 
-for _name, _build in zip(NAMES, (_raise, _wrong, _nan, _oom, _exit, _hang), strict=True):
+for _name, _build in zip(NAMES, (_raise, _wrong, _nan, _oom, _exit, _hang, _second), strict=True):
     register(Impl(name=_name, op="depthwise", layout="ncl", build=_build, devices=("cpu", "cuda"),
                   modes=("fwd",), supports=_only_short, description=f"test-only: {_name}"))

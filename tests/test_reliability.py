@@ -59,7 +59,7 @@ def test_faults_are_isolated_and_recorded(tmp_path, faulty):
     assert len({row_key(r) for r in read_rows(tmp_path / "results.jsonl")}) == len(df)
     short = df[df.L == 16].set_index("impl")
     expect = {"torch": "ok", "faulty_raise": "error", "faulty_wrong": "wrong", "faulty_nan": "wrong",
-              "faulty_oom": "oom", "faulty_exit": "error", "faulty_hang": "timeout"}
+              "faulty_oom": "oom", "faulty_exit": "error", "faulty_hang": "timeout", "faulty_second": "wrong"}
     assert short.status.to_dict() == expect
     assert "faulty_raise: deliberate failure" in short.reason["faulty_raise"]
     assert "max_rel_err" in short.reason["faulty_wrong"]
@@ -80,13 +80,13 @@ def test_faults_are_isolated_and_recorded(tmp_path, faulty):
 
 def test_nan_and_wrong_inline(faulty):
     """The numerics guard in-process: NaN/Inf and wrong values are `wrong`, never timed."""
-    cfg = config(impls=["torch", "faulty_wrong", "faulty_nan", "faulty_raise", "faulty_oom"],
+    cfg = config(impls=["torch", "faulty_wrong", "faulty_nan", "faulty_raise", "faulty_oom", "faulty_second"],
                  shapes={**SHAPES, "L": [16]})
     (job,), _ = plan_jobs(cfg, None, set(), None)
     rows = {r["impl"]: r for r in execute_case(job, "cpu")}
     assert {k: r["status"] for k, r in rows.items()} == {
         "torch": "ok", "faulty_wrong": "wrong", "faulty_nan": "wrong", "faulty_raise": "error",
-        "faulty_oom": "oom"}
+        "faulty_oom": "oom", "faulty_second": "wrong"}  # the second call is verified too
     assert rows["faulty_nan"].get("median_ms") is None and rows["faulty_wrong"].get("median_ms") is None
 
 

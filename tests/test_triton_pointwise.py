@@ -87,6 +87,17 @@ def test_ncl_tma_kernel(dtype, config, bias):
         i.x, i.weight, i.bias, 1, 0, "ncl", "tf32", config=config, variant="ncl_tma"))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("config", TMA_TILES[:2], ids=lambda c: c.label())
+@pytest.mark.parametrize("L", [1, 37])
+def test_ncl_tma_on_a_padded_copy_for_odd_L(dtype, config, L):
+    """Odd L: x is copied into 16-byte aligned rows for TMA, y is stored element-wise; C_out = 40
+    leaves a ragged row tile that must not spill into the next batch."""
+    p = Pointwise(N=3, C_in=32, C_out=40, L=L, bias=True)
+    _run_and_check(p, dtype, "ncl", precision="tf32", forward=lambda i: _forward(
+        i.x, i.weight, i.bias, 1, 0, "ncl", "tf32", config=config, fold=False, variant="ncl_tma_pad"))
+
+
 @pytest.mark.parametrize("layout,L,stride,padding,why", [
     ("ncl", 37, 1, 0, "odd L: rows of x are not 16-byte aligned"),
     ("ncl", 40, 2, 0, "strided reads are not a tile of a 2-D view"),
@@ -107,6 +118,7 @@ def test_tma_configs_keep_ncl_tiles_inside_one_batch():
     assert _tma_configs("ncl_tma", "16bit", 520, 2048) == ()
     assert _tma_configs("nlc_tma", "16bit", 520, 2050)  # (N,L,C) has no batch boundary in a tile
     assert _tma_configs("nlc_tma", "ieee", 512, 512) == ()
+    assert _tma_configs("ncl_tma_pad", "16bit", 512, 520)  # element-wise stores: any C_out
 
 
 def test_nlc_transposed_variant_default_tiles_no_bias():

@@ -159,7 +159,7 @@ def pointwise_tma_kernel(
     HAS_BIAS: tl.constexpr, NCL: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     SPLIT_EPILOGUE: tl.constexpr, PROGRAMS: tl.constexpr, WARP_SPECIALIZE: tl.constexpr,
-    DEVICE_DESC: tl.constexpr,
+    DEVICE_DESC: tl.constexpr, Y_PTR: tl.constexpr,
 ):
     """Persistent GEMM on TMA tensor descriptors (Hopper): PROGRAMS programs (one or two per SM)
     walk the output tiles, each taking every PROGRAMS-th tile.
@@ -167,6 +167,7 @@ def pointwise_tma_kernel(
     DEVICE_DESC: a_src, b_src, y_src are pointers and the descriptors are built here (SA, SB:
     row strides of a and b; the launch needs a Triton allocator for their global scratch);
     otherwise they are host-built TensorDescriptors, which the launcher encodes on every call.
+    Y_PTR: y_src is a pointer and y is stored element-wise (its rows are not 16-byte aligned).
 
     The bulk copy engine brings each (BLOCK, BLOCK_K) operand tile into shared memory with no
     address arithmetic or masks in the program (out-of-range reads arrive as zeros, out-of-range
@@ -188,8 +189,11 @@ def pointwise_tma_kernel(
         else:
             b_desc = tl.make_tensor_descriptor(b_src, shape=[COLS, K], strides=[SB, 1],
                                                block_shape=[BLOCK_N, BLOCK_K])
-        y_desc = tl.make_tensor_descriptor(y_src, shape=[NB * ROWS, COLS], strides=[COLS, 1],
-                                           block_shape=[BLOCK_M, Y_BLOCK_N])
+        if Y_PTR:
+            y_desc = y_src
+        else:
+            y_desc = tl.make_tensor_descriptor(y_src, shape=[NB * ROWS, COLS], strides=[COLS, 1],
+                                               block_shape=[BLOCK_M, Y_BLOCK_N])
     else:
         a_desc = a_src
         b_desc = b_src
@@ -232,7 +236,12 @@ def pointwise_tma_kernel(
                 offs = n0 + tl.arange(0, BLOCK_N)
                 acc += tl.load(bias_ptr + offs, mask=offs < COLS, other=0.0).to(tl.float32)[None, :]
         row = nb * ROWS + m0
-        if SPLIT_EPILOGUE:  # two half-width stores: half the shared memory for the epilogue
+        if Y_PTR:  # y rows not 16-byte aligned (odd L): element stores, rows masked to this batch
+            offs_m = m0 + tl.arange(0, BLOCK_M)
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            y_ptrs = y_src + (nb * ROWS + offs_m).to(tl.int64)[:, None] * COLS + offs_n[None, :]
+            tl.store(y_ptrs, acc.to(y_src.dtype.element_ty), mask=(offs_m < ROWS)[:, None] & (offs_n < COLS)[None, :])
+        elif SPLIT_EPILOGUE:  # two half-width stores: half the shared memory for the epilogue
             halves = tl.permute(tl.reshape(acc, (BLOCK_M, 2, BLOCK_N // 2)), (0, 2, 1))
             acc0, acc1 = tl.split(halves)
             y_desc.store([row, n0], acc0.to(y_desc.dtype))
@@ -298,6 +307,10 @@ TMA_CONFIGS: dict[str, tuple[TileConfig, ...]] = {
         TileConfig(128, 64, 64, 4, 4, programs_per_sm=2),
         TileConfig(128, 256, 64, 8, 3, split_epilogue=True, warp_specialize=True),
         TileConfig(128, 128, 64, 4, 4, warp_specialize=True),
+        # the same small tiles one program per SM (4.7 rounds of tiles instead of 2.3)
+        TileConfig(64, 128, 64, 4, 4),
+        TileConfig(128, 64, 64, 4, 4),
+        TileConfig(128, 128, 128, 8, 3),
     ),
     "tf32": (
         TileConfig(128, 256, 32, 8, 3, split_epilogue=True),
@@ -312,7 +325,7 @@ TMA_CONFIGS: dict[str, tuple[TileConfig, ...]] = {
 class Candidate:
     """A kernel variant with a tile config. variant: "nlc" (x rows as A), "nlc_t" (the (N,L,C)
     GEMM transposed, y^T = W @ x^T, run by the ncl kernel), "ncl", "ncl_fold", and "nlc_tma",
-    "ncl_tma" (the persistent TMA kernel)."""
+    "ncl_tma" (the persistent TMA kernel), "ncl_tma_pad" (the same on a row-padded copy of x)."""
 
     variant: str
     config: TileConfig
@@ -426,6 +439,8 @@ def _tma_configs(variant: str, kind: str, C_in: int, C_out: int) -> tuple[TileCo
     configs = TMA_CONFIGS[kind]
     if variant == "ncl_tma":
         configs = tuple(c for c in configs if C_in % c.block_k == 0 and C_out % c.block_m == 0)
+    elif variant == "ncl_tma_pad":  # element-wise stores are masked to the batch; loads are not
+        configs = tuple(c for c in configs if C_in % c.block_k == 0)
     return configs
 
 
@@ -463,7 +478,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
     common = dict(HAS_BIAS=has_bias, PRECISION=prec, UPCAST=upcast)
     w_rows_ok = swi == 1  # TMA needs the weight's C_in axis contiguous
 
-    def tma_launch(cand, a_shape, a_stride, b_shape, b_stride, y_shape, nb, rows, cols, ncl, device):
+    def tma_launch(cand, a_shape, a_stride, b_shape, b_stride, y_shape, nb, rows, cols, ncl, device, y_ptr=False):
         """A launch of the TMA kernel; a, b: the operand tensors (w or x), in the kernel's order."""
         cfg = cand.config
         bm, bn, bk = cfg.block_m, cfg.block_n, cfg.block_k
@@ -474,7 +489,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
             NB=nb, ROWS=rows, COLS=cols, K=C_in, SA=a_stride[0], SB=b_stride[0],
             NCL=ncl, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=cfg.group_m,
             SPLIT_EPILOGUE=cfg.split_epilogue, PROGRAMS=programs, WARP_SPECIALIZE=cfg.warp_specialize,
-            DEVICE_DESC=device_desc, **common), dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages))
+            DEVICE_DESC=device_desc, Y_PTR=y_ptr, **common), dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages))
         if device_desc:
             def go(a, b, y, bias_t):
                 _ensure_allocator()
@@ -487,7 +502,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         def go_host(a, b, y, bias_t):
             run(a_src=TensorDescriptor(a, a_shape, a_stride, a_block),
                 b_src=TensorDescriptor(b, b_shape, b_stride, b_block),
-                y_src=TensorDescriptor(y, y_shape, y_stride, y_block), bias_ptr=bias_t)
+                y_src=y if y_ptr else TensorDescriptor(y, y_shape, y_stride, y_block), bias_ptr=bias_t)
         return go_host
 
     if layout == "nlc":
@@ -498,7 +513,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         variants = ["nlc", "nlc_t"] if folded else ["nlc"]
         if folded and sxc == 1 and w_rows_ok and kind != "ieee" and _tma_ok(x, weight, sxl, swo, C_out):
             variants.insert(0, "nlc_tma")
-        key = ("nlc", folded, plain, str(x.dtype), prec, M, C_in, C_out, sxl, sxc, "nlc_tma" in variants)
+        key = ("nlc", folded, plain, str(x.dtype), prec, M, C_in, C_out, sxl, sxc, tuple(variants))
         rows, cols = M, C_out
 
         def make_launch(cand: Candidate):
@@ -533,7 +548,10 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         if (plain and not fold and sxl == 1 and (N == 1 or sxn == C_in * sxc) and w_rows_ok
                 and kind != "ieee" and _tma_ok(x, weight, sxc, swo, L_out)):
             variants.insert(0, "ncl_tma")
-        key = ("ncl", fold, plain, str(x.dtype), prec, N, C_in, C_out, L, L_out, sxc, sxl, "ncl_tma" in variants)
+        elif plain and not fold and w_rows_ok and kind != "ieee" and _tma_ok(x, weight, swo):
+            variants.insert(0, "ncl_tma_pad")  # rows of x not 16-byte aligned (odd L): pad a copy
+        Lp = -(-L // (16 // x.element_size())) * (16 // x.element_size())
+        key = ("ncl", fold, plain, str(x.dtype), prec, N, C_in, C_out, L, L_out, sxc, sxl, tuple(variants))
         rows, cols = C_out, cols_total
 
         def make_launch(cand: Candidate):
@@ -543,6 +561,18 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
                 go = tma_launch(cand, (C_out, C_in), (swo, 1), (N * C_in, L), (sxc, 1), (N * C_out, L_out),
                                 N, C_out, L_out, True, x.device)
                 return lambda x, w, b, y: go(w, x, y, b)
+            if cand.variant == "ncl_tma_pad":
+                # One copy of x into rows of Lp elements (16-byte aligned) that TMA can read; the
+                # descriptor stops at L, so the padding is never read and need not be zeroed.
+                # y keeps its odd rows: stored element-wise.
+                go = tma_launch(cand, (C_out, C_in), (swo, 1), (N * C_in, L), (Lp, 1), (N * C_out, L_out),
+                                N, C_out, L_out, True, x.device, y_ptr=True)
+
+                def padded(x, w, b, y):
+                    xp = torch.empty((N, C_in, Lp), device=x.device, dtype=x.dtype)
+                    xp[:, :, :L].copy_(x)
+                    go(w, xp, y, b)
+                return padded
             tiles = cdiv(C_out, cfg.block_m) * cdiv(cols_total, cfg.block_n)
             run = Relaunch(pointwise_ncl_kernel, (tiles if fold else tiles * N,), dict(
                 NB=N, C_in=C_in, C_out=C_out, L_in=L, L_out=L_out, sxn=sxn, sxc=sxc, sxl=sxl, swo=swo, swi=swi,

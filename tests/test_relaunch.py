@@ -73,3 +73,32 @@ def test_unknown_parameters_keep_the_jit_path(fast_path):
     run(x_ptr=0, y_ptr=0)
     run(x_ptr=1, y_ptr=1)
     assert len(fn.jit_calls) == 2 and fn.compiled.calls == []
+
+
+class FakeTensor:
+    """Stands in for a tensor in the alignment check."""
+
+    def __init__(self, ptr):
+        self.ptr = ptr
+
+    def data_ptr(self):
+        return self.ptr
+
+
+def test_a_tensor_of_other_alignment_takes_the_jit_path(fast_path, monkeypatch):
+    monkeypatch.setattr(tc.torch, "Tensor", FakeTensor)
+    fn = FakeJit()
+    run = tc.Relaunch(fn, (1,), dict(n=4, BLOCK=16), {})
+    run(x_ptr=FakeTensor(1024), y_ptr=FakeTensor(2048))
+    run(x_ptr=FakeTensor(4096), y_ptr=FakeTensor(2048))  # aligned like the first: fast
+    run(x_ptr=FakeTensor(4098), y_ptr=FakeTensor(2048))  # 2-byte offset view: re-specialised
+    assert len(fn.jit_calls) == 2 and len(fn.compiled.calls) == 1
+
+
+def test_positional_form_names_the_arguments(fast_path):
+    fn = FakeJit()
+    go = tc.Relaunch.positional(fn, (3,), ("x", "y", 10), 2, dict(BLOCK=32, num_warps=4))
+    go("x0", "y0")
+    go("x1", "y1")
+    assert fn.jit_calls == [((3,), dict(n=10, BLOCK=32, x_ptr="x0", y_ptr="y0", num_warps=4))]
+    assert fn.compiled.calls == [((3, 1, 1), "stream3", ("x1", "y1", 10, 32))]

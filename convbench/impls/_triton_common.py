@@ -55,8 +55,8 @@ class Relaunch:
     and returns the compiled kernel); later calls hand the argument values straight to the
     compiled kernel's launcher, the way JITFunction.run itself ends. That is valid only while
     the specialisation is unchanged, so callers keep one Relaunch per call signature (shapes,
-    strides, dtypes and 16-byte alignment of every pointer: what Triton specialises on).
-    If the compiled kernel lacks that launcher interface (the interpreter, another Triton
+    strides and dtypes: what Triton specialises on); a call whose tensors differ in 16-byte
+    alignment from the adopted one takes the normal path. If the compiled kernel lacks that launcher interface (the interpreter, another Triton
     version), every call takes the normal path.
     """
 
@@ -64,14 +64,18 @@ class Relaunch:
         self.fn, self.grid, self.fixed, self.options = fn, grid, fixed, options
         self.kernel = None
         self.device = 0
+        self.alignment: tuple = ()
         self.values: list = []
         self.slots: dict[str, int] = {}
 
     def __call__(self, **per_call) -> None:
         k = self.kernel
-        if k is None:
+        if k is None or _alignment(per_call.values()) != self.alignment:
+            # first call, or a tensor whose 16-byte alignment (which Triton specialises on)
+            # differs from the adopted launch's: the normal path, which specialises afresh
             compiled = self.fn[self.grid](**self.fixed, **per_call, **self.options)
-            self._adopt(compiled, per_call)
+            if k is None:
+                self._adopt(compiled, per_call)
             return
         values = self.values.copy()
         for name, value in per_call.items():
@@ -98,7 +102,23 @@ class Relaunch:
             return  # defaults or unknown parameters: keep the normal path
         self.values = [args[n] for n in names]
         self.slots = {n: names.index(n) for n in per_call}
+        self.alignment = _alignment(per_call.values())
         self.kernel = compiled
+
+    @classmethod
+    def positional(cls, fn, grid: tuple, args: tuple, n_per_call: int, consts: dict):
+        """For a kernel called as fn[grid](*args, **consts) whose first n_per_call arguments
+        change from call to call: f(*those) launches it."""
+        names = list(fn.arg_names)
+        consts = dict(consts)
+        options = {k: consts.pop(k) for k in ("num_warps", "num_stages") if k in consts}
+        run = cls(fn, grid, {**dict(zip(names[n_per_call:], args[n_per_call:])), **consts}, options)
+        per_names = names[:n_per_call]
+        return lambda *per: run(**dict(zip(per_names, per)))
+
+
+def _alignment(values) -> tuple:
+    return tuple(v.data_ptr() % 16 == 0 for v in values if isinstance(v, torch.Tensor))
 
 
 def _cuda_device(values) -> int | None:

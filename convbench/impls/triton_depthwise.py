@@ -18,7 +18,7 @@ import triton.language as tl
 
 from ..registry import Impl, register
 from . import _dw_codegen as gen
-from ._triton_common import cdiv, device_reason, interpreting, split_layout, tuning_enabled
+from ._triton_common import Relaunch, cdiv, device_reason, interpreting, split_layout, tuning_enabled
 
 # Kernels up to this many taps are fully unrolled (K is a compile-time constant, so each tap's
 # load is one instruction with an immediate offset); longer kernels run a runtime tap loop.
@@ -776,21 +776,23 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
             total_x = N * C * L_in // (2 if kind else 1)
             consts = dict(HAS_BIAS=has_bias, BLOCK_C=block_c, G=G, EDGE=int(split),
                           EG=gen.ncl_edge_groups(K, V, padding, L_in, L_out), num_warps=warps)
-            launcher = kern[grid]
+            launcher = Relaunch.positional(kern, grid, (None,) * 5 + (N, C, L_in, L_out, padding, total_x),
+                                           5, consts)
 
             def go(x, w, bias, y):
                 xs, yw = (_as_words(x), _as_words(y)) if kind else (x, y)
-                launcher(xs, w, bias if has_bias else w, y, yw, N, C, L_in, L_out, padding,
-                         total_x, **consts)
+                launcher(xs, w, bias if has_bias else w, y, yw)
             return go
     else:
         def prepare(vpt, R, warps):
             block_c, nw = _nlc_block(C, vpt, warps)
-            launcher = _gen_kernel("nlc_fwd", K, R, flip)[(cdiv(L_out, R), cdiv(C, block_c), N)]
+            launcher = Relaunch.positional(
+                _gen_kernel("nlc_fwd", K, R, flip), (cdiv(L_out, R), cdiv(C, block_c), N),
+                (None, None, None, None, C, L_in, L_out, padding), 4,
+                dict(HAS_BIAS=has_bias, BLOCK_C=block_c, num_warps=nw))
 
             def go(x, w, bias, y):
-                launcher(x, w, bias if has_bias else w, y, C, L_in, L_out, padding,
-                         HAS_BIAS=has_bias, BLOCK_C=block_c, num_warps=nw)
+                launcher(x, w, bias if has_bias else w, y)
             return go
 
     def launch(*plan):
@@ -883,19 +885,23 @@ def _gen_grad_w(g: Geometry, x, gy, w_dtype):
             n_cb = cdiv(C, block_c)
         n_items = g.N * n_lt
         n_split = split(n_items, n_cb, spf)
-        launcher = kern[(n_cb, n_split)]
         div = 2 if g.layout == "ncl" and kind else 1
         totals = (g.N * C * g.L_in // div, g.N * C * g.L_out // div)
+        if g.layout == "ncl":
+            launcher = Relaunch.positional(
+                kern, (n_cb, n_split), (None, None, None, C, g.L_in, g.L_out, g.padding, *totals,
+                                        n_lt, n_items, n_split), 3, dict(BLOCK_C=block_c, G=G, num_warps=warps))
+        else:
+            launcher = Relaunch.positional(
+                kern, (n_cb, n_split), (None, None, None, C, g.L_in, g.L_out, g.padding, n_lt, n_items,
+                                        n_split), 3, dict(BLOCK_C=block_c, num_warps=warps))
 
         def go(x, gy):
             p = torch.empty((n_split, K + 1, C), device=x.device, dtype=torch.float32)
-            if g.layout == "ncl":
-                xs, gs = (_as_words(x), _as_words(gy)) if kind else (x, gy)
-                launcher(xs, gs, p, C, g.L_in, g.L_out, g.padding, *totals, n_lt, n_items,
-                         n_split, BLOCK_C=block_c, G=G, num_warps=warps)
+            if g.layout == "ncl" and kind:
+                launcher(_as_words(x), _as_words(gy), p)
             else:
-                launcher(x, gy, p, C, g.L_in, g.L_out, g.padding, n_lt, n_items, n_split,
-                         BLOCK_C=block_c, num_warps=warps)
+                launcher(x, gy, p)
             return p, n_split
         return go
 
@@ -926,16 +932,22 @@ def _gen_grad_w_plans(g: Geometry, Vs: tuple[int, ...]) -> list[tuple]:
     return cands
 
 
+_REDUCE: dict[tuple, object] = {}  # (geometry, rows, device) -> launch of the partials' reduce
+
+
 def _reduce_partials(g: Geometry, p, rows: int, w_dtype, device):
     gw = torch.empty((g.C_out, 1, g.K), device=device, dtype=w_dtype)
     gb = torch.empty((g.C_out,), device=device, dtype=w_dtype) if g.has_bias else None
-    cols = (g.K + 1) * g.C_out
-    block_r = 1 if interpreting() else min(32, triton.next_power_of_2(rows))
-    block_col = 128
-    depthwise_bwd_w_reduce_kernel[(cdiv(cols, block_col),)](
-        p, gw, gb if gb is not None else gw, rows, g.C_out, g.K,
-        HAS_BIAS=g.has_bias, BLOCK_R=block_r, BLOCK_COL=block_col, num_warps=4,
-    )
+    key = (g, rows, device, w_dtype)
+    launch = _REDUCE.get(key)
+    if launch is None:
+        cols = (g.K + 1) * g.C_out
+        block_r = 1 if interpreting() else min(32, triton.next_power_of_2(rows))
+        block_col = 128
+        launch = _REDUCE[key] = Relaunch.positional(
+            depthwise_bwd_w_reduce_kernel, (cdiv(cols, block_col),), (None, None, None, rows, g.C_out, g.K), 3,
+            dict(HAS_BIAS=g.has_bias, BLOCK_R=block_r, BLOCK_COL=block_col, num_warps=4))
+    launch(p, gw, gb if gb is not None else gw)
     return gw, gb
 
 
@@ -962,6 +974,7 @@ def reset_plans() -> None:
     """Forget every tuned plan and ready launch (benchmarks that re-tune, tests of variants)."""
     _PLANS.clear()
     _READY.clear()
+    _REDUCE.clear()
 
 
 def _align(t) -> int:

@@ -311,6 +311,8 @@ TMA_CONFIGS: dict[str, tuple[TileConfig, ...]] = {
         TileConfig(64, 128, 64, 4, 4),
         TileConfig(128, 64, 64, 4, 4),
         TileConfig(128, 128, 128, 8, 3),
+        TileConfig(128, 128, 64, 8, 4, warp_specialize=True),
+        TileConfig(64, 128, 64, 4, 4, programs_per_sm=2, warp_specialize=True),
     ),
     "tf32": (
         TileConfig(128, 256, 32, 8, 3, split_epilogue=True),

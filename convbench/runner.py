@@ -148,13 +148,16 @@ def reference_outputs(case: Case, inputs: Inputs, grad_out):
     return (y.detach(), *grads)
 
 
-def _poison_freed(outs) -> None:
-    """Free outs, after filling same-sized blocks with NaN: the caching allocator hands those
-    blocks to the next outputs of the same sizes."""
+def out_specs(outs) -> list[tuple]:
+    """(shape, dtype, device) of each output tensor, for poison() once the outputs are freed."""
     outs = outs if isinstance(outs, tuple) else (outs,)
-    shapes = [(t.shape, t.dtype, t.device) for t in outs if isinstance(t, torch.Tensor)]
-    del outs
-    junk = [torch.full(shape, float("nan"), dtype=dtype, device=dev) for shape, dtype, dev in shapes]
+    return [(t.shape, t.dtype, t.device) for t in outs if isinstance(t, torch.Tensor)]
+
+
+def poison(specs) -> None:
+    """Fill blocks of these sizes with NaN and free them: called after the outputs themselves
+    were freed, so the caching allocator hands those blocks to the next outputs of the same sizes."""
+    junk = [torch.full(shape, float("nan"), dtype=dtype, device=dev) for shape, dtype, dev in specs]
     del junk
 
 
@@ -234,7 +237,9 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
                 # A second call, checked too: the first call of a tuned kernel runs the tuner, later
                 # calls a cached launch (a different code path). Its output is likely to land in
                 # memory just filled with NaN, so one that is not (fully) written does not pass.
-                out = _poison_freed(out)
+                specs = out_specs(out)
+                del out
+                poison(specs)
                 out = fn()
                 _sync(device)
                 err = max(err, max_rel_err(out, refs))

@@ -233,3 +233,15 @@ def test_one_writer_per_run_folder(tmp_path):
 
     with RunWriter(tmp_path), pytest.raises(ResultsError, match="another convbench process"):
         RunWriter(tmp_path)
+
+
+def test_poison_fills_the_freed_output_blocks():
+    """On the CPU the allocator may not hand the block back; the NaN fill itself is checked."""
+    import torch
+
+    from convbench.runner import out_specs, poison
+
+    specs = out_specs((torch.zeros(3, 4), torch.ones(2, dtype=torch.bfloat16), None))
+    assert specs == [(torch.Size([3, 4]), torch.float32, torch.device("cpu")),
+                     (torch.Size([2]), torch.bfloat16, torch.device("cpu"))]
+    poison(specs)  # allocates and frees NaN blocks of those sizes without error

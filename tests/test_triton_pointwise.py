@@ -110,6 +110,14 @@ def test_tma_variant_refused_where_it_cannot_apply(layout, L, stride, padding, w
         _forward(inp.x, inp.weight, None, stride, padding, layout, None, variant=f"{layout}_tma")
 
 
+def test_each_variant_is_tuned_over_its_own_configs():
+    from convbench.impls.triton_pointwise import CONFIGS, TMA_CONFIGS, _candidates
+
+    cands = _candidates(["ncl_tma_pad", "ncl"], "16bit", 512, 2048)
+    assert {c.config for c in cands if c.variant == "ncl_tma_pad"} == set(TMA_CONFIGS["16bit"])
+    assert {c.config for c in cands if c.variant == "ncl"} == set(CONFIGS["16bit"])
+
+
 def test_tma_configs_keep_ncl_tiles_inside_one_batch():
     from convbench.impls.triton_pointwise import _tma_configs
 

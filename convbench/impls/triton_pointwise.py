@@ -366,12 +366,21 @@ def _interpreter_config(rows: int, cols: int, depth: int) -> TileConfig:
     return TileConfig(fit(rows, 64), fit(cols, 64), fit(depth, 32), 4, 1, 8)
 
 
+FINALISTS = 3  # candidates timed a second time, interleaved, before the choice
+
+
 def _pick(key: tuple, candidates: list[Candidate], run) -> Candidate:
-    """Best candidate for this key by median time of run(cand), measured once, then cached."""
+    """Best candidate for this key by median time of run(cand), then cached.
+
+    Every candidate is timed once; the FINALISTS fastest are timed again, in turn, and the
+    choice is the lowest of each one's two medians: a single pass picked a candidate 19 %
+    slower than the runner-up on one shape (H100, session 5), its first timing being the lucky one.
+    """
     best = _TUNED.get(key)
     if best is not None:
         return best
     best_ms = float("inf")
+    timed: dict[Candidate, float] = {}
     for cand in candidates:
         try:
             run(cand)  # compile, and find configs this device cannot hold
@@ -383,10 +392,16 @@ def _pick(key: tuple, candidates: list[Candidate], run) -> Candidate:
             TUNE_LOG.append(TuneRecord(key, f"{cand.label()} failed: {type(exc).__name__}", float("inf")))
             continue
         TUNE_LOG.append(TuneRecord(key, cand.label(), ms))
+        timed[cand] = ms
         if ms < best_ms:
             best, best_ms = cand, ms
     if best is None:
         raise RuntimeError(f"no pointwise tile config could run for {key}")
+    for cand in sorted(timed, key=timed.get)[:FINALISTS] if len(timed) > 1 else ():
+        ms = triton.testing.do_bench(lambda c=cand: run(c), warmup=5, rep=20, return_mode="median")
+        TUNE_LOG.append(TuneRecord(key, f"{cand.label()} (again)", ms))
+        if ms < best_ms:
+            best, best_ms = cand, ms
     _TUNED[key] = best
     return best
 
@@ -434,6 +449,16 @@ def _tma_ok(x, weight, *row_strides: int) -> bool:
         return False
     es = x.element_size()
     return _aligned(x) and _aligned(weight) and all((r * es) % 16 == 0 for r in row_strides)
+
+
+def _is_tma(variant: str) -> bool:
+    return "_tma" in variant
+
+
+def _candidates(variants: list[str], kind: str, C_in: int, C_out: int) -> list[Candidate]:
+    """What the tuner times: each variant with its own config set."""
+    return [Candidate(v, c) for v in variants
+            for c in (_tma_configs(v, kind, C_in, C_out) if _is_tma(v) else CONFIGS[kind])]
 
 
 def _tma_configs(variant: str, kind: str, C_in: int, C_out: int) -> tuple[TileConfig, ...]:
@@ -599,11 +624,10 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         cand = Candidate(variants[0], config)
     elif interpreting() or not x.is_cuda:
         # the interpreter runs the pointer kernels unless a variant is forced (tests force TMA)
-        v = variants[0] if variant is not None else next(v for v in variants if not v.endswith("_tma"))
+        v = variants[0] if variant is not None else next(v for v in variants if not _is_tma(v))
         cand = Candidate(v, _interpreter_config(rows, cols, C_in))
     else:
-        cands = [Candidate(v, c) for v in variants
-                 for c in (_tma_configs(v, kind, C_in, C_out) if v.endswith("_tma") else CONFIGS[kind])]
+        cands = _candidates(variants, kind, C_in, C_out)
         launches: dict[Candidate, object] = {}
 
         def trial(c):

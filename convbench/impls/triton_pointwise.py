@@ -261,12 +261,12 @@ class TileConfig:
     num_stages: int
     group_m: int = 8
     split_epilogue: bool = False  # TMA kernel: store the output tile in two halves
-    programs_per_sm: int = 1  # TMA kernel: persistent programs per SM (2 where two fit in shared memory)
+    programs_per_sm: int = 1  # TMA kernel: persistent programs per SM (2 where two fit); 0: one program per tile
     warp_specialize: bool = False  # TMA kernel: Triton's producer/consumer warp groups
 
     def label(self) -> str:
         extra = " split" if self.split_epilogue else ""
-        extra += f" p{self.programs_per_sm}" if self.programs_per_sm != 1 else ""
+        extra += {1: "", 0: " per-tile"}.get(self.programs_per_sm, f" p{self.programs_per_sm}")
         extra += " ws" if self.warp_specialize else ""
         return f"{self.block_m}x{self.block_n}x{self.block_k} w{self.num_warps} s{self.num_stages}{extra}"
 
@@ -313,6 +313,10 @@ TMA_CONFIGS: dict[str, tuple[TileConfig, ...]] = {
         TileConfig(128, 128, 128, 8, 3),
         TileConfig(128, 128, 64, 8, 4, warp_specialize=True),
         TileConfig(64, 128, 64, 4, 4, programs_per_sm=2, warp_specialize=True),
+        # not persistent: one program per tile, the hardware schedules them (session 5 experiment)
+        TileConfig(128, 128, 64, 4, 4, programs_per_sm=0),
+        TileConfig(128, 256, 64, 8, 3, split_epilogue=True, programs_per_sm=0),
+        TileConfig(128, 128, 64, 8, 3, group_m=4, programs_per_sm=0),
     ),
     "tf32": (
         TileConfig(128, 256, 32, 8, 3, split_epilogue=True),
@@ -510,7 +514,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         cfg = cand.config
         bm, bn, bk = cfg.block_m, cfg.block_n, cfg.block_k
         tiles = nb * cdiv(rows, bm) * cdiv(cols, bn)
-        programs = min(_num_sms(device) * cfg.programs_per_sm, tiles)
+        programs = min(_num_sms(device) * cfg.programs_per_sm, tiles) if cfg.programs_per_sm else tiles
         device_desc = TMA_DESCRIPTORS == "device"
         run = Relaunch(pointwise_tma_kernel, (programs,), dict(
             NB=nb, ROWS=rows, COLS=cols, K=C_in, SA=a_stride[0], SB=b_stride[0],

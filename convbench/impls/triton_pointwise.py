@@ -313,10 +313,9 @@ TMA_CONFIGS: dict[str, tuple[TileConfig, ...]] = {
         TileConfig(128, 128, 128, 8, 3),
         TileConfig(128, 128, 64, 8, 4, warp_specialize=True),
         TileConfig(64, 128, 64, 4, 4, programs_per_sm=2, warp_specialize=True),
-        # not persistent: one program per tile, the hardware schedules them (session 5 experiment)
-        TileConfig(128, 128, 64, 4, 4, programs_per_sm=0),
-        TileConfig(128, 256, 64, 8, 3, split_epilogue=True, programs_per_sm=0),
-        TileConfig(128, 128, 64, 8, 3, group_m=4, programs_per_sm=0),
+        # One program per tile (programs_per_sm=0): its best was 13-20 % slower than the best
+        # persistent config on every (N,L,C) bf16 key (DTTS 1024->512: 33.9 vs 30.0 µs) and it
+        # won none (session 5, results/h100/session5/bench/tune_log_*_per_tile.txt): not in the set.
     ),
     "tf32": (
         TileConfig(128, 256, 32, 8, 3, split_epilogue=True),

@@ -50,8 +50,9 @@ class Relaunch:
     and again with new tensors, without JITFunction.run's per-call work.
 
     `kernel[grid](...)` binds and specialises every argument and looks the compiled kernel up
-    on every call: 30-40 µs of host time per launch on the GPU machine's CPU, more than many
-    pointwise kernels take on the GPU. The first call here goes through that path (it compiles
+    on every call. On the GPU machine's slow CPU, skipping that took a pointwise call from
+    63-80 µs to 41-64 µs of host time (session 5, results/h100/session5/launch_cost/), where
+    many pointwise kernels take 20-60 µs on the GPU. The first call here goes through that path (it compiles
     and returns the compiled kernel); later calls hand the argument values straight to the
     compiled kernel's launcher, the way JITFunction.run itself ends. That is valid only while
     the specialisation is unchanged, so callers keep one Relaunch per call signature (shapes,

@@ -161,6 +161,22 @@ def poison(specs) -> None:
     del junk
 
 
+def verified_error(fn, refs, sync: Callable[[], None]) -> float:
+    """max_rel_err of two calls of fn against refs. The first call of a tuned kernel runs the
+    tuner, later calls a cached launch (a different code path), so both are checked; the second
+    one's output likely lands in memory just filled with NaN, so an output that is not (fully)
+    written does not pass. sync() after each call surfaces asynchronous faults there."""
+    out = fn()
+    sync()
+    err = max_rel_err(out, refs)
+    specs = out_specs(out)
+    del out
+    poison(specs)
+    out = fn()
+    sync()
+    return max(err, max_rel_err(out, refs))
+
+
 def max_rel_err(outs, refs) -> float:
     outs = outs if isinstance(outs, tuple) else (outs,)
     if len(outs) != len(refs):
@@ -222,7 +238,7 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
             return list(rows.values())
 
         for impl in runnable:
-            out = fn = None  # the last impl's buffers go before this one allocates
+            fn = None  # the last impl's buffers go before this one allocates
             emit(("impl", impl.name, "verify"))
             tf32 = impl.uses_tf32(case)
             rows[impl.name].update(tf32=tf32)
@@ -231,26 +247,15 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
                 plan = getattr(fn, "plan", None)  # the tuned variant, known after the first call
                 if case.mode == "fwd_bwd":
                     fn = with_backward(fn, inputs, grad_out)
-                out = fn()
-                _sync(device)  # an asynchronous fault surfaces here, blamed on this impl
-                err = max_rel_err(out, refs)
-                # A second call, checked too: the first call of a tuned kernel runs the tuner, later
-                # calls a cached launch (a different code path). Its output is likely to land in
-                # memory just filled with NaN, so one that is not (fully) written does not pass.
-                specs = out_specs(out)
-                del out
-                poison(specs)
-                out = fn()
-                _sync(device)
-                err = max(err, max_rel_err(out, refs))
-                del out
+                # an asynchronous fault surfaces at the sync, blamed on this impl
+                err = verified_error(fn, refs, lambda: _sync(device))
                 if plan is not None:
                     rows[impl.name]["plan"] = plan()
             except Exception as exc:
                 _check_device(device, impl.name, exc)
                 finish(impl.name, "oom" if _is_oom(exc) else "error", _message(exc))
                 del exc
-                out = fn = None  # noqa: F841 - free this impl's buffers before releasing the cache
+                fn = None  # noqa: F841 - free this impl's buffers before releasing the cache
                 _release(device)
                 continue
             tol = tolerance(case.dtype, tf32)

@@ -12,7 +12,7 @@ import torch
 from convbench.problem import make_problem
 from convbench.reference import tolerance
 from convbench.registry import Case, all_impls
-from convbench.runner import max_rel_err, out_specs, poison, reference_outputs, with_backward
+from convbench.runner import reference_outputs, verified_error, with_backward
 
 SHAPES = [
     ("depthwise", dict(N=2, C_in=6, L=1, K=1)),
@@ -43,6 +43,7 @@ def main() -> int:
     ap.add_argument("--part", default="1/1", help="I/N: check every N-th shape from the I-th (parallel runs)")
     args = ap.parse_args()
     lines, failures, checks = [], 0, 0
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     head = f"device {args.device}: {torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}, torch {torch.__version__}"
     print(head)
     lines.append(head)
@@ -73,15 +74,7 @@ def main() -> int:
                                 fn = impl.build(p, inputs)
                                 if mode == "fwd_bwd":
                                     fn = with_backward(fn, inputs, grad_out)
-                                out = fn()
-                                err = max_rel_err(out, refs)
-                                # the second call runs the cached launch (Relaunch): checked too,
-                                # its output likely in memory just filled with NaN
-                                specs = out_specs(out)
-                                del out
-                                poison(specs)
-                                err = max(err, max_rel_err(fn(), refs))
-                                torch.cuda.synchronize() if args.device.startswith("cuda") else None
+                                err = verified_error(fn, refs, sync)  # first and cached-launch call
                                 tol = tolerance(dtype, impl.uses_tf32(case))
                                 ok = err <= tol
                                 line = f"{'PASS' if ok else 'FAIL'}  {impl.name:14s} {case.label()}: max_rel_err {err:.2e} (tol {tol:.0e})"

@@ -53,41 +53,43 @@ def back_to_back_us(fn, calls: int = 300) -> float:
     return (time.perf_counter() - t) / calls * 1e6
 
 
-def main() -> None:
+def case_rows(label, N, C_in, C_out, L, layout, bias) -> list[dict]:
+    """Every path of one case: ours with each descriptor mode, and torch's."""
+    p = Pointwise(N=N, C_in=C_in, C_out=C_out, L=L, bias=bias)
+    inp = p.make_inputs("bfloat16", device="cuda", layout=layout, seed=0)
+    x, w, b = inp.x, inp.weight, inp.bias
+    ref = (F.linear(x, w.squeeze(-1), b) if layout == "nlc" else F.conv1d(x, w, b)).float()
+
+    def ours():
+        return tp.pointwise_conv1d(x, w, b, layout=layout)
+
+    paths = {"tma device desc": ("device", ours), "tma host desc": ("host", ours)}
+    if layout == "nlc":
+        paths["torch F.linear"] = (None, lambda: F.linear(x, w.squeeze(-1), b))
+    else:
+        paths["torch conv1d"] = (None, lambda: F.conv1d(x, w, b))
     rows = []
-    for label, N, C_in, C_out, L, layout, bias in CASES:
-        p = Pointwise(N=N, C_in=C_in, C_out=C_out, L=L, bias=bias)
-        inp = p.make_inputs("bfloat16", device="cuda", layout=layout, seed=0)
-        x, w, b = inp.x, inp.weight, inp.bias
-        ref = (F.linear(x, w.squeeze(-1), b) if layout == "nlc" else F.conv1d(x, w, b)).float()
+    for name, (mode, fn) in paths.items():
+        if mode:  # a fresh plan built in this descriptor mode (the tuned choice is kept)
+            tp.TMA_DESCRIPTORS = mode
+            tp._PLANS.clear()
+        err = ((fn().float() - ref).norm() / ref.norm()).item()
+        row = dict(case=f"{label} {layout} bias={bias}", path=name, rel_diff_vs_torch=err,
+                   host_us=host_us(fn), back_to_back_us=back_to_back_us(fn),
+                   graph_us=triton.testing.do_bench_cudagraph(fn, rep=30, return_mode="median") * 1e3,
+                   cold_l2_us=triton.testing.do_bench(fn, warmup=10, rep=50, return_mode="median") * 1e3)
+        row["rel_diff_after_timing"] = ((fn().float() - ref).norm() / ref.norm()).item()  # relaunched
+        if mode:
+            sig = tp._signature(x, w, b, 1, 0, layout, tp.triton_input_precision())
+            row["plan"] = getattr(tp._PLANS.get(sig), "label", "")
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    tp.TMA_DESCRIPTORS = "host"
+    return rows
 
-        def ours(mode):
-            def run():
-                return tp.pointwise_conv1d(x, w, b, layout=layout)
-            run.mode = mode
-            return run
 
-        paths = {"tma device desc": ours("device"), "tma host desc": ours("host")}
-        if layout == "nlc":
-            paths["torch F.linear"] = lambda: F.linear(x, w.squeeze(-1), b)
-        else:
-            paths["torch conv1d"] = lambda: F.conv1d(x, w, b)
-        for name, fn in paths.items():
-            if hasattr(fn, "mode"):  # a fresh plan built in this descriptor mode (the tuned choice is kept)
-                tp.TMA_DESCRIPTORS = fn.mode
-                tp._PLANS.clear()
-            err = ((fn().float() - ref).norm() / ref.norm()).item()
-            row = dict(case=f"{label} {layout} bias={bias}", path=name, rel_diff_vs_torch=err,
-                       host_us=host_us(fn), back_to_back_us=back_to_back_us(fn),
-                       graph_us=triton.testing.do_bench_cudagraph(fn, rep=30, return_mode="median") * 1e3,
-                       cold_l2_us=triton.testing.do_bench(fn, warmup=10, rep=50, return_mode="median") * 1e3)
-            row["rel_diff_after_timing"] = ((fn().float() - ref).norm() / ref.norm()).item()  # relaunched
-            if name.startswith("tma"):
-                sig = tp._signature(x, w, b, 1, 0, layout, tp.triton_input_precision())
-                row["plan"] = getattr(tp._PLANS.get(sig), "label", "")
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-        tp.TMA_DESCRIPTORS = "host"
+def main() -> None:
+    rows = [r for case in CASES for r in case_rows(*case)]
     lines = [f"device: {torch.cuda.get_device_name()}; torch {torch.__version__}; triton {triton.__version__}", "",
              "| case | path | plan | host µs/call | back-to-back µs/call | graph µs | cold-L2 µs |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['case']} | {r['path']} | {r.get('plan', '')} | {r['host_us']:.1f} | {r['back_to_back_us']:.1f} | "

@@ -17,7 +17,6 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_depthwise_kernels import SHAPES, problem  # noqa: E402
-
 from bench_pointwise_kernels import SHAPES as PW_SHAPES  # noqa: E402
 
 from convbench.impls import triton_depthwise as td  # noqa: E402

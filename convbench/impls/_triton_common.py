@@ -52,19 +52,22 @@ class Relaunch:
     `kernel[grid](...)` binds and specialises every argument and looks the compiled kernel up
     on every call. On the GPU machine's slow CPU, skipping that took a pointwise call from
     63-80 µs to 41-64 µs of host time (session 5, results/h100/session5/launch_cost/), where
-    many pointwise kernels take 20-60 µs on the GPU. The first call here goes through that path (it compiles
-    and returns the compiled kernel); later calls hand the argument values straight to the
-    compiled kernel's launcher, the way JITFunction.run itself ends. That is valid only while
-    the specialisation is unchanged, so callers keep one Relaunch per call signature (shapes,
-    strides and dtypes: what Triton specialises on); a call whose tensors differ in 16-byte
-    alignment from the adopted one takes the normal path. If the compiled kernel lacks that launcher interface (the interpreter, another Triton
-    version), every call takes the normal path.
+    many pointwise kernels take 20-60 µs on the GPU.
+
+    The first call goes through that path (it compiles and returns the compiled kernel); later
+    calls hand the argument values straight to the compiled kernel's launcher, the way
+    JITFunction.run itself ends. That is valid only while the specialisation is unchanged, so
+    callers keep one Relaunch per call signature (shapes, strides and dtypes), and a call whose
+    tensors differ in 16-byte alignment from the adopted one takes the normal path. If the
+    compiled kernel lacks that launcher interface (the interpreter, another Triton version),
+    every call takes the normal path.
     """
 
     def __init__(self, fn, grid: tuple, fixed: dict, options: dict):
         self.fn, self.grid, self.fixed, self.options = fn, grid, fixed, options
         self.kernel = None
         self.device = 0
+        self.driver = self.hooks = None  # Triton's active driver and runtime knobs, once adopted
         self.alignment: tuple = ()
         self.values: list = []
         self.slots: dict[str, int] = {}
@@ -81,11 +84,11 @@ class Relaunch:
         values = self.values.copy()
         for name, value in per_call.items():
             values[self.slots[name]] = value
-        stream = _driver().get_current_stream(self.device)
+        stream = self.driver.get_current_stream(self.device)
         g = self.grid
         k.run(g[0], g[1] if len(g) > 1 else 1, g[2] if len(g) > 2 else 1, stream, k.function,
               k.packed_metadata, k.launch_metadata(g, stream, *values),
-              _knobs().runtime.launch_enter_hook, _knobs().runtime.launch_exit_hook, *values)
+              self.hooks.launch_enter_hook, self.hooks.launch_exit_hook, *values)
 
     def _adopt(self, compiled, per_call: dict) -> None:
         import triton
@@ -97,6 +100,8 @@ class Relaunch:
         if device is None:
             return
         self.device = device
+        # the launch hooks are read per call: a profiler may set them after this
+        self.driver, self.hooks = _driver(), triton.knobs.runtime
         names = list(self.fn.arg_names)
         args = {**self.fixed, **per_call}
         if set(names) != set(args):
@@ -113,9 +118,9 @@ class Relaunch:
         names = list(fn.arg_names)
         consts = dict(consts)
         options = {k: consts.pop(k) for k in ("num_warps", "num_stages") if k in consts}
-        run = cls(fn, grid, {**dict(zip(names[n_per_call:], args[n_per_call:])), **consts}, options)
+        run = cls(fn, grid, {**dict(zip(names[n_per_call:], args[n_per_call:], strict=True)), **consts}, options)
         per_names = names[:n_per_call]
-        return lambda *per: run(**dict(zip(per_names, per)))
+        return lambda *per: run(**dict(zip(per_names, per, strict=True)))
 
 
 def _alignment(values) -> tuple:
@@ -133,9 +138,3 @@ def _driver():
     import triton
 
     return triton.runtime.driver.active
-
-
-def _knobs():
-    import triton
-
-    return triton.knobs

@@ -18,7 +18,14 @@ import triton.language as tl
 
 from ..registry import Impl, register
 from . import _dw_codegen as gen
-from ._triton_common import Relaunch, cdiv, device_reason, interpreting, split_layout, tuning_enabled
+from ._triton_common import (
+    Relaunch,
+    cdiv,
+    device_reason,
+    interpreting,
+    split_layout,
+    tuning_enabled,
+)
 
 # Kernels up to this many taps are fully unrolled (K is a compile-time constant, so each tap's
 # load is one instruction with an immediate offset); longer kernels run a runtime tap loop.

@@ -14,7 +14,14 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 
 from ..precision import triton_input_precision
 from ..registry import Case, Impl, register
-from ._triton_common import Relaunch, cdiv, device_reason, interpreting, split_layout, tuning_enabled
+from ._triton_common import (
+    Relaunch,
+    cdiv,
+    device_reason,
+    interpreting,
+    split_layout,
+    tuning_enabled,
+)
 
 
 @triton.jit
@@ -261,12 +268,12 @@ class TileConfig:
     num_stages: int
     group_m: int = 8
     split_epilogue: bool = False  # TMA kernel: store the output tile in two halves
-    programs_per_sm: int = 1  # TMA kernel: persistent programs per SM (2 where two fit); 0: one program per tile
+    programs_per_sm: int = 1  # TMA kernel: persistent programs per SM (2 where two fit in shared memory)
     warp_specialize: bool = False  # TMA kernel: Triton's producer/consumer warp groups
 
     def label(self) -> str:
         extra = " split" if self.split_epilogue else ""
-        extra += {1: "", 0: " per-tile"}.get(self.programs_per_sm, f" p{self.programs_per_sm}")
+        extra += f" p{self.programs_per_sm}" if self.programs_per_sm != 1 else ""
         extra += " ws" if self.warp_specialize else ""
         return f"{self.block_m}x{self.block_n}x{self.block_k} w{self.num_warps} s{self.num_stages}{extra}"
 
@@ -313,9 +320,9 @@ TMA_CONFIGS: dict[str, tuple[TileConfig, ...]] = {
         TileConfig(128, 128, 128, 8, 3),
         TileConfig(128, 128, 64, 8, 4, warp_specialize=True),
         TileConfig(64, 128, 64, 4, 4, programs_per_sm=2, warp_specialize=True),
-        # One program per tile (programs_per_sm=0): its best was 13-20 % slower than the best
-        # persistent config on every (N,L,C) bf16 key (DTTS 1024->512: 33.9 vs 30.0 µs) and it
-        # won none (session 5, results/h100/session5/bench/tune_log_*_per_tile.txt): not in the set.
+        # One program per tile instead (commit 6093c47): its best was 13-20 % slower than the best
+        # persistent config on every (N,L,C) bf16 key (DTTS 1024->512: 33.9 vs 30.0 µs) and it won
+        # none (session 5, results/h100/session5/bench/tune_log_*_per_tile.txt); removed.
     ),
     "tf32": (
         TileConfig(128, 256, 32, 8, 3, split_epilogue=True),
@@ -369,15 +376,15 @@ def _interpreter_config(rows: int, cols: int, depth: int) -> TileConfig:
     return TileConfig(fit(rows, 64), fit(cols, 64), fit(depth, 32), 4, 1, 8)
 
 
-FINALISTS = 3  # candidates timed a second time, interleaved, before the choice
+FINALISTS = 3  # candidates timed a second time before the choice
 
 
 def _pick(key: tuple, candidates: list[Candidate], run) -> Candidate:
     """Best candidate for this key by median time of run(cand), then cached.
 
-    Every candidate is timed once; the FINALISTS fastest are timed again, in turn, and the
-    choice is the lowest of each one's two medians: a single pass picked a candidate 19 %
-    slower than the runner-up on one shape (H100, session 5), its first timing being the lucky one.
+    Every candidate is timed once; the FINALISTS fastest are timed again, and the choice is
+    the lowest of each one's two medians. With one pass, DTTS 1024->512 fp16 (N,C,L) chose a
+    candidate that the same sweep then measured 19 % slower than another (H100, session 5).
     """
     best = _TUNED.get(key)
     if best is not None:
@@ -415,8 +422,8 @@ def _aligned(t: torch.Tensor) -> bool:
 
 
 def _signature(x, weight, bias, stride, padding, layout, precision) -> tuple:
-    """What a cached plan depends on, including everything Triton specialises a kernel on
-    (the plan's Relaunch skips that specialisation)."""
+    """What a cached plan depends on: shapes, strides, dtype and the 16-byte alignment of the
+    bases (which decides whether the TMA kernel may run at all)."""
     return (layout, x.shape, x.stride(), x.dtype, x.device, weight.shape, weight.stride(),
             bias is not None, stride, padding, precision, _aligned(x), _aligned(weight),
             bias is None or _aligned(bias))
@@ -513,7 +520,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         cfg = cand.config
         bm, bn, bk = cfg.block_m, cfg.block_n, cfg.block_k
         tiles = nb * cdiv(rows, bm) * cdiv(cols, bn)
-        programs = min(_num_sms(device) * cfg.programs_per_sm, tiles) if cfg.programs_per_sm else tiles
+        programs = min(_num_sms(device) * cfg.programs_per_sm, tiles)
         device_desc = TMA_DESCRIPTORS == "device"
         run = Relaunch(pointwise_tma_kernel, (programs,), dict(
             NB=nb, ROWS=rows, COLS=cols, K=C_in, SA=a_stride[0], SB=b_stride[0],
@@ -580,7 +587,6 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
             variants.insert(0, "ncl_tma")
         elif plain and not fold and w_rows_ok and kind != "ieee" and _tma_ok(x, weight, swo):
             variants.insert(0, "ncl_tma_pad")  # rows of x not 16-byte aligned (odd L): pad a copy
-        Lp = -(-L // (16 // x.element_size())) * (16 // x.element_size())
         key = ("ncl", fold, plain, str(x.dtype), prec, N, C_in, C_out, L, L_out, sxc, sxl, tuple(variants))
         rows, cols = C_out, cols_total
 
@@ -592,6 +598,8 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
                                 N, C_out, L_out, True, x.device)
                 return lambda x, w, b, y: go(w, x, y, b)
             if cand.variant == "ncl_tma_pad":
+                per_16b = 16 // x.element_size()
+                Lp = -(-L // per_16b) * per_16b
                 # One copy of x into rows of Lp elements (16-byte aligned) that TMA can read; the
                 # descriptor stops at L, so the padding is never read and need not be zeroed.
                 # y keeps its odd rows: stored element-wise.

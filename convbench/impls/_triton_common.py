@@ -118,7 +118,9 @@ class Relaunch:
         names = list(fn.arg_names)
         consts = dict(consts)
         options = {k: consts.pop(k) for k in ("num_warps", "num_stages") if k in consts}
-        run = cls(fn, grid, {**dict(zip(names[n_per_call:], args[n_per_call:], strict=True)), **consts}, options)
+        # args cover the leading parameters; the constexprs after them come in consts
+        scalars = dict(zip(names[n_per_call:], args[n_per_call:], strict=False))
+        run = cls(fn, grid, {**scalars, **consts}, options)
         per_names = names[:n_per_call]
         return lambda *per: run(**dict(zip(per_names, per, strict=True)))
 

@@ -4,7 +4,7 @@
 # call cut short still returns what finished.
 # Usage (GPU machine, repo root): bash scripts/gpu_evidence.sh STEP[:SECONDS]...
 # Steps: correctness sweep2 warmpw pwbench pwlaunch pointwise (issue 8) sweep training precision full timer attribution fault power gate_baseline gate
-#        warm (compile Triton tuning candidates in parallel) warmfwd (forward candidates of WARM_SHAPES) warmncl ncl (configs/depthwise_ncl_triton.yaml) longk (configs/depthwise_long_kernel.yaml) longktrain (its fwd+bwd) dw1 dw2 (configs/depthwise_kernels.yaml
+#        warm (compile Triton tuning candidates in parallel) warmfwd (forward candidates of WARM_SHAPES) warmncl ncl (configs/depthwise_ncl_triton.yaml) warmnlc nlc (configs/depthwise_nlc_triton.yaml) longk (configs/depthwise_long_kernel.yaml) longktrain (its fwd+bwd) dw1 dw2 (configs/depthwise_kernels.yaml
 #        in two shards) devbench (scripts/bench_depthwise_gen.py) tunefwd (its forward tuning landscape)
 #        ncu (Nsight Compute sections of tuned forward kernels; NCU_CASES=label:dtype:layout,...,
 #        NCU_ARGS=--all-plans for every candidate, NCU_METRICS="--metrics a,b")
@@ -39,6 +39,12 @@ for arg in "$@"; do
           --shapes dtts_dec_b19,dtts_dec_b5,dtts_enc,dtts_varpred,nemo_conformer_L,nemo_fastconformer_L,nemo_fastconformer_S,nemo_fastconformer_XXL,torchaudio_doc,long_seq > "$R/warm.part$i.log" 2>&1 & done
         python3 scripts/warm_triton_cache.py --shapes dtts_dec_b19,nemo_fastconformer_L --dtypes float32,bfloat16 --modes fwd_bwd > "$R/warm.train.log" 2>&1 &
         wait; grep -c warmed "$R"/warm.*.log ;;
+      warmnlc)  # compile the (N, L, C) candidates of configs/depthwise_nlc_triton.yaml and training
+        for i in 1 2 3 4 5 6 7; do python3 scripts/warm_triton_cache.py --layouts nlc --part $i/7 \
+          --shapes dtts_dec_b19,dtts_dec_b5,dtts_enc,dtts_varpred,nemo_conformer_L,nemo_fastconformer_L,nemo_fastconformer_S,nemo_fastconformer_XXL,torchaudio_doc,long_seq > "$R/warm.part$i.log" 2>&1 & done
+        python3 scripts/warm_triton_cache.py --layouts nlc --shapes dtts_dec_b19,nemo_fastconformer_L --dtypes float32,bfloat16 --modes fwd_bwd > "$R/warm.train.log" 2>&1 &
+        wait; grep -c warmed "$R"/warm.*.log ;;
+      nlc) cb run configs/depthwise_nlc_triton.yaml --out "$R/depthwise_nlc_triton" --quiet ;;
       warmpw)  # compile the pointwise tuning candidates (16-bit and tf32) in 8 processes
         for i in 1 2 3 4 5 6 7 8; do python3 scripts/warm_triton_cache.py --op pointwise --part $i/8 \
           --dtypes ${WARM_DTYPES:-bfloat16,float16,float32} > "$R/warmpw.part$i.log" 2>&1 & done

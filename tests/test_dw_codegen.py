@@ -45,16 +45,21 @@ NOSPLIT_CASES = ["anchor_y_S3", "packed_bf16_odd_rows", "packed_rows_shorter_tha
                  "packed_length_1_K7", "unpacked_16bit"]
 
 
-@pytest.mark.parametrize("name,layout", [(n, lay) for n in GEN_CASES for lay in ("ncl", "nlc")]
+@pytest.mark.parametrize("name,layout", [(n, lay) for n in GEN_CASES for lay in ("ncl", "nlc", "nlc_roll")]
                          + [(n, "ncl_nosplit") for n in NOSPLIT_CASES])
 def test_generated_kernels_match_float64(name, layout, monkeypatch):
     """ncl: with the edge program (inner tiles store whole groups) and without it (edge tiles
-    zero their windows and store with element masks): the tuner picks between the two."""
+    zero their windows and store with element masks): the tuner picks between the two. nlc: the
+    tile kernel and the rolling window (segments of 8 rows, 4 a step, so rows of 1 to 517 end
+    inside a first step, a segment or a step)."""
+    monkeypatch.setattr(td, "_PLANS", {})  # plans are cached by shape, not by variant
+    monkeypatch.setattr(td, "_READY", {})
     if layout.startswith("ncl"):
         monkeypatch.setattr(td, "INTERPRETER_NCL", "split" if layout == "ncl" else "nosplit")
-        monkeypatch.setattr(td, "_PLANS", {})  # plans are cached by shape, not by variant
-        monkeypatch.setattr(td, "_READY", {})
         layout = "ncl"
+    else:
+        monkeypatch.setattr(td, "INTERPRETER_NLC", "roll" if layout == "nlc_roll" else "tile")
+        layout = "nlc"
     p, dtype = GEN_CASES[name]
     inp = p.make_inputs(dtype, layout=layout, seed=1)
     g = td._geometry(inp.x, inp.weight, inp.bias, p.stride, p.padding, p.dilation, layout)
@@ -63,6 +68,9 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
         packed = td._ncl_packed(inp.x.dtype, g.N, g.C_in, g.L_in, g.L_out, g.padding, inp.x)
         assert (packed is not None) == (name in PACKED_CASES), f"{name}: packed={packed}"
     _check(p, dtype, layout, grads=True)
+    if layout == "nlc":  # the variant asked for is the one that ran (forward and grad_x)
+        seg = td._PLANS[("fwd_any", g)][-1]
+        assert (seg > 0) == (td.INTERPRETER_NLC == "roll"), td._PLANS[("fwd_any", g)]
 
 
 @pytest.mark.parametrize("layout", ["ncl", "nlc"])

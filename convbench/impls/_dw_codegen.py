@@ -124,6 +124,50 @@ def nlc_forward_source(K: int, R: int, flip: bool) -> str:
     return s.text()
 
 
+def nlc_forward_roll_source(K: int, R: int, flip: bool) -> str:
+    """The same conv with a rolling window: a program owns BLOCK_C channels of one batch item and
+    `seg` output rows, and steps along them R rows at a time. Each step loads only the R new
+    input rows; the K-1 rows before them are the last step's, kept in registers. The tile kernel
+    above reads R+K-1 rows for R outputs, which at K = 31 is up to twice the input."""
+    s = _Src()
+    s(0, "@triton.jit")
+    s(0, "def kernel(x_ptr, w_ptr, b_ptr, y_ptr, C, L_in, L_out, padding, seg,")
+    s(0, "           HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr):")
+    s(1, "l_begin = tl.program_id(0) * seg")
+    s(1, "l_end = tl.minimum(l_begin + seg, L_out)")
+    s(1, "offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)")
+    s(1, "n = tl.program_id(2).to(tl.int64)")
+    s(1, "cm = offs_c < C")
+    s(1, "xb = x_ptr + n * L_in * C + offs_c")
+    s(1, "yb = y_ptr + n * L_out * C + offs_c")
+    for k in range(K):
+        s(1, f"w{k} = tl.load(w_ptr + offs_c * {K} + {_wk(k, K, flip)}, mask=cm, other=0.0).to(tl.float32)")
+    s(1, "if HAS_BIAS:")
+    s(2, "bias = tl.load(b_ptr + offs_c, mask=cm, other=0.0).to(tl.float32)")
+    s(1, "else:")
+    s(2, "bias = tl.zeros((BLOCK_C,), dtype=tl.float32)")
+
+    def row(name: str, ind: int, pos: str) -> None:
+        s(ind, f"{name} = tl.load(xb + ({pos}) * C, mask={_rowmask('cm', f'({pos} >= 0) & ({pos} < L_in)')},"
+               " other=0.0).to(tl.float32)")
+
+    s(1, "p0 = l_begin - padding")
+    for j in range(K - 1):  # the window before the first step
+        row(f"h{j}", 1, f"p0 + {j}")
+    s(1, f"for l0 in range(l_begin, l_end, {R}):")
+    s(2, f"p = l0 - padding + {K - 1}")
+    for r in range(R):
+        row(f"x{r}", 2, f"p + {r}")
+    win = [f"h{j}" for j in range(K - 1)] + [f"x{r}" for r in range(R)]
+    for r in range(R):
+        terms = " + ".join(f"{win[r + k]} * w{k}" for k in range(K))
+        s(2, f"a = bias + {terms}")
+        s(2, f"tl.store(yb + (l0 + {r}) * C, a.to(y_ptr.dtype.element_ty), mask={_rowmask('cm', f'(l0 + {r} < l_end)')})")
+    for j in range(K - 1):  # ascending: h{j} takes win[R + j], never a name already moved
+        s(2, f"h{j} = {win[R + j]}")
+    return s.text()
+
+
 def nlc_grad_w_source(K: int, R: int) -> str:
     """p[s, k, c] = sum over this program's (n, row-tile) items of gy[n, l, c] * x[n, l - padding + k, c];
     p[s, K, c] = the sum of gy (bias)."""

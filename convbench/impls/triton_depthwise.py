@@ -690,6 +690,7 @@ def _sm_count(device: torch.device) -> int:
 def _gen_kernel(kind: str, *params):
     """The generated kernel for (kind, params), built and imported once per process."""
     source = {"ncl_fwd": gen.ncl_forward_source, "nlc_fwd": gen.nlc_forward_source,
+              "nlc_roll": gen.nlc_forward_roll_source,
               "ncl_w": gen.ncl_grad_w_source, "nlc_w": gen.nlc_grad_w_source}[kind]
     return gen.load(source(*params))
 
@@ -791,12 +792,17 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
                 launcher(xs, w, bias if has_bias else w, y, yw)
             return go
     else:
-        def prepare(vpt, R, warps):
+        def prepare(vpt, R, warps, seg):
             block_c, nw = _nlc_block(C, vpt, warps)
-            launcher = Relaunch.positional(
-                _gen_kernel("nlc_fwd", K, R, flip), (cdiv(L_out, R), cdiv(C, block_c), N),
-                (None, None, None, None, C, L_in, L_out, padding), 4,
-                dict(HAS_BIAS=has_bias, BLOCK_C=block_c, num_warps=nw))
+            consts = dict(HAS_BIAS=has_bias, BLOCK_C=block_c, num_warps=nw)
+            if seg:  # rolling window over `seg` output rows per program
+                launcher = Relaunch.positional(
+                    _gen_kernel("nlc_roll", K, R, flip), (cdiv(L_out, seg), cdiv(C, block_c), N),
+                    (None, None, None, None, C, L_in, L_out, padding, seg), 4, consts)
+            else:
+                launcher = Relaunch.positional(
+                    _gen_kernel("nlc_fwd", K, R, flip), (cdiv(L_out, R), cdiv(C, block_c), N),
+                    (None, None, None, None, C, L_in, L_out, padding), 4, consts)
 
             def go(x, w, bias, y):
                 launcher(x, w, bias if has_bias else w, y)
@@ -806,7 +812,8 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
         prepare(*plan)(x, w, bias, y)
 
     Vs = _ncl_widths(packed) if layout == "ncl" else ()
-    return lambda: _gen_conv_plans(layout, dtype, N, L_out, K, Vs), launch, prepare
+    return (lambda: _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, _sm_count(x.device)),
+            launch, prepare)
 
 
 def _ncl_widths(packed: str | None) -> tuple[int, ...]:
@@ -814,12 +821,37 @@ def _ncl_widths(packed: str | None) -> tuple[int, ...]:
     return (8, NCL_V) if packed else (NCL_V,)
 
 
-# The interpreter runs one candidate (nothing to time on the CPU): the tile kernel with the
-# edge program ("split") or without it ("nosplit"), as the tests choose.
+# The interpreter runs one candidate (nothing to time on the CPU): in (N, C, L) the tile kernel
+# with the edge program ("split") or without it ("nosplit"); in (N, L, C) the tile kernel
+# ("tile") or the rolling window ("roll"), as the tests choose.
 INTERPRETER_NCL = "split"
+INTERPRETER_NLC = "tile"
 
 
-def _gen_conv_plans(layout, dtype, N, L_out, K, Vs) -> list[tuple]:
+def _nlc_roll_plans(dtype, N: int, C: int, L_out: int, K: int, sms: int) -> list[tuple]:
+    """Rolling-window plans (vpt, R, warps, seg): a 16-byte vector of channels per thread where
+    the window and weights fit in registers, and half that; R = 4 or 8 new rows a step; `seg`
+    rows per program: the three longest segments (whole rows, halves, quarters, ...) that give the
+    GPU at least 2 programs per SM, each at least 2 steps long."""
+    plans = []
+    vmax = 16 // dtype.itemsize
+    for R in (4, 8):
+        vpt = vmax
+        while vpt > 1 and vpt * (R + 2 * K - 1) > 160:
+            vpt //= 2
+        for v in sorted({vpt, max(1, vpt // 2)}, reverse=True):
+            block_c, _ = _nlc_block(C, v, 4)
+            segs, n = [], 1
+            while len(segs) < 3 and R * cdiv(cdiv(L_out, n), R) >= 2 * R:
+                seg = R * cdiv(cdiv(L_out, n), R)
+                if N * cdiv(C, block_c) * cdiv(L_out, seg) >= 2 * sms and seg not in segs:
+                    segs.append(seg)
+                n *= 2
+            plans += [(v, R, 4, seg) for seg in segs]
+    return plans
+
+
+def _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, sms) -> list[tuple]:
     if layout == "ncl":
         if interpreting():
             return [(4, 64 // Vs[0], 1, Vs[0], 2, INTERPRETER_NCL == "split")]
@@ -828,11 +860,12 @@ def _gen_conv_plans(layout, dtype, N, L_out, K, Vs) -> list[tuple]:
         cands = [(bc, G, 4, V, nb, split) for V in Vs for bc, G in _ncl_tiles(L_out, V)
                  for nb in ((1, 4) if N > 1 else (1,)) for split in (True, False)]
     elif interpreting():
-        cands = [(2, 4, 1)]
+        cands = [(2, 4, 1, 8 if INTERPRETER_NLC == "roll" else 0)]
     else:
         vpt = _nlc_vpt(dtype.itemsize, K, False)
         Rs = (4, 8, 16) if K <= 16 else (16, 32)
-        cands = [(vpt, R, 4) for R in Rs] + [(max(1, vpt // 2), R, 4) for R in Rs[-1:] + (2 * Rs[-1],)]
+        cands = [(vpt, R, 4, 0) for R in Rs] + [(max(1, vpt // 2), R, 4, 0) for R in Rs[-1:] + (2 * Rs[-1],)]
+        cands += _nlc_roll_plans(dtype, N, C, L_out, K, sms)
     return cands
 
 
@@ -1133,7 +1166,7 @@ _PLAN_FIELDS = {  # the launch() arguments of each generated-kernel plan, by (la
     ("ncl", "gen"): ("block_c", "G", "warps", "V", "nb", "split"),
     ("ncl", "toeplitz"): ("B", "BN", "warps", "stages"),
     ("nlc", "toeplitz"): ("B", "BN", "warps", "stages"),
-    ("nlc", "gen"): ("vpt", "R", "warps"),
+    ("nlc", "gen"): ("vpt", "R", "warps", "seg"),
     ("ncl", "gen_w"): ("block_c", "G", "warps", "spf", "V"),
     ("nlc", "gen_w"): ("vpt", "R", "warps", "spf"),
 }

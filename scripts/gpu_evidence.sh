@@ -42,7 +42,8 @@ for arg in "$@"; do
       warmnlc)  # compile the (N, L, C) candidates of configs/depthwise_nlc_triton.yaml and training
         for i in 1 2 3 4 5 6 7; do python3 scripts/warm_triton_cache.py --layouts nlc --part $i/7 \
           --shapes dtts_dec_b19,dtts_dec_b5,dtts_enc,dtts_varpred,nemo_conformer_L,nemo_fastconformer_L,nemo_fastconformer_S,nemo_fastconformer_XXL,torchaudio_doc,long_seq > "$R/warm.part$i.log" 2>&1 & done
-        python3 scripts/warm_triton_cache.py --layouts nlc --shapes dtts_dec_b19,nemo_fastconformer_L --dtypes float32,bfloat16 --modes fwd_bwd > "$R/warm.train.log" 2>&1 &
+        for i in 1 2 3 4; do python3 scripts/warm_triton_cache.py --part $i/4 --shapes dtts_dec_b19,nemo_fastconformer_L \
+          --dtypes float32,bfloat16 --modes fwd_bwd > "$R/warm.train$i.log" 2>&1 & done
         wait; grep -c warmed "$R"/warm.*.log ;;
       nlc) cb run configs/depthwise_nlc_triton.yaml --out "$R/depthwise_nlc_triton" --quiet ;;
       warmpw)  # compile the pointwise tuning candidates (16-bit and tf32) in 8 processes

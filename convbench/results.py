@@ -21,7 +21,7 @@ REQUIRED = (
 ).split()
 EXTRA = (
     "device_name precision tf32 stop_reason rel_ci host_ms kernel_time_ms copy_time_ms kernels plan sm_clock_mhz "
-    "throttled worker seed"
+    "throttled worker seed same_size_copy_ms pct_same_size_copy"
 ).split()
 COLUMNS = REQUIRED + EXTRA
 # What identifies a row across runs (the device index is not part of it: cuda:0 == cuda:1).

@@ -269,6 +269,9 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
         if fns:
             emit(("impl", ",".join(fns), "measure"))
             timer = make_timer(device, job.measure)
+            nb = next(iter(rows.values())).get("bytes")
+            if torch.device(device).type in SAME_SIZE_COPY_DEVICES and nb:
+                fns[SAME_SIZE_COPY] = same_size_copy(nb, device)
             try:
                 measured = measure_interleaved(fns, timer, job.measure)
             except Exception as exc:  # one impl failing mid-measurement: measure alone to isolate
@@ -286,6 +289,9 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
                         _release(device)
             clock = env.sm_clock(device)
             copy_gbps = (job.ceilings or {}).get("copy_gbps")
+            fns.pop(SAME_SIZE_COPY, None)
+            copy_m = measured.pop(SAME_SIZE_COPY, None)
+            copy_ms = copy_m.summary.median_ms if copy_m is not None else None
             for name, m in measured.items():
                 s = m.summary
                 r = rows[name]
@@ -299,6 +305,8 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
                     sm_clock_mhz=clock.get("sm_clock_mhz"), throttled=clock.get("throttled"),
                 )
                 r["pct_peak_bw"] = 100 * r["gbps"] / copy_gbps if copy_gbps and r["gbps"] else None
+                if copy_ms is not None and sec > 0:
+                    r.update(same_size_copy_ms=copy_ms, pct_same_size_copy=100 * copy_ms / s.median_ms)
                 emit(("impl", name, "memory"))
                 try:
                     r["peak_mem_bytes"] = peak_bytes(fns[name], device)
@@ -311,6 +319,25 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
                     _check_device(device, name, exc)
                     r["reason"] = f"memory/attribution failed: {_message(exc)}"
     return list(rows.values())
+
+
+# The measured floor of a case at its own size: a device copy moving the case's bytes (half read,
+# half written), measured in the same interleaved rounds and under the same timer (cold L2, event
+# overhead, clocks) as the implementations. pct_peak_bw divides by the bandwidth of a 1 GiB copy,
+# which a copy of a few MB does not reach under per-call event timing (results/h100/timer_check.md:
+# events around a ~3 us kernel add ~3 us), so small cases cannot get near 100 % of it.
+SAME_SIZE_COPY = "__same_size_copy__"
+SAME_SIZE_COPY_DEVICES = ("cuda",)  # on a CPU the floor is not the product's question
+
+
+def same_size_copy(n_bytes: int, device: str):
+    src = torch.zeros(max(1, n_bytes // 8), dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+
+    def copy():
+        dst.copy_(src)
+    copy.buffers = (src, dst)  # type: ignore[attr-defined]
+    return copy
 
 
 def _release(device: str) -> None:

@@ -1,5 +1,6 @@
 """Issue 7 status from convbench runs: per SHAPES.md shape and dtype, % of the byte floor
-(bytes / the run's measured copy bandwidth) of `triton` and `triton_nlc`, their speedup over
+(bytes / the run's measured copy bandwidth) of `triton` and `triton_nlc` and, where the run
+recorded it, % of a same-size copy timed alongside (`pct_same_size_copy`), their speedup over
 `torch`, and the fastest other implementation in the same layout; then forward+backward from a
 training run. Prints markdown.
 
@@ -62,22 +63,29 @@ def forward_table(run: str, newer: list[str] | None = None) -> tuple[str, pd.Dat
             r[f"{layout}_us"] = mine
             r[f"{layout}_mark"] = "†" if gl[gl.impl == ours].newer.any() else ""
             r[f"{layout}_pct"] = 100 * r["floor"] / mine
+            mrow = gl[gl.impl == ours].sort_values("us").iloc[0]
+            r[f"{layout}_copy"] = mrow.get("pct_same_size_copy", float("nan"))
             r[f"{layout}_x_torch"] = torch_us / mine
             r[f"{layout}_best_other"] = f"{other.impl} {other.us:.1f}"
             r[f"{layout}_vs_other"] = other.us / mine
         rows.append(r)
     t = pd.DataFrame(rows).sort_values(["MB"], ascending=False)
     lines = [
-        "| shape | dtype | MB | floor µs | triton µs (% floor) | × torch | best other ncl (µs) | "
-        "triton_nlc µs (% floor) | × torch | best other nlc (µs) |",
+        "| shape | dtype | MB | floor µs | triton µs (% floor; % copy) | × torch | best other ncl (µs) | "
+        "triton_nlc µs (% floor; % copy) | × torch | best other nlc (µs) |",
         "|---|---|---:|---:|---:|---:|---|---:|---:|---|"]
     for r in t.itertuples():
         big = "**" if r.MB >= 50 else ""
         lines.append(
             f"| {big}{r.shape}{big} | {r.dtype} | {r.MB:.0f} | {r.floor:.1f} | "
-            f"{r.ncl_us:.1f}{r.ncl_mark} ({r.ncl_pct:.0f} %) | {r.ncl_x_torch:.2f} | {r.ncl_best_other} | "
-            f"{r.nlc_us:.1f}{r.nlc_mark} ({r.nlc_pct:.0f} %) | {r.nlc_x_torch:.2f} | {r.nlc_best_other} |")
+            f"{r.ncl_us:.1f}{r.ncl_mark} ({r.ncl_pct:.0f} %{_copy(r.ncl_copy)}) | {r.ncl_x_torch:.2f} | {r.ncl_best_other} | "
+            f"{r.nlc_us:.1f}{r.nlc_mark} ({r.nlc_pct:.0f} %{_copy(r.nlc_copy)}) | {r.nlc_x_torch:.2f} | {r.nlc_best_other} |")
     return "\n".join(lines), t
+
+
+def _copy(pct) -> str:
+    """'; N %' of a same-size copy (runs from before that column: '')."""
+    return "" if pd.isna(pct) else f"; {pct:.0f} %"
 
 
 def summary(t: pd.DataFrame) -> str:
@@ -89,6 +97,11 @@ def summary(t: pd.DataFrame) -> str:
                    f"{len(t)} shape×dtype rows; >= 85 % on {int((big[f'{layout}_pct'] >= 85).sum())}"
                    f" of {len(big)} rows moving >= 50 MB; fastest in its layout (or within 3 %) on "
                    f"{int((t[f'{layout}_vs_other'] >= 0.97).sum())} of {len(t)}")
+        cp = t[f"{layout}_copy"].dropna()
+        if len(cp):
+            bigcp = big[f"{layout}_copy"].dropna()
+            out.append(f"  - of a same-size copy under the same timer ({len(cp)} rows measured it): median "
+                       f"{cp.median():.0f} %; >= 85 % on {int((bigcp >= 85).sum())} of {len(bigcp)} rows moving >= 50 MB")
     return "\n".join(out)
 
 

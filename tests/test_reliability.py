@@ -245,3 +245,27 @@ def test_poison_fills_the_freed_output_blocks():
     assert specs == [(torch.Size([3, 4]), torch.float32, torch.device("cpu")),
                      (torch.Size([2]), torch.bfloat16, torch.device("cpu"))]
     poison(specs)  # allocates and frees NaN blocks of those sizes without error
+
+
+def test_same_size_copy_is_timed_alongside_and_never_a_row(monkeypatch):
+    """The same-size copy floor: measured in the same rounds as the implementations (on CUDA;
+    here forced on the CPU), written into each ok row, never a row of its own."""
+    import convbench.runner as runner
+    monkeypatch.setattr(runner, "SAME_SIZE_COPY_DEVICES", ("cuda", "cpu"))
+    cfg = config(impls=["torch", "unfold_einsum"], shapes={**SHAPES, "L": [64]})
+    (job,), _ = plan_jobs(cfg, None, set(), None)
+    rows = execute_case(job, "cpu")
+    assert sorted(r["impl"] for r in rows) == ["torch", "unfold_einsum"]
+    for r in rows:
+        assert r["status"] == "ok" and r["same_size_copy_ms"] > 0
+        assert abs(r["pct_same_size_copy"] - 100 * r["same_size_copy_ms"] / r["median_ms"]) < 1e-9
+    monkeypatch.setattr(runner, "SAME_SIZE_COPY_DEVICES", ("cuda",))
+    assert all("same_size_copy_ms" not in r for r in execute_case(job, "cpu"))
+
+
+def test_same_size_copy_moves_the_case_bytes():
+    from convbench.runner import same_size_copy
+    copy = same_size_copy(8000, "cpu")
+    src, dst = copy.buffers
+    copy()
+    assert {src.numel() * src.element_size(), dst.numel() * dst.element_size()} == {4000}

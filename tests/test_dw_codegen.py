@@ -96,9 +96,9 @@ from triton.compiler import ASTSource
 import triton
 from convbench.impls import _dw_codegen as gen
 out = {}
-for K, padding, packed in json.loads(sys.argv[1]):
+for K, padding, packed, split in json.loads(sys.argv[1]):
     V = 8 if packed else 4
-    kern = gen.load(gen.ncl_forward_source(K, V, (-padding) % V, False, True, packed))
+    kern = gen.load(gen.ncl_forward_source(K, V, (-padding) % V, False, True, packed, split))
     xt = "*i32" if packed else "*fp32"
     yt = {"bf16": "*bf16", "fp16": "*fp16"}.get(packed, "*fp32")
     sig = {"x_ptr": xt, "w_ptr": "*fp32", "b_ptr": "*fp32", "y_ptr": yt, "yw_ptr": xt, "N": "i32",
@@ -110,7 +110,7 @@ for K, padding, packed in json.loads(sys.argv[1]):
               "EG": gen.ncl_edge_groups(K, V, padding, 400, 400)}
     src = ASTSource(kern, sig, consts, attrs)
     ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4}).asm["ptx"]
-    out[f"{K},{padding},{packed}"] = {
+    out[f"{K},{padding},{packed},{split}"] = {
         "v4_loads": len(re.findall(r"ld\.global[.\w]*\.v4", ptx)),
         "v4_stores": len(re.findall(r"st\.global[.\w]*\.v4", ptx)),
         "barriers": len(re.findall(r"bar\.sync", ptx)),
@@ -123,14 +123,15 @@ def test_ncl_window_loads_and_stores_are_vectors():
     """PTX for sm_90 (no GPU needed). Each window group is one 16-byte load: in fp32 for a window
     shift S of 0 (even padding: this once compiled to scalar loads), 1 and 2, and in packed
     16-bit words; tiles store whole groups as 16-byte stores (edge tiles too, with a mask per
-    group); nothing goes through shared memory (8 16-bit elements split directly once did).
+    group, with and without the edge program); nothing goes through shared memory (8 16-bit elements split directly once did).
     Compiled in a fresh process: Triton's NVIDIA backend cannot load once the interpreter ran."""
     import json
     import os
     import subprocess
     import sys
 
-    cases = [(9, 4, None), (11, 5, None), (5, 2, None), (9, 4, "bf16"), (31, 15, "fp16")]
+    cases = [(9, 4, None, True), (11, 5, None, True), (5, 2, None, True), (9, 4, "bf16", True),
+             (31, 15, "fp16", True), (11, 5, None, False), (9, 4, "bf16", False)]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run([sys.executable, "-c", _PTX_SCRIPT, json.dumps(cases)], env=env,
                           capture_output=True, text=True, timeout=600)

@@ -426,13 +426,16 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
         e = _ncl_load_window(s, ind, V, packed, Q1, masked, "G", "x_ptr", "xa[:, None, None] + goff",
                              "total_x", "L_in", _ncl_x_pos(V, S), "e", True, zero=masked and not split)
         outs = _ncl_outputs(s, ind, e, K, V, S)
-        if masked and not split and packed:  # element stores: a word may span two rows
+        if masked and not split and anchor_y:
+            # groups wholly inside the row: one vector store each (below); the row's partial
+            # first and last groups: element stores (a packed word there may span two rows).
+            # Element stores for every group of an edge tile sent 2-4x y's sectors (session 4 ncu).
             s(ind, f"gp = l0[:, None] + (jj * {V})[None, :]")
+            s(ind, f"whole = (gp >= 0) & (gp + {V} <= L_out)")
             s(ind, "yb = y_ptr + rs_y[:, None] + gp")
             for u, o in enumerate(outs):
                 s(ind, f"tl.store(yb + {u}, {o}.to(y_ptr.dtype.element_ty), "
-                       f"mask=rm2 & ((gp + {u}).to(tl.uint32, bitcast=True) < L_out))")
-            return
+                       f"mask=rm2 & ~whole & ((gp + {u}).to(tl.uint32, bitcast=True) < L_out))")
         if packed:
             for v in range(W):
                 s(ind, f"p{v} = {_pack(outs[2 * v], outs[2 * v + 1], packed)}")
@@ -446,6 +449,8 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
             s(ind, f"gp = l0[:, None] + (jj * {V})[None, :]")
             s(ind, f"inner = {inner}")
             s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3 & inner[:, :, None])")
+        elif anchor_y:  # whole groups; the element stores above took the partial ones
+            s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3 & whole[:, :, None])")
         else:
             s(ind, "lpos = l0[:, None, None] + goff + vw")
             s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3 & (lpos.to(tl.uint32, bitcast=True) < L_out))")

@@ -22,6 +22,7 @@ GEN_CASES = {
     # padding > K - 1: grad_x runs the flipped forward with negative padding
     "flip_negative_padding": (_case(N=2, C=4, L=100, K=3, padding=5), "float32"),
     "K31": (_case(N=2, C=3, L=96, K=31), "float16"),
+    "K31_fp32": (_case(N=2, C=6, L=100, K=31), "float32"),
     "K_at_limit": (_case(N=1, C=4, L=64, K=td.GEN_MAX_K, padding=16), "float32"),
     "no_bias_K1": (_case(N=1, C=4, L=160, K=1, bias=False), "float32"),
     # packed 16-bit word groups (8 elements): odd rows, so every row has partial first/last
@@ -40,13 +41,19 @@ PACKED_CASES = {"anchor_y_S0", "K31", "packed_bf16_odd_rows", "packed_fp16_odd_r
                 "packed_rows_shorter_than_group", "packed_length_1_K7"}
 
 
+# fp32 (N, C, L) in 8-element groups (two vectors a thread): S = 3, 1 and 0, K = 31, K = 1,
+# negative flipped padding; every tensor a whole number of 8-element groups
+FP32_V8_CASES = ["anchor_y_S3", "flip_negative_padding", "K31_fp32", "no_bias_K1"]
+
 # ncl without the edge program: the cases where its element-masked edge tiles differ most
 NOSPLIT_CASES = ["anchor_y_S3", "packed_bf16_odd_rows", "packed_rows_shorter_than_group",
                  "packed_length_1_K7", "unpacked_16bit"]
 
 
 @pytest.mark.parametrize("name,layout", [(n, lay) for n in GEN_CASES for lay in ("ncl", "nlc", "nlc_roll")]
-                         + [(n, "ncl_nosplit") for n in NOSPLIT_CASES])
+                         + [(n, "ncl_nosplit") for n in NOSPLIT_CASES]
+                         + [(n, "ncl_fp32_v8") for n in FP32_V8_CASES]
+                         + [(n, "ncl_fp32_v8_nosplit") for n in FP32_V8_CASES])
 def test_generated_kernels_match_float64(name, layout, monkeypatch):
     """ncl: with the edge program (inner tiles store whole groups) and without it (edge tiles
     zero their windows and store with element masks): the tuner picks between the two. nlc: the
@@ -55,7 +62,9 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
     monkeypatch.setattr(td, "_PLANS", {})  # plans are cached by shape, not by variant
     monkeypatch.setattr(td, "_READY", {})
     if layout.startswith("ncl"):
-        monkeypatch.setattr(td, "INTERPRETER_NCL", "split" if layout == "ncl" else "nosplit")
+        monkeypatch.setattr(td, "INTERPRETER_NCL", "nosplit" if layout.endswith("nosplit") else "split")
+        monkeypatch.setattr(td, "INTERPRETER_FP32_V8", "fp32_v8" in layout)
+        wide = "fp32_v8" in layout
         layout = "ncl"
     else:
         monkeypatch.setattr(td, "INTERPRETER_NLC", "roll" if layout == "nlc_roll" else "tile")
@@ -68,6 +77,9 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
         packed = td._ncl_packed(inp.x.dtype, g.N, g.C_in, g.L_in, g.L_out, g.padding, inp.x)
         assert (packed is not None) == (name in PACKED_CASES), f"{name}: packed={packed}"
     _check(p, dtype, layout, grads=True)
+    if layout == "ncl" and wide:  # the 8-element fp32 groups ran (forward, grad_x, grad_w)
+        assert td._PLANS[("fwd_any", g)][4] == 8, td._PLANS[("fwd_any", g)]
+        assert td._PLANS[("gen_w", g)][-1] == 8, td._PLANS[("gen_w", g)]
     if layout == "nlc":  # the variant asked for is the one that ran (forward and grad_x)
         seg = td._PLANS[("fwd_any", g)][-1]
         assert (seg > 0) == (td.INTERPRETER_NLC == "roll"), td._PLANS[("fwd_any", g)]
@@ -96,8 +108,7 @@ from triton.compiler import ASTSource
 import triton
 from convbench.impls import _dw_codegen as gen
 out = {}
-for K, padding, packed, split in json.loads(sys.argv[1]):
-    V = 8 if packed else 4
+for K, padding, packed, split, V in json.loads(sys.argv[1]):
     kern = gen.load(gen.ncl_forward_source(K, V, (-padding) % V, False, True, packed, split))
     xt = "*i32" if packed else "*fp32"
     yt = {"bf16": "*bf16", "fp16": "*fp16"}.get(packed, "*fp32")
@@ -110,7 +121,7 @@ for K, padding, packed, split in json.loads(sys.argv[1]):
               "EG": gen.ncl_edge_groups(K, V, padding, 400, 400)}
     src = ASTSource(kern, sig, consts, attrs)
     ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4}).asm["ptx"]
-    out[f"{K},{padding},{packed},{split}"] = {
+    out[f"{K},{padding},{packed},{split},{V}"] = {
         "v4_loads": len(re.findall(r"ld\.global[.\w]*\.v4", ptx)),
         "v4_stores": len(re.findall(r"st\.global[.\w]*\.v4", ptx)),
         "barriers": len(re.findall(r"bar\.sync", ptx)),
@@ -121,8 +132,8 @@ print(json.dumps(out))
 
 def test_ncl_window_loads_and_stores_are_vectors():
     """PTX for sm_90 (no GPU needed). Each window group is one 16-byte load: in fp32 for a window
-    shift S of 0 (even padding: this once compiled to scalar loads), 1 and 2, and in packed
-    16-bit words; tiles store whole groups as 16-byte stores (edge tiles too, with a mask per
+    shift S of 0 (even padding: this once compiled to scalar loads), 1 and 2, in 8-element fp32
+    groups (two vectors), and in packed 16-bit words; tiles store whole groups as 16-byte stores (edge tiles too, with a mask per
     group, with and without the edge program); nothing goes through shared memory (8 16-bit elements split directly once did).
     Compiled in a fresh process: Triton's NVIDIA backend cannot load once the interpreter ran."""
     import json
@@ -130,8 +141,9 @@ def test_ncl_window_loads_and_stores_are_vectors():
     import subprocess
     import sys
 
-    cases = [(9, 4, None, True), (11, 5, None, True), (5, 2, None, True), (9, 4, "bf16", True),
-             (31, 15, "fp16", True), (11, 5, None, False), (9, 4, "bf16", False)]
+    cases = [(9, 4, None, True, 4), (11, 5, None, True, 4), (5, 2, None, True, 4), (9, 4, "bf16", True, 8),
+             (31, 15, "fp16", True, 8), (11, 5, None, False, 4), (9, 4, "bf16", False, 8),
+             (11, 5, None, False, 8), (11, 5, None, True, 8)]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run([sys.executable, "-c", _PTX_SCRIPT, json.dumps(cases)], env=env,
                           capture_output=True, text=True, timeout=600)

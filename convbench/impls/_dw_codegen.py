@@ -243,6 +243,12 @@ def _pack(lo: str, hi: str, packed: str) -> str:
             f"(({hi}).to({t}).to(tl.int16, bitcast=True).to(tl.int32) << 16)")
 
 
+def _unit(V: int, packed: str | None) -> int:
+    """Memory units per vector load or store: a group of 8 fp32 elements is two 16-byte vectors
+    (splitting one 8-element load would go through shared memory: Triton gives a thread 4)."""
+    return min(_words(V, packed), 4)
+
+
 def ncl_window(K: int, V: int, S: int) -> int:
     """Groups of V loaded per tile column: q = 0 .. Q."""
     return (V - 1 + S + K - 1) // V + 1
@@ -316,8 +322,8 @@ def _ncl_load_window(s: _Src, ind: int, V: int, packed: str | None, groups: int,
     on its own (for tensors too small to give each thread whole groups, where the split would go
     through shared memory)."""
     zero = masked if zero is None else zero
-    W = _words(V, packed)
-    shape = f"(BLOCK_C, {gdim}" + ", 2" * (W.bit_length() - 1) + ")"
+    W, U = _words(V, packed), _unit(V, packed)
+    shape = f"(BLOCK_C, {gdim}" + ", 2" * (U.bit_length() - 1) + ")"
     other = "0" if packed else "0.0"
     names = []
     if zero:
@@ -336,19 +342,23 @@ def _ncl_load_window(s: _Src, ind: int, V: int, packed: str | None, groups: int,
                 _zero_outside(s, ind, elems, q * V, prefix, limit)
             names.append(elems)
             continue
-        off = f"{gofs} + vw + {q * W}"
-        if masked:
-            gs = f"{gofs} + {q * W}" + ("" if aligned else " + vw")
-            s(ind, f"gm{prefix} = ({gs} >= 0) & ({gs} < {total})")
-            s(ind, f"X{prefix} = tl.load({ptr} + ({off}), mask=gm{prefix}, other={other})")
-        else:
-            s(ind, f"X{prefix} = tl.load({ptr} + ({off}))")
-        if not packed:
-            s(ind, f"X{prefix} = X{prefix}.to(tl.float32)")
-        s(ind, f"{prefix}{q} = tl.reshape(X{prefix}, {shape})")
-        stmts, parts = _split_names(f"{prefix}{q}", W)
-        for st in stmts:
-            s(ind, st)
+        parts = []
+        for h in range(W // U):  # the group's vectors
+            name = f"{prefix}{q}" + (f"h{h}" if W > U else "")
+            off = f"{gofs} + vw + {q * W + h * U}"
+            if masked:
+                gs = f"{gofs} + {q * W}" + ("" if aligned else f" + vw + {h * U}")
+                s(ind, f"gm{prefix} = ({gs} >= 0) & ({gs} < {total})")
+                s(ind, f"X{prefix} = tl.load({ptr} + ({off}), mask=gm{prefix}, other={other})")
+            else:
+                s(ind, f"X{prefix} = tl.load({ptr} + ({off}))")
+            if not packed:
+                s(ind, f"X{prefix} = X{prefix}.to(tl.float32)")
+            s(ind, f"{name} = tl.reshape(X{prefix}, {shape})")
+            stmts, unit_names = _split_names(name, U)
+            for st in stmts:
+                s(ind, st)
+            parts += unit_names
         elems = _unpack_all(s, ind, parts, packed)
         if zero:
             _zero_outside(s, ind, elems, q * V, prefix, limit)
@@ -440,20 +450,23 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
             for v in range(W):
                 s(ind, f"p{v} = {_pack(outs[2 * v], outs[2 * v + 1], packed)}")
             outs = [f"p{v}" for v in range(W)]
-        s(ind, f"Y = tl.reshape({_join_expr(outs)}, (BLOCK_C, G, {W}))")
-        s(ind, "Y = Y.to(yw_ptr.dtype.element_ty)")
-        s(ind, "yoff = ya[:, None, None] + goff + vw")
-        if not masked:
-            s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3)")
-        elif split:  # inner groups only: the edge program stores the others
+        if masked and split:
             s(ind, f"gp = l0[:, None] + (jj * {V})[None, :]")
             s(ind, f"inner = {inner}")
-            s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3 & inner[:, :, None])")
-        elif anchor_y:  # whole groups; the element stores above took the partial ones
-            s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3 & whole[:, :, None])")
-        else:
-            s(ind, "lpos = l0[:, None, None] + goff + vw")
-            s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3 & (lpos.to(tl.uint32, bitcast=True) < L_out))")
+        U = _unit(V, packed)
+        for h in range(W // U):  # one vector store per U units
+            s(ind, f"Y = tl.reshape({_join_expr(outs[h * U:(h + 1) * U])}, (BLOCK_C, G, {U}))")
+            s(ind, "Y = Y.to(yw_ptr.dtype.element_ty)")
+            s(ind, f"yoff = ya[:, None, None] + goff + vw + {h * U}")
+            if not masked:
+                s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3)")
+            elif split:  # inner groups only: the edge program stores the others
+                s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3 & inner[:, :, None])")
+            elif anchor_y:  # whole groups; the element stores above took the partial ones
+                s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3 & whole[:, :, None])")
+            else:
+                s(ind, f"lpos = l0[:, None, None] + goff + vw + {h * U}")
+                s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3 & (lpos.to(tl.uint32, bitcast=True) < L_out))")
 
     def edge(ind: int) -> None:
         # names differ from the tile branch's: Triton wants one type per name across branches
@@ -489,7 +502,7 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
     s(1, "rm3 = rm2[:, :, None]")
     s(1, "rows = tl.minimum(rows, C - 1)")
     s(1, "jj = tl.arange(0, G)")
-    s(1, f"vw = tl.arange(0, {W})[None, None, :]")
+    s(1, f"vw = tl.arange(0, {_unit(V, packed)})[None, None, :]")
     s(1, "lo = tl.maximum(padding, 0)")
     _ncl_weights(s, 1, K, flip)
     s(1, "for n in range(tl.program_id(2), N, tl.num_programs(2)):")
@@ -533,7 +546,7 @@ def ncl_grad_w_source(K: int, V: int, S: int, anchor_y: bool, packed: str | None
     s(1, "rmask = rows < C")
     s(1, "rows = tl.minimum(rows, C - 1)")
     s(1, "jj = tl.arange(0, G)")
-    s(1, f"vw = tl.arange(0, {_words(V, packed)})[None, None, :]")
+    s(1, f"vw = tl.arange(0, {_unit(V, packed)})[None, None, :]")
     for k in range(K + 1):
         s(1, f"a{k} = tl.zeros((BLOCK_C, G), dtype=tl.float32)")
     s(1, "for it in range(pid_s, n_items, n_split):")

@@ -774,7 +774,7 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
 
         def prepare(block_c, G, warps, V, nb, split):
             kind = packed if V == 8 else None
-            if V == 8 and kind is None:  # tuned on packable data, called on data that is not
+            if V == 8 and kind is None and dtype.itemsize == 2:  # tuned on packable data, called on data that is not
                 V = NCL_V
             anchor_y, S, m_max = _ncl_anchor(L_in, L_out, padding, V)
             split = split and anchor_y
@@ -811,14 +811,24 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
     def launch(*plan):
         prepare(*plan)(x, w, bias, y)
 
-    Vs = _ncl_widths(packed) if layout == "ncl" else ()
+    Vs = _ncl_widths(packed, dtype.itemsize, _ncl_fits(N, C, L_in, L_out, 8)) if layout == "ncl" else ()
     return (lambda: _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, _sm_count(x.device)),
             launch, prepare)
 
 
-def _ncl_widths(packed: str | None) -> tuple[int, ...]:
-    """Group widths to tune over: packed 8-element word groups where the data allows, and 4."""
-    return (8, NCL_V) if packed else (NCL_V,)
+# The interpreter runs fp32 (N, C, L) on 4-element groups unless a test asks for 8.
+INTERPRETER_FP32_V8 = False
+
+
+def _ncl_widths(packed: str | None, itemsize: int, fits8: bool) -> tuple[int, ...]:
+    """Group widths to tune over: packed 8-element word groups where the data allows; in fp32,
+    8 elements (two 16-byte vectors a thread: 3 loads per 8 outputs at K = 11 instead of 5 per
+    4) where the tensors are whole 8-element groups; and 4."""
+    if packed:
+        return (8, NCL_V)
+    if itemsize == 4 and fits8 and (INTERPRETER_FP32_V8 or not interpreting()):
+        return (8, NCL_V)
+    return (NCL_V,)
 
 
 # The interpreter runs one candidate (nothing to time on the CPU): in (N, C, L) the tile kernel
@@ -903,7 +913,7 @@ def _gen_grad_w(g: Geometry, x, gy, w_dtype):
               if g.layout == "ncl" and gy.data_ptr() % 4 == 0 else None)
 
     def cands_fn():
-        return _gen_grad_w_plans(g, _ncl_widths(packed))
+        return _gen_grad_w_plans(g, _ncl_widths(packed, g.dtype.itemsize, _ncl_fits(g.N, C, g.L_in, g.L_out, 8)))
 
     def split(n_items: int, n_cb: int, spf: int) -> int:
         return max(1, min(n_items, cdiv(spf * sms, n_cb)))
@@ -912,7 +922,7 @@ def _gen_grad_w(g: Geometry, x, gy, w_dtype):
         if g.layout == "ncl":
             block_c, G, warps, spf, V = plan
             kind = packed if V == 8 else None
-            if V == 8 and kind is None:
+            if V == 8 and kind is None and g.dtype.itemsize == 2:
                 V = NCL_V
             anchor_y, S, m_max = _ncl_anchor(g.L_in, g.L_out, g.padding, V)
             kern = _gen_kernel("ncl_w", K, V, S, anchor_y, kind)

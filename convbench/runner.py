@@ -271,7 +271,8 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
             timer = make_timer(device, job.measure)
             nb = next(iter(rows.values())).get("bytes")
             if torch.device(device).type in SAME_SIZE_COPY_DEVICES and nb:
-                fns[SAME_SIZE_COPY] = same_size_copy(nb, device)
+                for how in SAME_SIZE_COPIES:
+                    fns[SAME_SIZE_COPY + how] = same_size_copy(nb, device, how)
             try:
                 measured = measure_interleaved(fns, timer, job.measure)
             except Exception as exc:  # one impl failing mid-measurement: measure alone to isolate
@@ -289,9 +290,11 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
                         _release(device)
             clock = env.sm_clock(device)
             copy_gbps = (job.ceilings or {}).get("copy_gbps")
-            fns.pop(SAME_SIZE_COPY, None)
-            copy_m = measured.pop(SAME_SIZE_COPY, None)
-            copy_ms = copy_m.summary.median_ms if copy_m is not None else None
+            copies = [measured.pop(SAME_SIZE_COPY + how, None) for how in SAME_SIZE_COPIES]
+            for how in SAME_SIZE_COPIES:
+                fns.pop(SAME_SIZE_COPY + how, None)
+            copies = [m.summary.median_ms for m in copies if m is not None]
+            copy_ms = min(copies) if copies else None
             for name, m in measured.items():
                 s = m.summary
                 r = rows[name]
@@ -321,21 +324,27 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
     return list(rows.values())
 
 
-# The measured floor of a case at its own size: a device copy moving the case's bytes (half read,
-# half written), measured in the same interleaved rounds and under the same timer (cold L2, event
-# overhead, clocks) as the implementations. pct_peak_bw divides by the bandwidth of a 1 GiB copy,
-# which a copy of a few MB does not reach under per-call event timing (results/h100/timer_check.md:
-# events around a ~3 us kernel add ~3 us), so small cases cannot get near 100 % of it.
+# The measured floor of a case at its own size: the faster of two device copies moving the case's
+# bytes (half read, half written), measured in the same interleaved rounds and under the same
+# timer (cold L2, event overhead, clocks) as the implementations. pct_peak_bw divides by the
+# bandwidth of a 1 GiB copy, which a copy of a few MB does not reach under per-call event timing
+# (results/h100/timer_check.md: events around a ~3 us kernel add ~3 us). Two copies because
+# tensor.copy_ (a memcpy) ran slower than some depthwise kernels at 5-10 MB on the H100
+# (session 6); an elementwise kernel is the other way to move bytes that torch has.
 SAME_SIZE_COPY = "__same_size_copy__"
+SAME_SIZE_COPIES = ("copy_", "add")
 SAME_SIZE_COPY_DEVICES = ("cuda",)  # on a CPU the floor is not the product's question
 
 
-def same_size_copy(n_bytes: int, device: str):
+def same_size_copy(n_bytes: int, device: str, how: str = "copy_"):
     src = torch.zeros(max(1, n_bytes // 8), dtype=torch.float32, device=device)
     dst = torch.empty_like(src)
 
     def copy():
-        dst.copy_(src)
+        if how == "copy_":
+            dst.copy_(src)
+        else:  # an elementwise kernel: read src, write dst
+            torch.add(src, 0.0, out=dst)
     copy.buffers = (src, dst)  # type: ignore[attr-defined]
     return copy
 

@@ -265,7 +265,10 @@ def test_same_size_copy_is_timed_alongside_and_never_a_row(monkeypatch):
 
 def test_same_size_copy_moves_the_case_bytes():
     from convbench.runner import same_size_copy
-    copy = same_size_copy(8000, "cpu")
-    src, dst = copy.buffers
-    copy()
-    assert {src.numel() * src.element_size(), dst.numel() * dst.element_size()} == {4000}
+    for how in ("copy_", "add"):
+        copy = same_size_copy(8000, "cpu", how)
+        src, dst = copy.buffers
+        src.fill_(3.0)
+        copy()
+        assert {src.numel() * src.element_size(), dst.numel() * dst.element_size()} == {4000}
+        assert bool((dst == 3.0).all())

@@ -32,20 +32,13 @@ GEN_CASES = {
     # rows shorter than a group: the first group is also the last
     "packed_rows_shorter_than_group": (_case(N=2, C=4, L=6, K=3), "bfloat16"),
     "packed_length_1_K7": (_case(N=8, C=1, L=1, K=7), "float16"),
-    # whole 16-element groups: the packed kernels also run 16-element (8-word) groups
-    "packed16_bf16_odd_rows": (_case(N=2, C=8, L=209, K=9), "bfloat16"),
-    "packed16_length_1_K7": (_case(N=16, C=1, L=1, K=7), "float16"),
     # N*C*L a multiple of 4 but not 8: 16-bit data stays on 4-element groups
     "unpacked_16bit": (_case(N=1, C=4, L=201, K=5), "bfloat16"),
 }
 
 # which of GEN_CASES take the packed 16-bit kernels in (N, C, L)
 PACKED_CASES = {"anchor_y_S0", "K31", "packed_bf16_odd_rows", "packed_fp16_odd_rows",
-                "packed_rows_shorter_than_group", "packed_length_1_K7", "packed16_bf16_odd_rows",
-                "packed16_length_1_K7"}
-
-# packed 16-bit in 16-element groups (8 words, two vectors a thread)
-PACKED_V16_CASES = ["anchor_y_S0", "K31", "packed16_bf16_odd_rows", "packed16_length_1_K7"]
+                "packed_rows_shorter_than_group", "packed_length_1_K7"}
 
 
 # fp32 (N, C, L) in 8-element groups (two vectors a thread): S = 3, 1 and 0, K = 31, K = 1,
@@ -60,9 +53,7 @@ NOSPLIT_CASES = ["anchor_y_S3", "packed_bf16_odd_rows", "packed_rows_shorter_tha
 @pytest.mark.parametrize("name,layout", [(n, lay) for n in GEN_CASES for lay in ("ncl", "nlc", "nlc_roll")]
                          + [(n, "ncl_nosplit") for n in NOSPLIT_CASES]
                          + [(n, "ncl_fp32_v8") for n in FP32_V8_CASES]
-                         + [(n, "ncl_fp32_v8_nosplit") for n in FP32_V8_CASES]
-                         + [(n, "ncl_v16") for n in PACKED_V16_CASES]
-                         + [(n, "ncl_v16_nosplit") for n in PACKED_V16_CASES])
+                         + [(n, "ncl_fp32_v8_nosplit") for n in FP32_V8_CASES])
 def test_generated_kernels_match_float64(name, layout, monkeypatch):
     """ncl: with the edge program (inner tiles store whole groups) and without it (edge tiles
     zero their windows and store with element masks): the tuner picks between the two. nlc: the
@@ -73,8 +64,7 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
     if layout.startswith("ncl"):
         monkeypatch.setattr(td, "INTERPRETER_NCL", "nosplit" if layout.endswith("nosplit") else "split")
         monkeypatch.setattr(td, "INTERPRETER_FP32_V8", "fp32_v8" in layout)
-        monkeypatch.setattr(td, "INTERPRETER_PACKED_V16", "v16" in layout)
-        wide = 8 if "fp32_v8" in layout else 16 if "v16" in layout else 0
+        wide = "fp32_v8" in layout
         layout = "ncl"
     else:
         monkeypatch.setattr(td, "INTERPRETER_NLC", "roll" if layout == "nlc_roll" else "tile")
@@ -87,9 +77,9 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
         packed = td._ncl_packed(inp.x.dtype, g.N, g.C_in, g.L_in, g.L_out, g.padding, inp.x)
         assert (packed is not None) == (name in PACKED_CASES), f"{name}: packed={packed}"
     _check(p, dtype, layout, grads=True)
-    if layout == "ncl" and wide:  # the wide groups ran (forward, grad_x, grad_w)
-        assert td._PLANS[("fwd_any", g)][4] == wide, td._PLANS[("fwd_any", g)]
-        assert td._PLANS[("gen_w", g)][-1] == wide, td._PLANS[("gen_w", g)]
+    if layout == "ncl" and wide:  # the 8-element fp32 groups ran (forward, grad_x, grad_w)
+        assert td._PLANS[("fwd_any", g)][4] == 8, td._PLANS[("fwd_any", g)]
+        assert td._PLANS[("gen_w", g)][-1] == 8, td._PLANS[("gen_w", g)]
     if layout == "nlc":  # the variant asked for is the one that ran (forward and grad_x)
         seg = td._PLANS[("fwd_any", g)][-1]
         assert (seg > 0) == (td.INTERPRETER_NLC == "roll"), td._PLANS[("fwd_any", g)]
@@ -153,8 +143,7 @@ def test_ncl_window_loads_and_stores_are_vectors():
 
     cases = [(9, 4, None, True, 4), (11, 5, None, True, 4), (5, 2, None, True, 4), (9, 4, "bf16", True, 8),
              (31, 15, "fp16", True, 8), (11, 5, None, False, 4), (9, 4, "bf16", False, 8),
-             (11, 5, None, False, 8), (11, 5, None, True, 8), (9, 4, "bf16", False, 16),
-             (11, 5, "fp16", True, 16)]
+             (11, 5, None, False, 8), (11, 5, None, True, 8)]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run([sys.executable, "-c", _PTX_SCRIPT, json.dumps(cases)], env=env,
                           capture_output=True, text=True, timeout=600)

@@ -426,7 +426,7 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
     element stores. Without it, edge tiles zero their windows and store with element masks
     (short rows, where the edge groups are a large share, can be faster so)."""
     if packed:
-        assert anchor_y and V in (8, 16), "packed 16-bit groups need rows aligned to y and V = 8 or 16"
+        assert anchor_y and V == 8, "packed 16-bit groups need rows aligned to y and V = 8"
     split = split and anchor_y
     W = _words(V, packed)
     Q1 = ncl_window(K, V, S)
@@ -523,7 +523,7 @@ def ncl_grad_w_source(K: int, V: int, S: int, anchor_y: bool, packed: str | None
     p[s, K, row] = the sum of gy (bias). x_ptr and gy_ptr are read in group units (see
     ncl_forward_source)."""
     if packed:
-        assert anchor_y and V in (8, 16), "packed 16-bit groups need rows aligned to y and V = 8 or 16"
+        assert anchor_y and V == 8, "packed 16-bit groups need rows aligned to y and V = 8"
     Q1 = ncl_window(K, V, S)
 
     def body(ind: int, masked: bool) -> None:

@@ -773,8 +773,8 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
         packed = _ncl_packed(dtype, N, C, L_in, L_out, padding, x)
 
         def prepare(block_c, G, warps, V, nb, split):
-            kind = packed if V >= 8 and dtype.itemsize == 2 else None
-            if V >= 8 and kind is None and dtype.itemsize == 2:  # tuned on packable data, called on data that is not
+            kind = packed if V == 8 else None
+            if V == 8 and kind is None and dtype.itemsize == 2:  # tuned on packable data, called on data that is not
                 V = NCL_V
             anchor_y, S, m_max = _ncl_anchor(L_in, L_out, padding, V)
             split = split and anchor_y
@@ -811,27 +811,22 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
     def launch(*plan):
         prepare(*plan)(x, w, bias, y)
 
-    Vs = _ncl_widths(packed, dtype.itemsize, N, C, L_in, L_out, padding) if layout == "ncl" else ()
+    Vs = _ncl_widths(packed, dtype.itemsize, _ncl_fits(N, C, L_in, L_out, 8)) if layout == "ncl" else ()
     return (lambda: _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, _sm_count(x.device)),
             launch, prepare)
 
 
-# The interpreter runs fp32 (N, C, L) on 4-element groups and packed 16-bit on 8-element groups
-# unless a test asks for the wider groups.
+# The interpreter runs fp32 (N, C, L) on 4-element groups unless a test asks for 8.
 INTERPRETER_FP32_V8 = False
-INTERPRETER_PACKED_V16 = False
 
 
-def _ncl_widths(packed: str | None, itemsize: int, N: int, C: int, L_in: int, L_out: int,
-                padding: int) -> tuple[int, ...]:
-    """Group widths to tune over. Packed 16-bit: 16 elements (8 words, two 16-byte vectors a
-    thread) where rows align to y on 16 and the tensors are whole 16-element groups, then 8. fp32:
-    8 elements (two vectors a thread: 3 loads per 8 outputs at K = 11 instead of 5 per 4) where
-    the tensors are whole 8-element groups. Then 4."""
+def _ncl_widths(packed: str | None, itemsize: int, fits8: bool) -> tuple[int, ...]:
+    """Group widths to tune over: packed 8-element word groups where the data allows; in fp32,
+    8 elements (two 16-byte vectors a thread: 3 loads per 8 outputs at K = 11 instead of 5 per
+    4) where the tensors are whole 8-element groups; and 4."""
     if packed:
-        wide = _ncl_anchor(L_in, L_out, padding, 16)[0] and _ncl_fits(N, C, L_in, L_out, 16)
-        return (16, 8, NCL_V) if wide and (INTERPRETER_PACKED_V16 or not interpreting()) else (8, NCL_V)
-    if itemsize == 4 and _ncl_fits(N, C, L_in, L_out, 8) and (INTERPRETER_FP32_V8 or not interpreting()):
+        return (8, NCL_V)
+    if itemsize == 4 and fits8 and (INTERPRETER_FP32_V8 or not interpreting()):
         return (8, NCL_V)
     return (NCL_V,)
 
@@ -918,7 +913,7 @@ def _gen_grad_w(g: Geometry, x, gy, w_dtype):
               if g.layout == "ncl" and gy.data_ptr() % 4 == 0 else None)
 
     def cands_fn():
-        return _gen_grad_w_plans(g, _ncl_widths(packed, g.dtype.itemsize, g.N, C, g.L_in, g.L_out, g.padding))
+        return _gen_grad_w_plans(g, _ncl_widths(packed, g.dtype.itemsize, _ncl_fits(g.N, C, g.L_in, g.L_out, 8)))
 
     def split(n_items: int, n_cb: int, spf: int) -> int:
         return max(1, min(n_items, cdiv(spf * sms, n_cb)))
@@ -926,8 +921,8 @@ def _gen_grad_w(g: Geometry, x, gy, w_dtype):
     def prepare(*plan):
         if g.layout == "ncl":
             block_c, G, warps, spf, V = plan
-            kind = packed if V >= 8 and g.dtype.itemsize == 2 else None
-            if V >= 8 and kind is None and g.dtype.itemsize == 2:
+            kind = packed if V == 8 else None
+            if V == 8 and kind is None and g.dtype.itemsize == 2:
                 V = NCL_V
             anchor_y, S, m_max = _ncl_anchor(g.L_in, g.L_out, g.padding, V)
             kern = _gen_kernel("ncl_w", K, V, S, anchor_y, kind)

@@ -97,6 +97,21 @@ def _nlc_x_rows(s: _Src, ind: int, rows: int) -> None:
                " other=0.0).to(tl.float32)")
 
 
+def _nlc_fwd_prologue(s: _Src, K: int, flip: bool) -> None:
+    """The program's channels, batch item, row bases, K weights and bias (grid axes 1 and 2)."""
+    s(1, "offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)")
+    s(1, "n = tl.program_id(2).to(tl.int64)")
+    s(1, "cm = offs_c < C")
+    s(1, "xb = x_ptr + n * L_in * C + offs_c")
+    s(1, "yb = y_ptr + n * L_out * C + offs_c")
+    for k in range(K):
+        s(1, f"w{k} = tl.load(w_ptr + offs_c * {K} + {_wk(k, K, flip)}, mask=cm, other=0.0).to(tl.float32)")
+    s(1, "if HAS_BIAS:")
+    s(2, "bias = tl.load(b_ptr + offs_c, mask=cm, other=0.0).to(tl.float32)")
+    s(1, "else:")
+    s(2, "bias = tl.zeros((BLOCK_C,), dtype=tl.float32)")
+
+
 def nlc_forward_source(K: int, R: int, flip: bool) -> str:
     """y[n, l0 + r, c] = sum_k w[c, k'] * x[n, l0 + r - padding + k, c] (+ b[c]), r < R."""
     s = _Src()
@@ -104,18 +119,8 @@ def nlc_forward_source(K: int, R: int, flip: bool) -> str:
     s(0, "def kernel(x_ptr, w_ptr, b_ptr, y_ptr, C, L_in, L_out, padding,")
     s(0, "           HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr):")
     s(1, f"l0 = tl.program_id(0) * {R}")
-    s(1, "offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)")
-    s(1, "n = tl.program_id(2).to(tl.int64)")
-    s(1, "cm = offs_c < C")
-    s(1, "xb = x_ptr + n * L_in * C + offs_c")
-    s(1, "yb = y_ptr + n * L_out * C + offs_c")
+    _nlc_fwd_prologue(s, K, flip)
     s(1, "p0 = l0 - padding")
-    for k in range(K):
-        s(1, f"w{k} = tl.load(w_ptr + offs_c * {K} + {_wk(k, K, flip)}, mask=cm, other=0.0).to(tl.float32)")
-    s(1, "if HAS_BIAS:")
-    s(2, "bias = tl.load(b_ptr + offs_c, mask=cm, other=0.0).to(tl.float32)")
-    s(1, "else:")
-    s(2, "bias = tl.zeros((BLOCK_C,), dtype=tl.float32)")
     _nlc_x_rows(s, 1, R + K - 1)
     for r in range(R):
         terms = " + ".join(f"x{r + k} * w{k}" for k in range(K))
@@ -135,17 +140,7 @@ def nlc_forward_roll_source(K: int, R: int, flip: bool) -> str:
     s(0, "           HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr):")
     s(1, "l_begin = tl.program_id(0) * seg")
     s(1, "l_end = tl.minimum(l_begin + seg, L_out)")
-    s(1, "offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)")
-    s(1, "n = tl.program_id(2).to(tl.int64)")
-    s(1, "cm = offs_c < C")
-    s(1, "xb = x_ptr + n * L_in * C + offs_c")
-    s(1, "yb = y_ptr + n * L_out * C + offs_c")
-    for k in range(K):
-        s(1, f"w{k} = tl.load(w_ptr + offs_c * {K} + {_wk(k, K, flip)}, mask=cm, other=0.0).to(tl.float32)")
-    s(1, "if HAS_BIAS:")
-    s(2, "bias = tl.load(b_ptr + offs_c, mask=cm, other=0.0).to(tl.float32)")
-    s(1, "else:")
-    s(2, "bias = tl.zeros((BLOCK_C,), dtype=tl.float32)")
+    _nlc_fwd_prologue(s, K, flip)
 
     def row(name: str, ind: int, pos: str) -> None:
         s(ind, f"{name} = tl.load(xb + ({pos}) * C, mask={_rowmask('cm', f'({pos} >= 0) & ({pos} < L_in)')},"

@@ -457,7 +457,7 @@ def measurements_display(df: pd.DataFrame) -> pd.DataFrame:
         "TFLOP/s": [_fmt(v, ".3g") for v in df["tflops"]],
         "GB/s": [_fmt(v, ".4g") for v in df["gbps"]],
         "% peak bw": [_fmt(v, ".0f") for v in df["pct_peak_bw"]],
-        "% same-size copy": [_fmt(v, ".0f") for v in df.get("pct_same_size_copy", pd.Series([None] * len(df), index=df.index))],
+        "% same-size copy": [_fmt(v, ".0f") for v in df["pct_same_size_copy"]],
         "peak MiB": [_fmt(v / 2**20 if v is not None and not pd.isna(v) else v, ".1f") for v in df["peak_mem_bytes"]],
         "max rel err": [_fmt(v, ".1e") for v in df["max_rel_err"]],
         "backend": df["backend"].fillna("-").astype(str),

@@ -269,13 +269,14 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
         if fns:
             emit(("impl", ",".join(fns), "measure"))
             timer = make_timer(device, job.measure)
-            nb = next(iter(rows.values())).get("bytes")
-            if torch.device(device).type in SAME_SIZE_COPY_DEVICES and nb:
-                for how in SAME_SIZE_COPIES:
-                    fns[SAME_SIZE_COPY + how] = same_size_copy(nb, device, how)
+            copies = {}  # the same-size copy floor, timed in the same rounds (not rows)
+            if torch.device(device).type in SAME_SIZE_COPY_DEVICES:
+                copies = {SAME_SIZE_COPY + how: same_size_copy(nbytes(case), device, how)
+                          for how in SAME_SIZE_COPIES}
             try:
-                measured = measure_interleaved(fns, timer, job.measure)
+                measured = measure_interleaved({**fns, **copies}, timer, job.measure)
             except Exception as exc:  # one impl failing mid-measurement: measure alone to isolate
+                # (without the copies: this case then has no same-size floor)
                 _check_device(device, None if len(fns) > 1 else next(iter(fns)), exc)
                 del exc
                 measured = {}
@@ -290,11 +291,9 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
                         _release(device)
             clock = env.sm_clock(device)
             copy_gbps = (job.ceilings or {}).get("copy_gbps")
-            copies = [measured.pop(SAME_SIZE_COPY + how, None) for how in SAME_SIZE_COPIES]
-            for how in SAME_SIZE_COPIES:
-                fns.pop(SAME_SIZE_COPY + how, None)
-            copies = [m.summary.median_ms for m in copies if m is not None]
-            copy_ms = min(copies) if copies else None
+            floors = [measured.pop(name).summary.median_ms for name in copies if name in measured]
+            copy_ms = min(floors) if floors else None
+            del copies  # their buffers go before the peak-memory measurements
             for name, m in measured.items():
                 s = m.summary
                 r = rows[name]

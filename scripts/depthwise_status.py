@@ -64,7 +64,7 @@ def forward_table(run: str, newer: list[str] | None = None) -> tuple[str, pd.Dat
             r[f"{layout}_mark"] = "†" if gl[gl.impl == ours].newer.any() else ""
             r[f"{layout}_pct"] = 100 * r["floor"] / mine
             mrow = gl[gl.impl == ours].sort_values("us").iloc[0]
-            r[f"{layout}_copy"] = mrow.get("pct_same_size_copy", float("nan"))
+            r[f"{layout}_copy"] = mrow["pct_same_size_copy"]
             r[f"{layout}_x_torch"] = torch_us / mine
             r[f"{layout}_best_other"] = f"{other.impl} {other.us:.1f}"
             r[f"{layout}_vs_other"] = other.us / mine

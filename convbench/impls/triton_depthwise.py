@@ -773,9 +773,7 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
         packed = _ncl_packed(dtype, N, C, L_in, L_out, padding, x)
 
         def prepare(block_c, G, warps, V, nb, split):
-            kind = packed if V == 8 else None
-            if V == 8 and kind is None and dtype.itemsize == 2:  # tuned on packable data, called on data that is not
-                V = NCL_V
+            V, kind = _ncl_group(V, packed, dtype.itemsize)
             anchor_y, S, m_max = _ncl_anchor(L_in, L_out, padding, V)
             split = split and anchor_y
             kern = _gen_kernel("ncl_fwd", K, V, S, flip, anchor_y, kind, split)
@@ -794,15 +792,12 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
     else:
         def prepare(vpt, R, warps, seg):
             block_c, nw = _nlc_block(C, vpt, warps)
-            consts = dict(HAS_BIAS=has_bias, BLOCK_C=block_c, num_warps=nw)
-            if seg:  # rolling window over `seg` output rows per program
-                launcher = Relaunch.positional(
-                    _gen_kernel("nlc_roll", K, R, flip), (cdiv(L_out, seg), cdiv(C, block_c), N),
-                    (None, None, None, None, C, L_in, L_out, padding, seg), 4, consts)
-            else:
-                launcher = Relaunch.positional(
-                    _gen_kernel("nlc_fwd", K, R, flip), (cdiv(L_out, R), cdiv(C, block_c), N),
-                    (None, None, None, None, C, L_in, L_out, padding), 4, consts)
+            # seg > 0: the rolling window over `seg` output rows per program; else R-row tiles
+            kind, rows, extra = ("nlc_roll", seg, (seg,)) if seg else ("nlc_fwd", R, ())
+            launcher = Relaunch.positional(
+                _gen_kernel(kind, K, R, flip), (cdiv(L_out, rows), cdiv(C, block_c), N),
+                (None, None, None, None, C, L_in, L_out, padding, *extra), 4,
+                dict(HAS_BIAS=has_bias, BLOCK_C=block_c, num_warps=nw))
 
             def go(x, w, bias, y):
                 launcher(x, w, bias if has_bias else w, y)
@@ -811,7 +806,7 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
     def launch(*plan):
         prepare(*plan)(x, w, bias, y)
 
-    Vs = _ncl_widths(packed, dtype.itemsize, _ncl_fits(N, C, L_in, L_out, 8)) if layout == "ncl" else ()
+    Vs = _ncl_widths(packed, dtype.itemsize, N, C, L_in, L_out) if layout == "ncl" else ()
     return (lambda: _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, _sm_count(x.device)),
             launch, prepare)
 
@@ -820,15 +815,25 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
 INTERPRETER_FP32_V8 = False
 
 
-def _ncl_widths(packed: str | None, itemsize: int, fits8: bool) -> tuple[int, ...]:
+def _ncl_widths(packed: str | None, itemsize: int, N: int, C: int, L_in: int, L_out: int) -> tuple[int, ...]:
     """Group widths to tune over: packed 8-element word groups where the data allows; in fp32,
     8 elements (two 16-byte vectors a thread: 3 loads per 8 outputs at K = 11 instead of 5 per
     4) where the tensors are whole 8-element groups; and 4."""
     if packed:
         return (8, NCL_V)
-    if itemsize == 4 and fits8 and (INTERPRETER_FP32_V8 or not interpreting()):
+    if (itemsize == 4 and _ncl_fits(N, C, L_in, L_out, 8)
+            and (INTERPRETER_FP32_V8 or not interpreting())):
         return (8, NCL_V)
     return (NCL_V,)
+
+
+def _ncl_group(V: int, packed: str | None, itemsize: int) -> tuple[int, str | None]:
+    """(group width, packed kind) a tuned plan's V runs as: 8-element 16-bit groups are packed
+    words, and fall back to 4 elements on data that cannot be read as words (a plan tuned on
+    packable data, called on a tensor at an odd element address); fp32 runs 8 unpacked."""
+    if V == 8 and itemsize == 2:
+        return (8, packed) if packed else (NCL_V, None)
+    return V, None
 
 
 # The interpreter runs one candidate (nothing to time on the CPU): in (N, C, L) the tile kernel
@@ -913,7 +918,7 @@ def _gen_grad_w(g: Geometry, x, gy, w_dtype):
               if g.layout == "ncl" and gy.data_ptr() % 4 == 0 else None)
 
     def cands_fn():
-        return _gen_grad_w_plans(g, _ncl_widths(packed, g.dtype.itemsize, _ncl_fits(g.N, C, g.L_in, g.L_out, 8)))
+        return _gen_grad_w_plans(g, _ncl_widths(packed, g.dtype.itemsize, g.N, C, g.L_in, g.L_out))
 
     def split(n_items: int, n_cb: int, spf: int) -> int:
         return max(1, min(n_items, cdiv(spf * sms, n_cb)))
@@ -921,9 +926,7 @@ def _gen_grad_w(g: Geometry, x, gy, w_dtype):
     def prepare(*plan):
         if g.layout == "ncl":
             block_c, G, warps, spf, V = plan
-            kind = packed if V == 8 else None
-            if V == 8 and kind is None and g.dtype.itemsize == 2:
-                V = NCL_V
+            V, kind = _ncl_group(V, packed, g.dtype.itemsize)
             anchor_y, S, m_max = _ncl_anchor(g.L_in, g.L_out, g.padding, V)
             kern = _gen_kernel("ncl_w", K, V, S, anchor_y, kind)
             n_lt = cdiv(g.L_out + m_max, G * V)

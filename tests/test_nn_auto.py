@@ -122,3 +122,19 @@ def test_selection_object_and_bad_arguments(table, tmp_path):
 def test_shipped_default_table_loads():
     sel = Selection.load(cnn.Path(cnn.__file__).parent / "data" / "selection.json")
     assert sel.entries and {e["op"] for e in sel.entries} == {"depthwise", "pointwise"}
+
+
+def test_shipped_table_names_registered_impls_and_committed_runs():
+    """Every pick is an implementation of its op and layout, and every source run is in the
+    repository (scripts/make_selection.sh rebuilds the table from them)."""
+    from convbench import registry
+
+    path = cnn.Path(cnn.__file__).parent / "data" / "selection.json"
+    data = json.loads(path.read_text())
+    for e in data["entries"]:
+        impl = registry.get(e["op"], e["impl"])
+        assert impl.layout == e["layout"], e
+    root = path.parents[2]
+    for s in data["sources"]:
+        assert (root / s["run"] / "results.jsonl").is_file(), s["run"]
+    assert data["unresolved_cases"] == 0

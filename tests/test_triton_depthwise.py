@@ -171,3 +171,18 @@ def test_transpose_last2_matches_torch(shape):
     src = torch.randn(shape)
     out = triton_depthwise._transpose_last2(src)
     assert out.is_contiguous() and torch.equal(out, src.transpose(1, 2))
+
+
+def test_edge_program_stays_out_of_tuning_unless_asked(monkeypatch):
+    """The (N, C, L) tuner compiles only edge-tile plans (split=False) by default; the edge
+    program comes back with CONVBENCH_DW_EDGE_PROGRAM=1, doubling the candidates."""
+    from convbench.impls import triton_depthwise as td
+
+    monkeypatch.setattr(td, "interpreting", lambda: False)  # the GPU's candidate list
+    monkeypatch.delenv("CONVBENCH_DW_EDGE_PROGRAM", raising=False)
+    default = td._gen_conv_plans("ncl", torch.float32, 19, 1024, 517, 11, (8, 4), 132)
+    assert default and not any(p[-1] for p in default)
+    monkeypatch.setenv("CONVBENCH_DW_EDGE_PROGRAM", "1")
+    both = td._gen_conv_plans("ncl", torch.float32, 19, 1024, 517, 11, (8, 4), 132)
+    assert sorted(p for p in both if not p[-1]) == sorted(default)
+    assert len(both) == 2 * len(default)

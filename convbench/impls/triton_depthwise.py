@@ -10,6 +10,7 @@ Three kernel families, chosen per shape by a cold-L2 tuner (plans cached by geom
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 
 import torch
@@ -866,14 +867,23 @@ def _nlc_roll_plans(dtype, N: int, C: int, L_out: int, K: int, sms: int) -> list
     return plans
 
 
+def _ncl_splits() -> tuple[bool, ...]:
+    """Edge handling the (N, C, L) forward/grad_x tuner tries. Since edge tiles store their whole
+    groups as vectors, the edge program (split=True) lost all 34 forward and grad_x picks measured
+    on the H100 (session 6, notes/depthwise_kernel.md), so it is left out of tuning, which halves
+    the compiles of a new shape; CONVBENCH_DW_EDGE_PROGRAM=1 puts it back in the running (to
+    re-measure it on another GPU)."""
+    return (False, True) if os.environ.get("CONVBENCH_DW_EDGE_PROGRAM", "0") == "1" else (False,)
+
+
 def _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, sms) -> list[tuple]:
     if layout == "ncl":
         if interpreting():
             return [(4, 64 // Vs[0], 1, Vs[0], 2, INTERPRETER_NCL == "split")]
         # nb: batch items per program (each loads its rows' K weights once for all of them);
-        # split: inner tiles + an edge program, or edge tiles with masks (short rows)
+        # split: inner tiles + an edge program, or edge tiles with masks (see _ncl_splits)
         cands = [(bc, G, 4, V, nb, split) for V in Vs for bc, G in _ncl_tiles(L_out, V)
-                 for nb in ((1, 4) if N > 1 else (1,)) for split in (True, False)]
+                 for nb in ((1, 4) if N > 1 else (1,)) for split in _ncl_splits()]
     elif interpreting():
         cands = [(2, 4, 1, 8 if INTERPRETER_NLC == "roll" else 0)]
     else:

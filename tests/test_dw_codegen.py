@@ -45,24 +45,26 @@ PACKED_CASES = {"anchor_y_S0", "K31", "packed_bf16_odd_rows", "packed_fp16_odd_r
 # negative flipped padding; every tensor a whole number of 8-element groups
 FP32_V8_CASES = ["anchor_y_S3", "flip_negative_padding", "K31_fp32", "no_bias_K1"]
 
-# ncl without the edge program: the cases where its element-masked edge tiles differ most
-NOSPLIT_CASES = ["anchor_y_S3", "packed_bf16_odd_rows", "packed_rows_shorter_than_group",
-                 "packed_length_1_K7", "unpacked_16bit"]
+# ncl with the edge program (out of the GPU tuning set unless CONVBENCH_DW_EDGE_PROGRAM=1): the
+# cases where it differs most from edge tiles
+SPLIT_CASES = ["anchor_y_S3", "packed_bf16_odd_rows", "packed_rows_shorter_than_group",
+               "packed_length_1_K7", "unpacked_16bit"]
 
 
 @pytest.mark.parametrize("name,layout", [(n, lay) for n in GEN_CASES for lay in ("ncl", "nlc", "nlc_roll")]
-                         + [(n, "ncl_nosplit") for n in NOSPLIT_CASES]
+                         + [(n, "ncl_split") for n in SPLIT_CASES]
                          + [(n, "ncl_fp32_v8") for n in FP32_V8_CASES]
-                         + [(n, "ncl_fp32_v8_nosplit") for n in FP32_V8_CASES])
+                         + [(n, "ncl_fp32_v8_split") for n in FP32_V8_CASES])
 def test_generated_kernels_match_float64(name, layout, monkeypatch):
-    """ncl: with the edge program (inner tiles store whole groups) and without it (edge tiles
-    zero their windows and store with element masks): the tuner picks between the two. nlc: the
+    """ncl: without the edge program (edge tiles store whole groups as vectors, partial groups
+    element by element: what the tuner runs) and with it (inner tiles store whole groups, one
+    more program column the row edges). nlc: the
     tile kernel and the rolling window (segments of 8 rows, 4 a step, so rows of 1 to 517 end
     inside a first step, a segment or a step)."""
     monkeypatch.setattr(td, "_PLANS", {})  # plans are cached by shape, not by variant
     monkeypatch.setattr(td, "_READY", {})
     if layout.startswith("ncl"):
-        monkeypatch.setattr(td, "INTERPRETER_NCL", "nosplit" if layout.endswith("nosplit") else "split")
+        monkeypatch.setattr(td, "INTERPRETER_NCL", "split" if layout.endswith("_split") else "nosplit")
         monkeypatch.setattr(td, "INTERPRETER_FP32_V8", "fp32_v8" in layout)
         wide = "fp32_v8" in layout
         layout = "ncl"
@@ -77,6 +79,8 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
         packed = td._ncl_packed(inp.x.dtype, g.N, g.C_in, g.L_in, g.L_out, g.padding, inp.x)
         assert (packed is not None) == (name in PACKED_CASES), f"{name}: packed={packed}"
     _check(p, dtype, layout, grads=True)
+    if layout == "ncl":  # the edge handling asked for is the one that ran
+        assert td._PLANS[("fwd_any", g)][-1] == (td.INTERPRETER_NCL == "split"), td._PLANS[("fwd_any", g)]
     if layout == "ncl" and wide:  # the 8-element fp32 groups ran (forward, grad_x, grad_w)
         assert td._PLANS[("fwd_any", g)][4] == 8, td._PLANS[("fwd_any", g)]
         assert td._PLANS[("gen_w", g)][-1] == 8, td._PLANS[("gen_w", g)]

@@ -838,9 +838,10 @@ def _ncl_group(V: int, packed: str | None, itemsize: int) -> tuple[int, str | No
 
 
 # The interpreter runs one candidate (nothing to time on the CPU): in (N, C, L) the tile kernel
-# with the edge program ("split") or without it ("nosplit"); in (N, L, C) the tile kernel
-# ("tile") or the rolling window ("roll"), as the tests choose.
-INTERPRETER_NCL = "split"
+# without the edge program ("nosplit", what the GPU tuner picks: _ncl_splits) or with it
+# ("split"); in (N, L, C) the tile kernel ("tile") or the rolling window ("roll"), as the tests
+# choose.
+INTERPRETER_NCL = "nosplit"
 INTERPRETER_NLC = "tile"
 
 

@@ -194,3 +194,24 @@ def test_ready_launch_is_reused_and_keyed_by_alignment():
     run_and_check(odd, inp)
     assert len(td._READY) == 2
     td.reset_plans()
+
+
+def test_generated_kernels_are_named_for_traces_and_backend():
+    """Each generated kernel has its own name (the CUDA kernel name in profiler traces): family,
+    layout and pass, forward and grad_x apart; the attribution counts them as ours."""
+    from convbench.attribution import backend_label, classify_kernel
+
+    sources = {
+        "depthwise_ncl_gen_fwd_kernel": gen.ncl_forward_source(11, 4, 3, False, True),
+        "depthwise_ncl_gen_gx_kernel": gen.ncl_forward_source(11, 4, 3, True, True),
+        "depthwise_ncl_gen_gw_kernel": gen.ncl_grad_w_source(11, 4, 3, True),
+        "depthwise_nlc_gen_fwd_kernel": gen.nlc_forward_source(11, 16, False),
+        "depthwise_nlc_gen_gx_kernel": gen.nlc_forward_source(11, 16, True),
+        "depthwise_nlc_roll_gen_fwd_kernel": gen.nlc_forward_roll_source(31, 4, False),
+        "depthwise_nlc_gen_gw_kernel": gen.nlc_grad_w_source(11, 16),
+    }
+    for name, src in sources.items():
+        kern = gen.load(src)
+        assert (getattr(kern, "__name__", None) or kern.fn.__name__) == name
+        assert classify_kernel(name, (), triton_impl=True) == "triton"
+        assert backend_label(["triton"], [name]) == f"triton:{name}"

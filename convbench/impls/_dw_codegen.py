@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -45,8 +46,17 @@ def _cache_dir() -> Path:
     return path
 
 
-def load(source: str, name: str = "kernel"):
-    """Import generated source (content-addressed file under the cache) and return ``name``."""
+def _name(family: str, flip: bool) -> str:
+    """The generated kernel's name, which is the CUDA kernel's name in profiler traces and in the
+    rows' `backend`: depthwise_<family>_gen_{fwd,gx,gw}_kernel (gx: grad_x, the flipped forward)."""
+    return f"depthwise_{family}_gen_{'gx' if flip else 'fwd'}_kernel"
+
+
+def load(source: str, name: str | None = None):
+    """Import generated source (content-addressed file under the cache) and return ``name``, by
+    default its one top-level function."""
+    if name is None:
+        name = re.search(r"^def (\w+)\(", source, re.M).group(1)
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     mod = _MODULES.get(digest)
     if mod is None:
@@ -116,7 +126,7 @@ def nlc_forward_source(K: int, R: int, flip: bool) -> str:
     """y[n, l0 + r, c] = sum_k w[c, k'] * x[n, l0 + r - padding + k, c] (+ b[c]), r < R."""
     s = _Src()
     s(0, "@triton.jit")
-    s(0, "def kernel(x_ptr, w_ptr, b_ptr, y_ptr, C, L_in, L_out, padding,")
+    s(0, f"def {_name('nlc', flip)}(x_ptr, w_ptr, b_ptr, y_ptr, C, L_in, L_out, padding,")
     s(0, "           HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr):")
     s(1, f"l0 = tl.program_id(0) * {R}")
     _nlc_fwd_prologue(s, K, flip)
@@ -136,7 +146,7 @@ def nlc_forward_roll_source(K: int, R: int, flip: bool) -> str:
     above reads R+K-1 rows for R outputs, which at K = 31 is up to twice the input."""
     s = _Src()
     s(0, "@triton.jit")
-    s(0, "def kernel(x_ptr, w_ptr, b_ptr, y_ptr, C, L_in, L_out, padding, seg,")
+    s(0, f"def {_name('nlc_roll', flip)}(x_ptr, w_ptr, b_ptr, y_ptr, C, L_in, L_out, padding, seg,")
     s(0, "           HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr):")
     s(1, "l_begin = tl.program_id(0) * seg")
     s(1, "l_end = tl.minimum(l_begin + seg, L_out)")
@@ -168,7 +178,7 @@ def nlc_grad_w_source(K: int, R: int) -> str:
     p[s, K, c] = the sum of gy (bias)."""
     s = _Src()
     s(0, "@triton.jit")
-    s(0, "def kernel(x_ptr, gy_ptr, p_ptr, C, L_in, L_out, padding, n_lt, n_items, n_split,")
+    s(0, "def depthwise_nlc_gen_gw_kernel(x_ptr, gy_ptr, p_ptr, C, L_in, L_out, padding, n_lt, n_items, n_split,")
     s(0, "           BLOCK_C: tl.constexpr):")
     s(1, "offs_c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)")
     s(1, "pid_s = tl.program_id(1)")
@@ -488,7 +498,7 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
 
     s = _Src()
     s(0, "@triton.jit")
-    s(0, "def kernel(x_ptr, w_ptr, b_ptr, y_ptr, yw_ptr, N, C, L_in, L_out, padding, total_x,")
+    s(0, f"def {_name('ncl', flip)}(x_ptr, w_ptr, b_ptr, y_ptr, yw_ptr, N, C, L_in, L_out, padding, total_x,")
     s(0, "           HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr, G: tl.constexpr,")
     s(0, "           EDGE: tl.constexpr, EG: tl.constexpr):")
     s(1, "pid_l = tl.program_id(0)")
@@ -534,7 +544,7 @@ def ncl_grad_w_source(K: int, V: int, S: int, anchor_y: bool, packed: str | None
 
     s = _Src()
     s(0, "@triton.jit")
-    s(0, "def kernel(x_ptr, gy_ptr, p_ptr, C, L_in, L_out, padding, total_x, total_y,")
+    s(0, "def depthwise_ncl_gen_gw_kernel(x_ptr, gy_ptr, p_ptr, C, L_in, L_out, padding, total_x, total_y,")
     s(0, "           n_lt, n_items, n_split, BLOCK_C: tl.constexpr, G: tl.constexpr):")
     s(1, "rows = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)")
     s(1, "pid_s = tl.program_id(1)")

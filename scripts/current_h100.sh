@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Rebuild the selection table shipped in the package (convbench/data/selection.json), which
-# backend="auto" uses when no other table is given, from the committed H100 runs.
+# From the committed H100 runs, rebuild the selection table shipped in the package
+# (convbench/data/selection.json, what backend="auto" uses when no other table is given) and the
+# report of the current kernels (results/h100/current/report.html and report.md). Measures nothing.
 #
 # Run folders are read in order and a row measured twice (same implementation, case and device
 # name) keeps the later folder's row, so each folder below supersedes what came before it for the
@@ -12,7 +13,7 @@
 #   session5/pointwise_kernels  TMA pointwise kernels against every torch path, bf16/fp16
 #   session6/.../training     fwd and fwd_bwd on the final depthwise kernels
 #   session6/depthwise_*_triton_final  the final depthwise kernels on every shape, last word
-# Usage: bash scripts/make_selection.sh [OUT]   (default: convbench/data/selection.json)
+# Usage: bash scripts/current_h100.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 H=results/h100
@@ -27,4 +28,7 @@ RUNS=(
   "$H/session6/depthwise_nlc_triton_final"
   "$H/session6/depthwise_ncl_triton_final"
 )
-python3 -m convbench select "${RUNS[@]}" -o "${1:-convbench/data/selection.json}"
+python3 -m convbench select "${RUNS[@]}" -o convbench/data/selection.json
+mkdir -p $H/current
+python3 -m convbench report "${RUNS[@]}" -o $H/current/report.html
+python3 -m convbench report "${RUNS[@]}" -o $H/current/report.md

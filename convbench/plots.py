@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from .report import SHAPE_COLS, SIMPLICITY, shape_label  # noqa: E402
 
@@ -21,11 +22,25 @@ MAX_PANELS = 8
 _MARKERS = {"depthwise": "o", "pointwise": "s"}
 
 
+# A fixed, distinct colour per known implementation (ours in orange and green), the same in every
+# figure; other names (plugins) take one of tab20b's by a hash of the name.
+IMPL_COLORS = {
+    "torch": "#1f77b4", "torch_nlc": "#6baed6", "native": "#d62728", "cudnn": "#9467bd",
+    "cudnn_nlc": "#c5b0d5", "matmul": "#8c564b", "matmul_add": "#c49c94", "linear_nlc": "#17becf",
+    "linear_add_nlc": "#9edae5", "unfold_einsum": "#7f7f7f", "triton": "#ff7f0e",
+    "triton_nlc": "#2ca02c",
+}
+
+
 def color(impl: str):
     """A fixed colour per implementation name, the same in every figure."""
-    cmap = plt.get_cmap("tab10")
-    i = SIMPLICITY.index(impl) if impl in SIMPLICITY else zlib.crc32(impl.encode()) % 10
-    return cmap(i % 10)
+    if impl in IMPL_COLORS:
+        return IMPL_COLORS[impl]
+    return plt.get_cmap("tab20b")(zlib.crc32(impl.encode()) % 20)
+
+
+def _impl_order(impls) -> list[str]:
+    return sorted(impls, key=lambda i: (SIMPLICITY.index(i) if i in SIMPLICITY else 99, i))
 
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
@@ -49,15 +64,26 @@ def _facets(df: pd.DataFrame, x: str) -> list[str]:
     return out
 
 
+def _is_sweep(g: pd.DataFrame, x: str) -> bool:
+    """Whether a panel's rows are a sweep along x: two or more x values, every other shape column
+    fixed (padding may follow K). A line through shapes that differ in more than x would join
+    unrelated points."""
+    fixed = [c for c in SHAPE_COLS if c not in (x, "padding")]
+    return g[x].nunique() >= 2 and all(g[c].nunique() == 1 for c in fixed)
+
+
 def latency(df: pd.DataFrame, y: str = "median_ms"):
     """Latency (or any y) against the most varied shape axis, a line per implementation, a panel
-    per combination of the other varying axes."""
+    per combination of the other varying axes. Shapes that are not such sweeps (the real model
+    shapes, which differ in several axes at once) get one row per shape instead (shape_dots)."""
     ok = _ok(df)
     if ok.empty:
         return None
     x = x_axis(ok)
     facets = _facets(ok, x)
     panels = list(ok.groupby(facets, sort=True)) if facets else [((), ok)]
+    if y == "median_ms" and not all(_is_sweep(g, x) for _, g in panels):
+        return shape_dots(ok)
     shown = panels[:MAX_PANELS]
     ncol = min(len(shown), 4)
     nrow = math.ceil(len(shown) / ncol)
@@ -91,6 +117,42 @@ def latency(df: pd.DataFrame, y: str = "median_ms"):
     return fig
 
 
+def shape_dots(df: pd.DataFrame):
+    """Median latency per shape (a row each, the slowest baseline on top), a marker per
+    implementation with its 95 % CI as a bar, on a log axis: which kernel wins where, and by
+    how much, when the shapes are a set of real ones rather than a sweep."""
+    ok = _ok(df)
+    if ok.empty:
+        return None
+    ok = ok.assign(shape=[shape_label(r) for r in ok[list(SHAPE_COLS)].to_dict("records")])
+    order = ok.groupby("shape")["median_ms"].max().sort_values(ascending=False).index.tolist()
+    impls = _impl_order(ok["impl"].unique())
+    unit, scale = ("ms", 1.0) if ok["median_ms"].max() >= 1.0 else ("µs", 1e3)
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(order) + 1.4))
+    step = 0.6 / max(1, len(impls) - 1) if len(impls) > 1 else 0.0
+    for j, impl in enumerate(impls):
+        g = ok[ok["impl"] == impl].drop_duplicates("shape", keep="last").set_index("shape").reindex(order)
+        yy = np.arange(len(order)) - 0.3 + j * step
+        med = g["median_ms"].to_numpy(dtype=float) * scale
+        lo = np.clip(med - g["ci_low_ms"].to_numpy(dtype=float) * scale, 0, None)
+        hi = np.clip(g["ci_high_ms"].to_numpy(dtype=float) * scale - med, 0, None)
+        ax.errorbar(med, yy, xerr=np.nan_to_num(np.vstack([lo, hi])), fmt="o", ms=5, capsize=2,
+                    lw=1, color=color(impl), label=impl)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_yticks(range(len(order)), order, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"median latency ({unit}), 95 % CI; lower is better")
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    for k in range(1, len(order)):
+        ax.axhline(k - 0.5, color="#eeeeee", lw=0.8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig
+
+
 def speedup_heatmap(df: pd.DataFrame):
     """Speedup over the baseline: a row per shape, a column per implementation; cells that did not
     run correctly are grey and name their status."""
@@ -99,7 +161,7 @@ def speedup_heatmap(df: pd.DataFrame):
     d = df.copy()
     d["shape"] = [shape_label(r) for r in d[list(SHAPE_COLS)].to_dict("records")]
     shapes = list(dict.fromkeys(d.sort_values(list(SHAPE_COLS))["shape"]))
-    impls = sorted(d["impl"].unique(), key=lambda i: (SIMPLICITY.index(i) if i in SIMPLICITY else 99, i))
+    impls = _impl_order(d["impl"].unique())
     val = d.pivot_table(index="shape", columns="impl", values="speedup", aggfunc="first").reindex(
         index=shapes, columns=impls)
     status = d.pivot_table(index="shape", columns="impl", values="status", aggfunc="first").reindex(
@@ -132,7 +194,7 @@ def memory_bars(df: pd.DataFrame):
         return None
     ok = ok.assign(shape=[shape_label(r) for r in ok[list(SHAPE_COLS)].to_dict("records")])
     shapes = list(dict.fromkeys(ok.sort_values(list(SHAPE_COLS))["shape"]))
-    impls = sorted(ok["impl"].unique(), key=lambda i: (SIMPLICITY.index(i) if i in SIMPLICITY else 99, i))
+    impls = _impl_order(ok["impl"].unique())
     width = 0.8 / len(impls)
     fig, ax = plt.subplots(figsize=(8, 0.22 * len(shapes) * len(impls) + 1.2))
     for j, impl in enumerate(impls):

@@ -79,11 +79,20 @@ def list_cmd(device):
         t.add_column(col, overflow="fold")
     for impl in sorted(all_impls(), key=lambda i: (i.op, i.layout, not i.baseline, i.name)):
         prob = make_problem(impl.op, N=1, C_in=8, C_out=8, L=16, K=3 if impl.op == "depthwise" else 1, padding=1 if impl.op == "depthwise" else 0)
-        reasons = {impl.skip_reason(Case(prob, d, impl.layout, dev)) for d in impl.dtypes} - {None}
-        here = "yes" if len(reasons) < len(impl.dtypes) or not reasons else f"no: {next(iter(reasons))}"
+        reasons = {d: impl.skip_reason(Case(prob, d, impl.layout, dev)) for d in impl.dtypes}
+        runs = [d for d, r in reasons.items() if r is None]
+        if len(runs) == len(reasons):
+            here = "yes"
+        elif runs:
+            here = f"{','.join(runs)} only"
+        else:
+            here = f"no: {next(iter(reasons.values()))}"
         t.add_row(impl.op, impl.name, impl.layout, ",".join(impl.dtypes), ",".join(impl.modes),
                   "yes" if impl.baseline else "", here, impl.description)
-    Console().print(t)
+    out = Console()
+    if not out.is_terminal:  # a pipe or a CI log: wide rows, not 80 folded columns
+        out = Console(width=200)
+    out.print(t)
     if TRITON_IMPORT_ERROR:
         click.echo(f"Triton families not loaded: {TRITON_IMPORT_ERROR}", err=True)
 

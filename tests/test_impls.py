@@ -80,3 +80,22 @@ def test_reference_is_independent_of_torch_conv():
 def test_rel_err_rejects_nan():
     ref = torch.ones(3, dtype=torch.float64)
     assert rel_err(torch.tensor([1.0, float("nan"), 1.0]), ref) == float("inf")
+
+
+@pytest.mark.parametrize("interpret,expected", [("0", "no: Triton kernels need a CUDA GPU"), ("1", "yes")])
+def test_list_says_what_runs_here(monkeypatch, interpret, expected):
+    """`convbench list` on a CPU: Triton rows say they do not run (they once said yes, every dtype
+    having the same skip reason), unless the interpreter is on."""
+    from click.testing import CliRunner
+
+    from convbench.cli import main
+
+    monkeypatch.setenv("TRITON_INTERPRET", interpret)
+    res = CliRunner().invoke(main, ["list", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in res.output.splitlines()
+             if line.startswith("│")]
+    here = {(c[0], c[1]): c[6] for c in cells}  # columns: op name layout dtypes modes baseline here
+    triton = [v for (op, name), v in here.items() if name.startswith("triton")]
+    assert len(triton) == 4 and all(v.startswith(expected) for v in triton), here
+    assert here[("depthwise", "torch")] == "yes" and here[("pointwise", "torch")] == "yes"

@@ -1237,7 +1237,8 @@ for _layout, _name in (("ncl", "triton"), ("nlc", "triton_nlc")):
         name=_name, op="depthwise", layout=_layout, build=_builder(_layout),
         modes=("fwd", "fwd_bwd"), requires=("triton",), supports=device_reason,
         description=(
-            f"Triton tiled depthwise kernels on ({'N,C,L' if _layout == 'ncl' else 'N,L,C'}) "
-            "storage: forward, gather grad_x, two-stage grad_w"
+            f"Triton depthwise kernels on ({'N,C,L' if _layout == 'ncl' else 'N,L,C'}) storage, tuned per "
+            "shape: generated register-window kernels (stride 1, K <= 32), Toeplitz products on tensor "
+            "cores (K >= 33), tile kernels otherwise; grad_x as the flipped forward, two-stage grad_w"
         ),
     ))

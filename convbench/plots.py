@@ -64,12 +64,22 @@ def _facets(df: pd.DataFrame, x: str) -> list[str]:
     return out
 
 
+# A column that may change along with x in a sweep, one value per x value: C_out with C_in (a
+# depthwise channel sweep, a square pointwise one), and padding with anything (same padding).
+_COMPANIONS = {"C_in": ("C_out",), "C_out": ("C_in",)}
+
+
 def _is_sweep(g: pd.DataFrame, x: str) -> bool:
     """Whether a panel's rows are a sweep along x: two or more x values, every other shape column
-    fixed (padding may follow K). A line through shapes that differ in more than x would join
-    unrelated points."""
-    fixed = [c for c in SHAPE_COLS if c not in (x, "padding")]
-    return g[x].nunique() >= 2 and all(g[c].nunique() == 1 for c in fixed)
+    fixed or an allowed companion of x (_COMPANIONS, padding). A line through shapes that differ
+    in more than x would join unrelated points."""
+    def follows(c: str) -> bool:
+        return g.groupby(x)[c].nunique().max() == 1 and g.groupby(c)[x].nunique().max() == 1
+
+    others = [c for c in SHAPE_COLS if c != x]
+    return g[x].nunique() >= 2 and all(
+        g[c].nunique() == 1 or ((c == "padding" or c in _COMPANIONS.get(x, ())) and follows(c))
+        for c in others)
 
 
 def latency(df: pd.DataFrame, y: str = "median_ms"):
@@ -118,21 +128,24 @@ def latency(df: pd.DataFrame, y: str = "median_ms"):
 
 
 def shape_dots(df: pd.DataFrame):
-    """Median latency per shape (a row each, the slowest baseline on top), a marker per
-    implementation with its 95 % CI as a bar, on a log axis: which kernel wins where, and by
-    how much, when the shapes are a set of real ones rather than a sweep."""
+    """Median latency per shape (a row each, the shape with the slowest implementation on top),
+    a marker per implementation with its 95 % CI as a bar, on a log axis: which kernel wins where,
+    and by how much, when the shapes are a set of real ones rather than a sweep."""
     ok = _ok(df)
     if ok.empty:
         return None
-    ok = ok.assign(shape=[shape_label(r) for r in ok[list(SHAPE_COLS)].to_dict("records")])
+    labels = [shape_label(r) for r in ok[list(SHAPE_COLS)].to_dict("records")]
+    ok = ok.assign(shape=labels)
+    if ok.groupby(["impl", "shape"]).size().max() > 1:  # shapes that differ only in padding
+        ok = ok.assign(shape=[f"{lab} pad={p}" for lab, p in zip(labels, ok["padding"], strict=True)])
     order = ok.groupby("shape")["median_ms"].max().sort_values(ascending=False).index.tolist()
     impls = _impl_order(ok["impl"].unique())
     unit, scale = ("ms", 1.0) if ok["median_ms"].max() >= 1.0 else ("µs", 1e3)
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(order) + 1.4))
-    step = 0.6 / max(1, len(impls) - 1) if len(impls) > 1 else 0.0
+    step = 0.6 / max(1, len(impls) - 1)
     for j, impl in enumerate(impls):
         g = ok[ok["impl"] == impl].drop_duplicates("shape", keep="last").set_index("shape").reindex(order)
-        yy = np.arange(len(order)) - 0.3 + j * step
+        yy = np.arange(len(order)) + (j - (len(impls) - 1) / 2) * step
         med = g["median_ms"].to_numpy(dtype=float) * scale
         lo = np.clip(med - g["ci_low_ms"].to_numpy(dtype=float) * scale, 0, None)
         hi = np.clip(g["ci_high_ms"].to_numpy(dtype=float) * scale - med, 0, None)

@@ -47,8 +47,8 @@ FP32_V8_CASES = ["anchor_y_S3", "flip_negative_padding", "K31_fp32", "no_bias_K1
 
 # ncl with the edge program (out of the GPU tuning set unless CONVBENCH_DW_EDGE_PROGRAM=1): the
 # cases where it differs most from edge tiles
-SPLIT_CASES = ["anchor_y_S3", "packed_bf16_odd_rows", "packed_rows_shorter_than_group",
-               "packed_length_1_K7", "unpacked_16bit"]
+SPLIT_CASES = ["anchor_y_S3", "anchor_y_S0", "K31", "packed_bf16_odd_rows", "packed_fp16_odd_rows",
+               "packed_rows_shorter_than_group", "packed_length_1_K7", "unpacked_16bit"]
 
 
 @pytest.mark.parametrize("name,layout", [(n, lay) for n in GEN_CASES for lay in ("ncl", "nlc", "nlc_roll")]
@@ -79,8 +79,13 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
         packed = td._ncl_packed(inp.x.dtype, g.N, g.C_in, g.L_in, g.L_out, g.padding, inp.x)
         assert (packed is not None) == (name in PACKED_CASES), f"{name}: packed={packed}"
     _check(p, dtype, layout, grads=True)
-    if layout == "ncl":  # the edge handling asked for is the one that ran
-        assert td._PLANS[("fwd_any", g)][-1] == (td.INTERPRETER_NCL == "split"), td._PLANS[("fwd_any", g)]
+    if layout == "ncl":  # the edge handling asked for is the one that ran (the edge program
+        # runs only where rows anchor to y: prepare() takes split and anchor_y)
+        plan = td._PLANS[("fwd_any", g)]
+        V = td._ncl_group(plan[4], td._ncl_packed(inp.x.dtype, g.N, g.C_in, g.L_in, g.L_out, g.padding, inp.x),
+                          inp.x.dtype.itemsize)[0]
+        anchor_y = td._ncl_anchor(g.L_in, g.L_out, g.padding, V)[0]
+        assert (plan[-1] and anchor_y) == (td.INTERPRETER_NCL == "split"), (plan, anchor_y)
     if layout == "ncl" and wide:  # the 8-element fp32 groups ran (forward, grad_x, grad_w)
         assert td._PLANS[("fwd_any", g)][4] == 8, td._PLANS[("fwd_any", g)]
         assert td._PLANS[("gen_w", g)][-1] == 8, td._PLANS[("gen_w", g)]

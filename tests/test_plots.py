@@ -39,3 +39,18 @@ def test_sweeps_keep_latency_lines():
     fig = plots.latency(_df(rows))
     ax = fig.axes[0]
     assert ax.get_xlabel() == "L" and len(ax.get_lines()) == 2
+
+
+def test_channel_sweeps_keep_lines_and_padding_tells_shapes_apart():
+    """A depthwise channel sweep (C_out follows C_in) is a sweep; two shapes that differ only in
+    padding are two rows of the dot plot, not one."""
+    rows = [row("depthwise", impl, "ncl", median=m * C / 64, ci=0.01, C_in=C)
+            for C in (64, 128, 256) for impl, m in (("torch", 1.0), ("triton", 0.3))]
+    ax = plots.latency(_df(rows)).axes[0]
+    assert ax.get_xlabel() == "C_in" and len(ax.get_lines()) == 2
+    a = row("depthwise", "torch", "ncl", median=1.0, ci=0.01, L=517, C_in=64, K=11)
+    b = {**a, "padding": 0, "L_out": 507, "median_ms": 0.9}
+    c = row("depthwise", "torch", "ncl", median=2.0, ci=0.01, L=209, C_in=32, K=9)
+    fig = plots.shape_dots(_df([a, b, c]))
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert len(labels) == 3 and any(lab.endswith("pad=0") for lab in labels), labels

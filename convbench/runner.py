@@ -276,7 +276,6 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
             try:
                 measured = measure_interleaved({**fns, **copies}, timer, job.measure)
             except Exception as exc:  # one impl failing mid-measurement: measure alone to isolate
-                # (without the copies: this case then has no same-size floor)
                 _check_device(device, None if len(fns) > 1 else next(iter(fns)), exc)
                 del exc
                 measured = {}
@@ -288,6 +287,13 @@ def execute_case(job: Job, device: str, emit: Callable[[tuple], None] = lambda e
                         _check_device(device, name, exc2)
                         finish(name, "oom" if _is_oom(exc2) else "error", _message(exc2))
                         del exc2
+                        _release(device)
+                if copies:  # the same-size floor on its own, under the same timer
+                    try:
+                        measured.update(measure_interleaved(copies, timer, job.measure))
+                    except Exception as exc3:  # no floor for this case; the rows stand
+                        _check_device(device, None, exc3)
+                        del exc3
                         _release(device)
             clock = env.sm_clock(device)
             copy_gbps = (job.ceilings or {}).get("copy_gbps")

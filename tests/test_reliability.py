@@ -263,6 +263,38 @@ def test_same_size_copy_is_timed_alongside_and_never_a_row(monkeypatch):
     assert all("same_size_copy_ms" not in r for r in execute_case(job, "cpu"))
 
 
+def test_same_size_copy_survives_an_impl_failing_mid_measurement(monkeypatch):
+    """An implementation that passes verification and then raises while timed sends the case to
+    one-at-a-time measurement; the others' rows keep their same-size floor."""
+    import torch.nn.functional as F
+
+    import convbench.runner as runner
+    from convbench.registry import Impl, register
+
+    def build(p, inputs):
+        calls = []
+
+        def fn():
+            calls.append(1)
+            if len(calls) > 2:  # the verified first and second calls, then a failure
+                raise RuntimeError("flaky: fails once timed")
+            return F.conv1d(inputs.x, inputs.weight, inputs.bias, p.stride, p.padding, p.dilation,
+                            groups=p.groups)
+        return fn
+
+    register(Impl(name="flaky_timed", op="depthwise", layout="ncl", build=build,
+                  devices=("cpu",), modes=("fwd",), description="test-only"))
+    try:
+        monkeypatch.setattr(runner, "SAME_SIZE_COPY_DEVICES", ("cuda", "cpu"))
+        cfg = config(impls=["torch", "flaky_timed"], shapes={**SHAPES, "L": [64]})
+        (job,), _ = plan_jobs(cfg, None, set(), None)
+        rows = {r["impl"]: r for r in execute_case(job, "cpu")}
+    finally:
+        unregister("depthwise", "flaky_timed")
+    assert rows["flaky_timed"]["status"] == "error" and "fails once timed" in rows["flaky_timed"]["reason"]
+    assert rows["torch"]["status"] == "ok" and rows["torch"]["same_size_copy_ms"] > 0
+
+
 def test_same_size_copy_moves_the_case_bytes():
     from convbench.runner import same_size_copy
     for how in ("copy_", "add"):

@@ -61,12 +61,12 @@ def main():
 @click.option("--device", default="auto", show_default=True, help="Device to check support on.")
 def list_cmd(device):
     """Implementations and what each supports on this machine."""
-    from rich.console import Console
     from rich.table import Table
 
     from .config import resolve_devices
     from .impls import TRITON_IMPORT_ERROR
     from .problem import make_problem
+    from .progress import stdout_console
     from .registry import Case, all_impls
 
     try:
@@ -89,10 +89,7 @@ def list_cmd(device):
             here = f"no: {next(iter(reasons.values()))}"
         t.add_row(impl.op, impl.name, impl.layout, ",".join(impl.dtypes), ",".join(impl.modes),
                   "yes" if impl.baseline else "", here, impl.description)
-    out = Console()
-    if not out.is_terminal:  # a pipe or a CI log: wide rows, not 80 folded columns
-        out = Console(width=200)
-    out.print(t)
+    stdout_console().print(t)
     if TRITON_IMPORT_ERROR:
         click.echo(f"Triton families not loaded: {TRITON_IMPORT_ERROR}", err=True)
 
@@ -119,7 +116,7 @@ def run(config, out_dir, devices, impls, resume, shard, isolation, precision, qu
     from rich.console import Console
 
     from . import results
-    from .progress import Reporter, summary_table
+    from .progress import Reporter, stdout_console, summary_table
     from .runner import Interrupted, ResumeError, WorkerError, check_resume, run_sweep
 
     shard_t = parse_shard(shard)
@@ -160,10 +157,7 @@ def run(config, out_dir, devices, impls, resume, shard, isolation, precision, qu
         from .registry import all_impls as _all
 
         baselines = {(i.op, i.layout): i.name for i in _all() if i.baseline}
-        out = Console()
-        if not out.is_terminal:
-            out = Console(width=160)
-        out.print(summary_table(df, baselines))
+        stdout_console().print(summary_table(df, baselines))
     counts = df.status.value_counts().to_dict()
     click.echo(f"wrote {len(df)} rows to {run_dir} ({', '.join(f'{k}: {v}' for k, v in counts.items())})")
 

@@ -163,6 +163,7 @@ def compare(base, new, threshold, fmt, fail_on_noisy, impls, ops, normalize_to, 
     from rich.markup import escape
 
     from .cli import UserError
+    from .progress import stdout_console
     from .results import ResultsError
 
     try:
@@ -187,9 +188,7 @@ def compare(base, new, threshold, fmt, fail_on_noisy, impls, ops, normalize_to, 
 
     rendered = {"md": render_md, "json": render_json}.get(fmt)
     text = rendered(report) if rendered else None
-    out = Console(highlight=False)
-    if not out.is_terminal:
-        out = Console(width=200, highlight=False)
+    out = stdout_console(highlight=False)
     if out_file:
         Path(out_file).write_text(text if text is not None else _table_text(report))
         out.print(render_table(report))

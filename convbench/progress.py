@@ -15,6 +15,13 @@ from rich.progress import (
 from rich.table import Table
 
 
+def stdout_console(**kw) -> Console:
+    """A console for tables on stdout: the terminal's width, or 200 columns when piped (a file, a
+    CI log), where rich would otherwise fold every row into 80."""
+    out = Console(**kw)
+    return out if out.is_terminal else Console(width=200, **kw)
+
+
 class Reporter:
     """Shows case i of n, the implementation at work, and an ETA."""
 

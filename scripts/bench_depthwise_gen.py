@@ -62,7 +62,7 @@ def compiled_stats(out):
         K = len(re.findall(r"\bw\d+ = tl.load", src)) or len(re.findall(r"\ba\d+ = tl.zeros", src)) - 1
         V = re.search(r"vv = tl.arange\(0, (\d+)\)", src)
         V = V.group(1) if V else "-"
-        kern = getattr(mod, re.search(r"^def (\w+)\(", src, re.M).group(1))
+        kern = getattr(mod, gen.kernel_name(src))
         for dev_cache in getattr(kern, "device_caches", {}).values():
             cache = dev_cache[0] if isinstance(dev_cache, tuple) else dev_cache
             for ck in cache.values():

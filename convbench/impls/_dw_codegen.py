@@ -52,11 +52,15 @@ def _name(family: str, flip: bool) -> str:
     return f"depthwise_{family}_gen_{'gx' if flip else 'fwd'}_kernel"
 
 
+def kernel_name(source: str) -> str:
+    """The name of the one top-level function of generated source."""
+    return re.search(r"^def (\w+)\(", source, re.M).group(1)
+
+
 def load(source: str, name: str | None = None):
     """Import generated source (content-addressed file under the cache) and return ``name``, by
     default its one top-level function."""
-    if name is None:
-        name = re.search(r"^def (\w+)\(", source, re.M).group(1)
+    name = name or kernel_name(source)
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     mod = _MODULES.get(digest)
     if mod is None:

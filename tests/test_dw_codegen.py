@@ -32,18 +32,27 @@ GEN_CASES = {
     # rows shorter than a group: the first group is also the last
     "packed_rows_shorter_than_group": (_case(N=2, C=4, L=6, K=3), "bfloat16"),
     "packed_length_1_K7": (_case(N=8, C=1, L=1, K=7), "float16"),
+    # whole 16-element groups (packed 16-bit: 8 words, two vectors a group): odd rows; rows of 1
+    "packed16_bf16_odd_rows": (_case(N=2, C=8, L=209, K=9), "bfloat16"),
+    "packed16_length_1_K7": (_case(N=16, C=1, L=1, K=7), "float16"),
     # N*C*L a multiple of 4 but not 8: 16-bit data stays on 4-element groups
     "unpacked_16bit": (_case(N=1, C=4, L=201, K=5), "bfloat16"),
 }
 
 # which of GEN_CASES take the packed 16-bit kernels in (N, C, L)
 PACKED_CASES = {"anchor_y_S0", "K31", "packed_bf16_odd_rows", "packed_fp16_odd_rows",
-                "packed_rows_shorter_than_group", "packed_length_1_K7"}
+                "packed_rows_shorter_than_group", "packed_length_1_K7", "packed16_bf16_odd_rows",
+                "packed16_length_1_K7"}
 
 
 # fp32 (N, C, L) in 8-element groups (two vectors a thread): S = 3, 1 and 0, K = 31, K = 1,
 # negative flipped padding; every tensor a whole number of 8-element groups
 FP32_V8_CASES = ["anchor_y_S3", "flip_negative_padding", "K31_fp32", "no_bias_K1"]
+
+# 16-element groups (fp32: four vectors a group; packed 16-bit: two), where the first and last
+# groups' vectors that no tap reads are not loaded: S = 11, 1, 0; K = 31, 9, 7, 1; rows of 1
+V16_CASES = ["anchor_y_S3", "flip_negative_padding", "K31_fp32", "no_bias_K1", "anchor_y_S0", "K31",
+             "packed16_bf16_odd_rows", "packed16_length_1_K7"]
 
 # ncl with the edge program (out of the GPU tuning set unless CONVBENCH_DW_EDGE_PROGRAM=1): the
 # cases where it differs most from edge tiles
@@ -54,7 +63,8 @@ SPLIT_CASES = ["anchor_y_S3", "anchor_y_S0", "K31", "packed_bf16_odd_rows", "pac
 @pytest.mark.parametrize("name,layout", [(n, lay) for n in GEN_CASES for lay in ("ncl", "nlc", "nlc_roll")]
                          + [(n, "ncl_split") for n in SPLIT_CASES]
                          + [(n, "ncl_fp32_v8") for n in FP32_V8_CASES]
-                         + [(n, "ncl_fp32_v8_split") for n in FP32_V8_CASES])
+                         + [(n, "ncl_fp32_v8_split") for n in FP32_V8_CASES]
+                         + [(n, "ncl_v16") for n in V16_CASES])
 def test_generated_kernels_match_float64(name, layout, monkeypatch):
     """ncl: without the edge program (edge tiles store whole groups as vectors, partial groups
     element by element: what the tuner runs) and with it (inner tiles store whole groups, one
@@ -65,8 +75,8 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
     monkeypatch.setattr(td, "_READY", {})
     if layout.startswith("ncl"):
         monkeypatch.setattr(td, "INTERPRETER_NCL", "split" if layout.endswith("_split") else "nosplit")
-        monkeypatch.setattr(td, "INTERPRETER_FP32_V8", "fp32_v8" in layout)
-        wide = "fp32_v8" in layout
+        wide = 8 if "fp32_v8" in layout else 16 if "v16" in layout else None
+        monkeypatch.setattr(td, "INTERPRETER_NCL_V", wide)
         layout = "ncl"
     else:
         monkeypatch.setattr(td, "INTERPRETER_NLC", "roll" if layout == "nlc_roll" else "tile")
@@ -86,9 +96,9 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
                           inp.x.dtype.itemsize)[0]
         anchor_y = td._ncl_anchor(g.L_in, g.L_out, g.padding, V)[0]
         assert (plan[-1] and anchor_y) == (td.INTERPRETER_NCL == "split"), (plan, anchor_y)
-    if layout == "ncl" and wide:  # the 8-element fp32 groups ran (forward, grad_x, grad_w)
-        assert td._PLANS[("fwd_any", g)][4] == 8, td._PLANS[("fwd_any", g)]
-        assert td._PLANS[("gen_w", g)][-1] == 8, td._PLANS[("gen_w", g)]
+    if layout == "ncl" and wide:  # the wide groups ran (forward, grad_x, grad_w)
+        assert td._PLANS[("fwd_any", g)][4] == wide, td._PLANS[("fwd_any", g)]
+        assert td._PLANS[("gen_w", g)][-1] == wide, td._PLANS[("gen_w", g)]
     if layout == "nlc":  # the variant asked for is the one that ran (forward and grad_x)
         seg = td._PLANS[("fwd_any", g)][-1]
         assert (seg > 0) == (td.INTERPRETER_NLC == "roll"), td._PLANS[("fwd_any", g)]
@@ -152,7 +162,8 @@ def test_ncl_window_loads_and_stores_are_vectors():
 
     cases = [(9, 4, None, True, 4), (11, 5, None, True, 4), (5, 2, None, True, 4), (9, 4, "bf16", True, 8),
              (31, 15, "fp16", True, 8), (11, 5, None, False, 4), (9, 4, "bf16", False, 8),
-             (11, 5, None, False, 8), (11, 5, None, True, 8)]
+             (11, 5, None, False, 8), (11, 5, None, True, 8), (11, 5, None, False, 16),
+             (31, 15, None, False, 16), (9, 4, "bf16", False, 16), (11, 5, "fp16", True, 16)]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run([sys.executable, "-c", _PTX_SCRIPT, json.dumps(cases)], env=env,
                           capture_output=True, text=True, timeout=600)
@@ -166,6 +177,18 @@ def test_ncl_window_loads_and_stores_are_vectors():
         # interior tiles and edge tiles (whole groups) both store 16-byte vectors
         assert st["v4_stores"] >= 2, f"{case}: scalar stores: {st}"
         assert st["barriers"] == 0, f"{case}: shared-memory round trips: {st}"
+
+
+@pytest.mark.parametrize("K,padding,packed,V,vectors", [
+    (11, 5, None, 4, 5), (11, 5, None, 8, 6), (11, 5, None, 16, 8), (31, 15, None, 8, 10),
+    (31, 15, None, 16, 12), (11, 5, "fp16", 8, 3), (11, 5, "fp16", 16, 4), (9, 4, "bf16", 16, 4)])
+def test_ncl_window_loads_only_the_vectors_taps_read(K, padding, packed, V, vectors):
+    """A tile loads the 16-byte vectors of x that hold window elements S .. S + V + K - 2 and no
+    others: at K = 11 a 16-element group's window starts S = 11 into its first group, whose first
+    two fp32 vectors (and the last group's last two) no tap reads. Counted in the source: one load
+    per vector in interior tiles and one in edge tiles."""
+    src = gen.ncl_forward_source(K, V, (-padding) % V, False, True, packed, False)
+    assert src.count("tl.load(x_ptr") == 2 * vectors
 
 
 def test_ready_launch_is_reused_and_keyed_by_alignment():

@@ -320,7 +320,7 @@ def _ncl_x_pos(V: int, S: int) -> str:
 def _ncl_load_window(s: _Src, ind: int, V: int, packed: str | None, groups: int, masked: bool,
                      gdim: str, ptr: str, gofs: str, total: str, limit: str, pbase: str,
                      prefix: str, aligned: bool, zero: bool | None = None,
-                     scalar: bool = False) -> list[list[str]]:
+                     scalar: bool = False, need: tuple[int, int] | None = None) -> list[list[str]]:
     """Load `groups` groups of V elements of `ptr` (window group 0 of output group (row, j) at
     `gofs`, shape (BLOCK_C, gdim, 1), in ptr units) and split them into names[q][r]: element
     t = q*V + r, at row position pbase + t ((BLOCK_C, gdim)). Packed 16-bit groups are V/2 int32
@@ -329,9 +329,15 @@ def _ncl_load_window(s: _Src, ind: int, V: int, packed: str | None, groups: int,
     a multiple of the group, so a group is wholly in or out; element masks where not `aligned`)
     and, unless `zero` is False, elements outside [0, limit) are zeroed. `scalar` loads each unit
     on its own (for tensors too small to give each thread whole groups, where the split would go
-    through shared memory)."""
+    through shared memory). `need` = (first, last) window elements the caller reads: a vector
+    (or unit) with none of them is not loaded, and its element names are None."""
     zero = masked if zero is None else zero
     W, U = _words(V, packed), _unit(V, packed)
+    epu = 2 if packed else 1  # elements per memory unit
+
+    def used(t0: int, n: int) -> bool:  # any of window elements t0 .. t0 + n - 1 needed
+        return need is None or (t0 <= need[1] and t0 + n - 1 >= need[0])
+
     shape = f"(BLOCK_C, {gdim}" + ", 2" * (U.bit_length() - 1) + ")"
     other = "0" if packed else "0.0"
     names = []
@@ -342,6 +348,9 @@ def _ncl_load_window(s: _Src, ind: int, V: int, packed: str | None, groups: int,
             parts = []
             for v in range(W):
                 unit = f"{prefix}{q}_{v}"
+                if not used(q * V + v * epu, epu):
+                    parts.append(None)
+                    continue
                 off = f"{gofs} + {q * W + v}"
                 s(ind, f"{unit} = tl.load({ptr} + ({off}), mask=({off} >= 0) & ({off} < {total}), "
                        f"other={other})" + ("" if packed else ".to(tl.float32)"))
@@ -354,6 +363,9 @@ def _ncl_load_window(s: _Src, ind: int, V: int, packed: str | None, groups: int,
         parts = []
         for h in range(W // U):  # the group's vectors
             name = f"{prefix}{q}" + (f"h{h}" if W > U else "")
+            if not used(q * V + h * U * epu, U * epu):
+                parts += [None] * U
+                continue
             off = f"{gofs} + vw + {q * W + h * U}"
             if masked:
                 gs = f"{gofs} + {q * W}" + ("" if aligned else f" + vw + {h * U}")
@@ -379,8 +391,11 @@ def _unpack_all(s: _Src, ind: int, parts: list[str], packed: str | None) -> list
     """Element names of a group's units (the units themselves unless packed)."""
     if not packed:
         return parts
-    elems = []
+    elems: list[str | None] = []
     for wname in parts:
+        if wname is None:
+            elems += [None, None]
+            continue
         lo, hi = _unpack(wname, packed)
         s(ind, f"{wname}l = {lo}")
         s(ind, f"{wname}h = {hi}")
@@ -391,6 +406,8 @@ def _unpack_all(s: _Src, ind: int, parts: list[str], packed: str | None) -> list
 def _zero_outside(s: _Src, ind: int, elems: list[str], t0: int, prefix: str, limit: str) -> None:
     """Zero window elements t0 + r whose row position pb_{prefix} + t0 + r is outside [0, limit)."""
     for r, e in enumerate(elems):
+        if e is None:
+            continue
         s(ind, f"{e} = tl.where((pb_{prefix} + {t0 + r}).to(tl.uint32, bitcast=True) < {limit}, {e}, 0.0)")
 
 
@@ -435,15 +452,17 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
     element stores. Without it, edge tiles zero their windows and store with element masks
     (short rows, where the edge groups are a large share, can be faster so)."""
     if packed:
-        assert anchor_y and V == 8, "packed 16-bit groups need rows aligned to y and V = 8"
+        assert anchor_y and V in (8, 16), "packed 16-bit groups need rows aligned to y and V = 8 or 16"
     split = split and anchor_y
     W = _words(V, packed)
     Q1 = ncl_window(K, V, S)
+    need = (S, S + V + K - 2)  # the window elements output taps read
     inner = (f"(gp >= lo) & (gp + {V + K - 2} - padding < L_in) & (gp + {V} <= L_out)")
 
     def body(ind: int, masked: bool) -> None:
         e = _ncl_load_window(s, ind, V, packed, Q1, masked, "G", "x_ptr", "xa[:, None, None] + goff",
-                             "total_x", "L_in", _ncl_x_pos(V, S), "e", True, zero=masked and not split)
+                             "total_x", "L_in", _ncl_x_pos(V, S), "e", True, zero=masked and not split,
+                             need=need)
         outs = _ncl_outputs(s, ind, e, K, V, S)
         if masked and not split and anchor_y:
             # groups wholly inside the row: one vector store each (below); the row's partial
@@ -490,7 +509,7 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
         if packed:
             s(ind, "xe = xe // 2  # a multiple of the group")
         e = _ncl_load_window(s, ind, V, packed, Q1, True, "2 * EG", "x_ptr", "xe", "total_x", "L_in",
-                             f"gp - padding - {S}", "f", True, scalar=True)
+                             f"gp - padding - {S}", "f", True, scalar=True, need=need)
         # weights loaded again in this branch's layout: converting the tile branch's copies
         # would go through shared memory
         _ncl_weights(s, ind, K, flip, "v", "bf")
@@ -532,12 +551,13 @@ def ncl_grad_w_source(K: int, V: int, S: int, anchor_y: bool, packed: str | None
     p[s, K, row] = the sum of gy (bias). x_ptr and gy_ptr are read in group units (see
     ncl_forward_source)."""
     if packed:
-        assert anchor_y and V == 8, "packed 16-bit groups need rows aligned to y and V = 8"
+        assert anchor_y and V in (8, 16), "packed 16-bit groups need rows aligned to y and V = 8 or 16"
     Q1 = ncl_window(K, V, S)
+    need = (S, S + V + K - 2)
 
     def body(ind: int, masked: bool) -> None:
         e = _ncl_load_window(s, ind, V, packed, Q1, masked, "G", "x_ptr", "xa[:, None, None] + goff",
-                             "total_x", "L_in", _ncl_x_pos(V, S), "e", True)
+                             "total_x", "L_in", _ncl_x_pos(V, S), "e", True, need=need)
         g = _ncl_load_window(s, ind, V, packed, 1, masked, "G", "gy_ptr", "ya[:, None, None] + goff",
                              "total_y", "L_out", f"l0[:, None] + (jj * {V})[None, :]", "g",
                              anchor_y)[0]

@@ -807,33 +807,42 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
     def launch(*plan):
         prepare(*plan)(x, w, bias, y)
 
-    Vs = _ncl_widths(packed, dtype.itemsize, N, C, L_in, L_out) if layout == "ncl" else ()
+    Vs = _ncl_widths(packed, dtype.itemsize, N, C, L_in, L_out, padding) if layout == "ncl" else ()
     return (lambda: _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, _sm_count(x.device)),
             launch, prepare)
 
 
-# The interpreter runs fp32 (N, C, L) on 4-element groups unless a test asks for 8.
-INTERPRETER_FP32_V8 = False
+# The interpreter runs (N, C, L) on its narrowest groups (fp32: 4 elements; packed 16-bit: 8)
+# unless a test asks for a wider group width here.
+INTERPRETER_NCL_V: int | None = None
 
 
-def _ncl_widths(packed: str | None, itemsize: int, N: int, C: int, L_in: int, L_out: int) -> tuple[int, ...]:
-    """Group widths to tune over: packed 8-element word groups where the data allows; in fp32,
-    8 elements (two 16-byte vectors a thread: 3 loads per 8 outputs at K = 11 instead of 5 per
-    4) where the tensors are whole 8-element groups; and 4."""
+def _ncl_widths(packed: str | None, itemsize: int, N: int, C: int, L_in: int, L_out: int,
+                padding: int) -> tuple[int, ...]:
+    """Group widths to tune over, widest first. A wider group reads fewer window vectors per
+    output: a window of V + K - 1 elements starting S into its first group, and vectors that no
+    tap reads are not loaded. At K = 11, padding 5, fp32 loads 5 vectors per 4 outputs (V = 4),
+    6 per 8 (V = 8) and 8 per 16 (V = 16); packed 16-bit 3 per 8 and 4 per 16. Wider groups need
+    the tensors to be whole groups (and packed ones rows aligned to y on the group)."""
+    fits = {v: _ncl_fits(N, C, L_in, L_out, v) for v in (8, 16)}
     if packed:
-        return (8, NCL_V)
-    if (itemsize == 4 and _ncl_fits(N, C, L_in, L_out, 8)
-            and (INTERPRETER_FP32_V8 or not interpreting())):
-        return (8, NCL_V)
-    return (NCL_V,)
+        ws = (16, 8, NCL_V) if fits[16] and _ncl_anchor(L_in, L_out, padding, 16)[0] else (8, NCL_V)
+    elif itemsize == 4 and fits[8]:
+        ws = (16, 8, NCL_V) if fits[16] else (8, NCL_V)
+    else:
+        ws = (NCL_V,)
+    if interpreting():
+        top = INTERPRETER_NCL_V or (8 if packed else NCL_V)
+        ws = tuple(v for v in ws if v <= top)
+    return ws
 
 
 def _ncl_group(V: int, packed: str | None, itemsize: int) -> tuple[int, str | None]:
-    """(group width, packed kind) a tuned plan's V runs as: 8-element 16-bit groups are packed
-    words, and fall back to 4 elements on data that cannot be read as words (a plan tuned on
-    packable data, called on a tensor at an odd element address); fp32 runs 8 unpacked."""
-    if V == 8 and itemsize == 2:
-        return (8, packed) if packed else (NCL_V, None)
+    """(group width, packed kind) a tuned plan's V runs as: 8- and 16-element 16-bit groups are
+    packed words, and fall back to 4 elements on data that cannot be read as words (a plan tuned
+    on packable data, called on a tensor at an odd element address); fp32 runs 8 or 16 unpacked."""
+    if V >= 8 and itemsize == 2:
+        return (V, packed) if packed else (NCL_V, None)
     return V, None
 
 
@@ -929,7 +938,7 @@ def _gen_grad_w(g: Geometry, x, gy, w_dtype):
               if g.layout == "ncl" and gy.data_ptr() % 4 == 0 else None)
 
     def cands_fn():
-        return _gen_grad_w_plans(g, _ncl_widths(packed, g.dtype.itemsize, g.N, C, g.L_in, g.L_out))
+        return _gen_grad_w_plans(g, _ncl_widths(packed, g.dtype.itemsize, g.N, C, g.L_in, g.L_out, g.padding))
 
     def split(n_items: int, n_cb: int, spf: int) -> int:
         return max(1, min(n_items, cdiv(spf * sms, n_cb)))

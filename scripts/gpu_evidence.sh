@@ -4,6 +4,7 @@
 # call cut short still returns what finished.
 # Usage (GPU machine, repo root): bash scripts/gpu_evidence.sh STEP[:SECONDS]...
 # Steps: correctness sweep2 warmpw pwbench pwlaunch pointwise (issue 8) sweep training precision full timer attribution fault power gate_baseline gate
+#        flush (scripts/flush_check.py: copies after a dirty, a clean and no L2 flush)
 #        warm (compile Triton tuning candidates in parallel) warmfwd (forward candidates of WARM_SHAPES) warmncl ncl (configs/depthwise_ncl_triton.yaml) warmnlc nlc (configs/depthwise_nlc_triton.yaml) longk (configs/depthwise_long_kernel.yaml) longktrain (its fwd+bwd) dw1 dw2 (configs/depthwise_kernels.yaml
 #        in two shards) devbench (scripts/bench_depthwise_gen.py) tunefwd (its forward tuning landscape)
 #        ncu (Nsight Compute sections of tuned forward kernels; NCU_CASES=label:dtype:layout,...,
@@ -71,6 +72,7 @@ for arg in "$@"; do
           --section MemoryWorkloadAnalysis_Tables --section WarpStateStats --section Occupancy --section LaunchStats \
           --section SourceCounters --section InstructionStats --print-details all $NCU_METRICS --csv --page details python3 scripts/ncu_depthwise.py --cases "$cases" $NCU_ARGS > "$R/ncu_details.csv"
         rc=$?; grep -v '^"' "$R/ncu_details.csv" | head -20; exit $rc ;;
+      flush) OUT=$R python3 scripts/flush_check.py ;;
       timer) OUT=$R python3 scripts/timer_check.py ;;
       attribution) OUT=$R python3 scripts/gpu_attribution.py ;;
       fault) OUT=$R/fault python3 scripts/gpu_fault.py ;;

@@ -1,0 +1,81 @@
+"""What a cold-L2 flush leaves behind, measured with the simplest byte mover (GPU machine).
+
+convbench (like triton.testing.do_bench and nvbench) makes the L2 cold by zeroing a buffer of
+twice its size before each sample. That leaves the L2 full of *dirty* lines, so a timed kernel
+that brings B bytes into the L2 also writes back up to B bytes of the flush buffer: a case moving
+less than the L2 can pay up to twice its bytes. This script times `copy_` of tensors of several
+sizes as CUDA-graph replays (flush + copy, less the flush alone) after three flushes:
+
+- dirty: zero a 2x-L2 buffer (convbench's cold L2);
+- clean: the same, then read another 2x-L2 buffer (the L2 ends holding clean lines);
+- warm: no flush (source and destination may already sit in the L2).
+
+and writes $OUT/flush_check.md: each size's GB/s (bytes read + written / time) and its share of
+the 1 GiB copy's bandwidth, the ceiling convbench's byte floor divides by."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from triton.testing import do_bench_cudagraph
+
+
+def graph_us(fn) -> float:
+    return do_bench_cudagraph(fn, rep=50, return_mode="median") * 1e3
+
+
+def main() -> None:
+    dev = torch.device("cuda")
+    l2 = torch.cuda.get_device_properties(dev).L2_cache_size
+    dirty_buf = torch.empty(2 * l2 // 4, dtype=torch.int32, device=dev)
+    read_buf = torch.ones(2 * l2 // 4, dtype=torch.int32, device=dev)
+    sink = torch.empty((), dtype=torch.int64, device=dev)
+
+    def dirty():
+        dirty_buf.zero_()
+
+    def clean():
+        dirty_buf.zero_()
+        torch.sum(read_buf, out=sink)
+
+    flushes = {"dirty": dirty, "clean": clean, "warm": None}
+    base = {name: graph_us(f) for name, f in flushes.items() if f}
+
+    def copy_us(n_bytes: int, flush) -> float:
+        src = torch.randn(n_bytes // 8, device=dev)  # fp32: n_bytes moved = read + write
+        dst = torch.empty_like(src)
+        if flush is None:
+            return graph_us(lambda: dst.copy_(src))
+
+        def step():
+            flush()
+            dst.copy_(src)
+
+        return graph_us(step) - base[[k for k, v in flushes.items() if v is flush][0]]
+
+    big = 2**30
+    ceiling = big / copy_us(big, None) / 1e3  # GB/s of a 1 GiB copy (the L2 plays no part)
+    lines = [f"# L2 flush and small copies: {torch.cuda.get_device_name()}, L2 {l2 / 2**20:.0f} MiB",
+             "", f"1 GiB copy (bytes read + written): {ceiling:.0f} GB/s (the byte floor's ceiling)", "",
+             "| MB moved | dirty µs | GB/s (% of ceiling) | clean µs | GB/s (%) | warm µs | GB/s (%) |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for mb in (5, 10, 20, 27, 40, 55, 80, 110, 220, 440):
+        n = mb * 10**6
+        row = [f"{mb}"]
+        for name, f in flushes.items():
+            us = copy_us(n, f)
+            gbps = n / us / 1e3
+            row += [f"{us:.1f}", f"{gbps:.0f} ({100 * gbps / ceiling:.0f} %)"]
+        lines.append("| " + " | ".join(row) + " |")
+        print(lines[-1], flush=True)
+    lines += ["", "Flush kernels alone (µs, subtracted above): " +
+              ", ".join(f"{k} {v:.1f}" for k, v in base.items())]
+    out = os.environ.get("OUT", "/tmp")
+    with open(os.path.join(out, "flush_check.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print("\n".join(lines[:3]))
+
+
+if __name__ == "__main__":
+    main()

@@ -42,7 +42,8 @@ def main() -> None:
     flushes = {"dirty": dirty, "clean": clean, "warm": None}
     base = {name: graph_us(f) for name, f in flushes.items() if f}
 
-    def copy_us(n_bytes: int, flush) -> float:
+    def copy_us(n_bytes: int, name: str) -> float:
+        flush = flushes[name]
         src = torch.randn(n_bytes // 8, device=dev)  # fp32: n_bytes moved = read + write
         dst = torch.empty_like(src)
         if flush is None:
@@ -52,10 +53,10 @@ def main() -> None:
             flush()
             dst.copy_(src)
 
-        return graph_us(step) - base[[k for k, v in flushes.items() if v is flush][0]]
+        return graph_us(step) - base[name]
 
     big = 2**30
-    ceiling = big / copy_us(big, None) / 1e3  # GB/s of a 1 GiB copy (the L2 plays no part)
+    ceiling = big / copy_us(big, "warm") / 1e3  # GB/s of a 1 GiB copy (the L2 plays no part)
     lines = [f"# L2 flush and small copies: {torch.cuda.get_device_name()}, L2 {l2 / 2**20:.0f} MiB",
              "", f"1 GiB copy (bytes read + written): {ceiling:.0f} GB/s (the byte floor's ceiling)", "",
              "| MB moved | dirty µs | GB/s (% of ceiling) | clean µs | GB/s (%) | warm µs | GB/s (%) |",
@@ -63,8 +64,8 @@ def main() -> None:
     for mb in (5, 10, 20, 27, 40, 55, 80, 110, 220, 440):
         n = mb * 10**6
         row = [f"{mb}"]
-        for name, f in flushes.items():
-            us = copy_us(n, f)
+        for name in flushes:
+            us = copy_us(n, name)
             gbps = n / us / 1e3
             row += [f"{us:.1f}", f"{gbps:.0f} ({100 * gbps / ceiling:.0f} %)"]
         lines.append("| " + " | ".join(row) + " |")

@@ -30,14 +30,13 @@ def main() -> None:
     l2 = torch.cuda.get_device_properties(dev).L2_cache_size
     dirty_buf = torch.empty(2 * l2 // 4, dtype=torch.int32, device=dev)
     read_buf = torch.ones(2 * l2 // 4, dtype=torch.int32, device=dev)
-    sink = torch.empty((), dtype=torch.int64, device=dev)
 
     def dirty():
         dirty_buf.zero_()
 
     def clean():
         dirty_buf.zero_()
-        torch.sum(read_buf, out=sink)
+        read_buf.sum()
 
     flushes = {"dirty": dirty, "clean": clean, "warm": None}
     base = {name: graph_us(f) for name, f in flushes.items() if f}

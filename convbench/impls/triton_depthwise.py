@@ -807,7 +807,7 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
     def launch(*plan):
         prepare(*plan)(x, w, bias, y)
 
-    Vs = _ncl_widths(packed, dtype.itemsize, N, C, L_in, L_out, padding) if layout == "ncl" else ()
+    Vs = _ncl_widths(packed, dtype.itemsize, N, C, L_in, L_out, padding, K) if layout == "ncl" else ()
     return (lambda: _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, _sm_count(x.device)),
             launch, prepare)
 
@@ -817,18 +817,25 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
 INTERPRETER_NCL_V: int | None = None
 
 
+# 16-element (N, C, L) groups are tuning candidates from this K on. At K = 31 they won by 19-26 %
+# (nemo_conformer_L fp32 and fp16, H200, session 8); at K = 5-11 they lost on all five shapes
+# measured, so below it they would only add compiles (notes/depthwise_kernel.md, "Session 8").
+NCL_V16_MIN_K = 17
+
+
 def _ncl_widths(packed: str | None, itemsize: int, N: int, C: int, L_in: int, L_out: int,
-                padding: int) -> tuple[int, ...]:
+                padding: int, K: int) -> tuple[int, ...]:
     """Group widths to tune over, widest first. A wider group reads fewer window vectors per
     output: a window of V + K - 1 elements starting S into its first group, and vectors that no
-    tap reads are not loaded. At K = 11, padding 5, fp32 loads 5 vectors per 4 outputs (V = 4),
-    6 per 8 (V = 8) and 8 per 16 (V = 16); packed 16-bit 3 per 8 and 4 per 16. Wider groups need
-    the tensors to be whole groups (and packed ones rows aligned to y on the group)."""
+    tap reads are not loaded. At K = 31, padding 15, fp32 loads 10 16-byte vectors per 8 outputs
+    (V = 8) and 12 per 16 (V = 16); packed 16-bit 5 per 8 and 6 per 16. Wider groups need the
+    tensors to be whole groups (and packed ones rows aligned to y on the group)."""
     fits = {v: _ncl_fits(N, C, L_in, L_out, v) for v in (8, 16)}
+    wide = fits[16] and K >= NCL_V16_MIN_K
     if packed:
-        ws = (16, 8, NCL_V) if fits[16] and _ncl_anchor(L_in, L_out, padding, 16)[0] else (8, NCL_V)
+        ws = (16, 8, NCL_V) if wide and _ncl_anchor(L_in, L_out, padding, 16)[0] else (8, NCL_V)
     elif itemsize == 4 and fits[8]:
-        ws = (16, 8, NCL_V) if fits[16] else (8, NCL_V)
+        ws = (16, 8, NCL_V) if wide else (8, NCL_V)
     else:
         ws = (NCL_V,)
     if interpreting():
@@ -938,7 +945,7 @@ def _gen_grad_w(g: Geometry, x, gy, w_dtype):
               if g.layout == "ncl" and gy.data_ptr() % 4 == 0 else None)
 
     def cands_fn():
-        return _gen_grad_w_plans(g, _ncl_widths(packed, g.dtype.itemsize, g.N, C, g.L_in, g.L_out, g.padding))
+        return _gen_grad_w_plans(g, _ncl_widths(packed, g.dtype.itemsize, g.N, C, g.L_in, g.L_out, g.padding, g.K))
 
     def split(n_items: int, n_cb: int, spf: int) -> int:
         return max(1, min(n_items, cdiv(spf * sms, n_cb)))

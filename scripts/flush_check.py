@@ -3,7 +3,7 @@
 convbench (like triton.testing.do_bench and nvbench) makes the L2 cold by zeroing a buffer of
 twice its size before each sample. That leaves the L2 full of *dirty* lines, so a timed kernel
 that brings B bytes into the L2 also writes back up to B bytes of the flush buffer: a case moving
-less than the L2 can pay up to twice its bytes. This script times `copy_` of tensors of several
+less than the L2 can pay up to twice its bytes. This script times copies of tensors of several
 sizes (as `torch.neg(src, out=dst)`: an SM kernel; a `copy_` captured in a CUDA graph becomes a
 memcpy node that can run on a copy engine at ~2/3 of the bandwidth, which the first run of this
 script measured) as CUDA-graph replays (flush + copy, less the flush alone) after three flushes:

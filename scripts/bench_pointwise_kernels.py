@@ -51,12 +51,13 @@ class Row:
     graph_ms: float = float("nan")  # the same closure timed as CUDA-graph replays: GPU time without launch gaps
 
 
-def parse_only(value: str | None) -> set[str] | None:
+def parse_only(value: str | None) -> list[str] | None:
+    """The shape labels asked for, in the order given (the run follows it)."""
     if value is None:
         return None
-    names = {v.strip() for v in value.split(",") if v.strip()}
+    names = list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
     known = {s[0] for s in SHAPES}
-    bad = names - known
+    bad = set(names) - known
     if bad:
         raise SystemExit(f"unknown shape {sorted(bad)[0]!r}; known: {', '.join(sorted(known))}")
     return names
@@ -277,7 +278,8 @@ def main(argv=None) -> int:
         if not torch.cuda.is_available():
             raise SystemExit("no CUDA device; use --smoke for a CPU check of the script")
         device, only = "cuda", parse_only(args.only)
-        shapes = tuple(s for s in SHAPES if only is None or s[0] in only)
+        by_label = {s[0]: s for s in SHAPES}
+        shapes = SHAPES if only is None else tuple(by_label[n] for n in only)
     import triton
 
     dev_name = torch.cuda.get_device_name() if device == "cuda" else "cpu (interpreter)"

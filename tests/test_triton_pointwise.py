@@ -182,3 +182,40 @@ def test_bad_arguments_quote_the_value():
         pointwise_conv1d(x, w, None, precision="fp64")
     with pytest.raises(ValueError, match="not a 1x1 conv"):
         pointwise_conv1d(x, torch.randn(4, 8, 3), None)
+
+
+def test_tail_split_parts():
+    from convbench.impls.triton_pointwise import tail_split_parts
+
+    assert tail_split_parts(308, 132, 16) == 3  # DTTS 1024->512, 128x128 tiles: 44 last tiles in thirds
+    assert tail_split_parts(154, 132, 16) == 4  # 22 last tiles: capped at TAIL_MAX_PARTS
+    assert tail_split_parts(264, 132, 16) == 1  # whole rounds: nothing to split
+    assert tail_split_parts(44, 132, 16) == 3  # fewer tiles than SMs: all of them split
+    assert tail_split_parts(10, 132, 2) == 2  # no more parts than BLOCK_K steps
+    assert tail_split_parts(100, 132, 16) == 1  # one part per program would not fit two
+
+
+# Stream-K last rounds in the interpreter (3 "SMs"): programs_per_sm makes 6 or 12 slots, so the
+# tiles end in a partial round that is split into 2 or 3 parts along K (asserted below).
+TAIL_TILES = (TileConfig(16, 16, 16, 4, 2, programs_per_sm=2, tail_split=True),
+              TileConfig(16, 32, 16, 4, 2, group_m=2, split_epilogue=True, programs_per_sm=4, tail_split=True))
+
+
+@pytest.mark.parametrize("layout,variant,L,config", [
+    (lay, var, L, c) for lay, var, L in (("nlc", "nlc_tma", 37), ("ncl", "ncl_tma", 40), ("ncl", "ncl_tma_pad", 37))
+    for c in TAIL_TILES] + [  # L = 1: 9 tiles; on 24 slots all of them split (no whole round)
+    ("ncl", "ncl_tma_pad", 1, TileConfig(16, 16, 16, 4, 2, programs_per_sm=8, tail_split=True))], ids=str)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_tma_kernel_with_split_last_round(config, layout, variant, L, dtype):
+    """The last round's tiles are summed from their K parts (bias once), and the arrival counts
+    reset: a second launch on the same buffers is right too."""
+    from convbench.impls.triton_pointwise import tail_split_parts
+
+    C_in = 40 if layout == "nlc" else 32
+    p = Pointwise(N=3, C_in=C_in, C_out=48, L=L, bias=True)
+    rows, cols, nb = (3 * L, 48, 1) if layout == "nlc" else (48, L, 3)
+    tiles = nb * -(-rows // config.block_m) * -(-cols // config.block_n)
+    assert tail_split_parts(tiles, 3 * config.programs_per_sm, -(-C_in // config.block_k)) > 1
+    for seed in (0, 1):
+        _run_and_check(p, dtype, layout, precision="tf32", seed=seed, forward=lambda i: _forward(
+            i.x, i.weight, i.bias, 1, 0, layout, "tf32", config=config, fold=False, variant=variant))

@@ -161,12 +161,12 @@ def pointwise_ncl_kernel(
 
 @triton.jit
 def pointwise_tma_kernel(
-    a_src, b_src, y_src, bias_ptr, ws_ptr, cnt_ptr,
-    NB, ROWS, COLS, K, SA, SB, DP_TILES,
+    a_src, b_src, y_src, bias_ptr,
+    NB, ROWS, COLS, K, SA, SB,
     HAS_BIAS: tl.constexpr, NCL: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     SPLIT_EPILOGUE: tl.constexpr, PROGRAMS: tl.constexpr, WARP_SPECIALIZE: tl.constexpr,
-    DEVICE_DESC: tl.constexpr, Y_PTR: tl.constexpr, TAIL_SPLIT: tl.constexpr,
+    DEVICE_DESC: tl.constexpr, Y_PTR: tl.constexpr,
 ):
     """Persistent GEMM on TMA tensor descriptors (Hopper): PROGRAMS programs (one or two per SM)
     walk the output tiles, each taking every PROGRAMS-th tile.
@@ -185,13 +185,6 @@ def pointwise_tma_kernel(
     - NCL=True, (N,C,L): y[n] (ROWS=C_out, COLS=L) = w (C_out, K) @ x[n] (K, L); a_desc over w,
       b_desc over x viewed as (N*K, L). The host guarantees K % BLOCK_K == 0 and
       ROWS % BLOCK_M == 0 so that no tile reads or writes across a batch boundary.
-
-    TAIL_SPLIT = S > 1 (stream-K for the last round): the programs walk tiles 0 .. DP_TILES - 1
-    as above; the remaining tiles, too few to fill the GPU for a last round, are each cut into S
-    parts along K, one part per program. A part writes its fp32 partial tile to ws_ptr and counts
-    itself in cnt_ptr[tile]; the part that arrives last adds the others' partials, applies the
-    epilogue and resets the count to 0 for the next launch (so launches sharing ws/cnt must not
-    overlap: one stream).
     """
     Y_BLOCK_N: tl.constexpr = BLOCK_N // 2 if SPLIT_EPILOGUE else BLOCK_N
     if DEVICE_DESC:
@@ -220,7 +213,7 @@ def pointwise_tma_kernel(
     # the epilogue recomputes its tile from its own counter (the Triton persistent-matmul
     # tutorial's way of keeping the pipelined loop's prologue and epilogue independent)
     tile_c = start - PROGRAMS
-    for tile in tl.range(start, DP_TILES, PROGRAMS, flatten=True, warp_specialize=WARP_SPECIALIZE):
+    for tile in tl.range(start, NB * tiles_per_batch, PROGRAMS, flatten=True, warp_specialize=WARP_SPECIALIZE):
         nb = tile // tiles_per_batch
         pid_m, pid_n = _grouped_tile(tile % tiles_per_batch, num_pid_m, num_pid_n, GROUP_M)
         m0 = pid_m * BLOCK_M
@@ -240,69 +233,28 @@ def pointwise_tma_kernel(
         tile_c += PROGRAMS
         nb = tile_c // tiles_per_batch
         pid_m, pid_n = _grouped_tile(tile_c % tiles_per_batch, num_pid_m, num_pid_n, GROUP_M)
-        _tma_epilogue(acc, y_desc, y_src, bias_ptr, nb, pid_m * BLOCK_M, pid_n * BLOCK_N, ROWS, COLS,
-                      HAS_BIAS, NCL, BLOCK_M, BLOCK_N, SPLIT_EPILOGUE, Y_PTR)
-    if TAIL_SPLIT > 1:
-        tail_tiles = NB * tiles_per_batch - DP_TILES
-        if start < tail_tiles * TAIL_SPLIT:
-            t = start // TAIL_SPLIT
-            part = start % TAIL_SPLIT
-            tile = DP_TILES + t
-            nb = tile // tiles_per_batch
-            pid_m, pid_n = _grouped_tile(tile % tiles_per_batch, num_pid_m, num_pid_n, GROUP_M)
-            m0 = pid_m * BLOCK_M
-            n0 = pid_n * BLOCK_N
-            acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-            for ki in range(part * k_tiles // TAIL_SPLIT, (part + 1) * k_tiles // TAIL_SPLIT):
-                k0 = ki * BLOCK_K
-                a = a_desc.load([m0, k0])
-                if NCL:
-                    b = b_desc.load([nb * K + k0, n0])
-                else:
-                    b = b_desc.load([n0, k0]).T
-                if UPCAST:
-                    a = a.to(tl.float32)
-                    b = b.to(tl.float32)
-                acc = tl.dot(a, b, acc, input_precision=PRECISION)
-            tile_off = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
-            tl.store(ws_ptr + start.to(tl.int64) * (BLOCK_M * BLOCK_N) + tile_off, acc)
-            tl.debug_barrier()  # every thread's partial is written before the count says so
-            arrived = tl.atomic_add(cnt_ptr + t, 1, sem="acq_rel", scope="gpu")
-            if arrived == TAIL_SPLIT - 1:  # the last part of this tile: sum the parts, store
-                acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-                for j in tl.static_range(TAIL_SPLIT):  # from L2 (.cg): other SMs wrote them
-                    acc += tl.load(ws_ptr + (t * TAIL_SPLIT + j).to(tl.int64) * (BLOCK_M * BLOCK_N) + tile_off,
-                                   cache_modifier=".cg")
-                tl.atomic_xchg(cnt_ptr + t, 0, sem="relaxed", scope="gpu")
-                _tma_epilogue(acc, y_desc, y_src, bias_ptr, nb, m0, n0, ROWS, COLS,
-                              HAS_BIAS, NCL, BLOCK_M, BLOCK_N, SPLIT_EPILOGUE, Y_PTR)
-
-
-@triton.jit
-def _tma_epilogue(acc, y_desc, y_src, bias_ptr, nb, m0, n0, ROWS, COLS,
-                  HAS_BIAS: tl.constexpr, NCL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                  SPLIT_EPILOGUE: tl.constexpr, Y_PTR: tl.constexpr):
-    """Bias and the store of one output tile (rows m0.., columns n0.. of batch item nb)."""
-    if HAS_BIAS:
-        if NCL:
-            offs = m0 + tl.arange(0, BLOCK_M)
-            acc += tl.load(bias_ptr + offs, mask=offs < ROWS, other=0.0).to(tl.float32)[:, None]
+        m0 = pid_m * BLOCK_M
+        n0 = pid_n * BLOCK_N
+        if HAS_BIAS:
+            if NCL:
+                offs = m0 + tl.arange(0, BLOCK_M)
+                acc += tl.load(bias_ptr + offs, mask=offs < ROWS, other=0.0).to(tl.float32)[:, None]
+            else:
+                offs = n0 + tl.arange(0, BLOCK_N)
+                acc += tl.load(bias_ptr + offs, mask=offs < COLS, other=0.0).to(tl.float32)[None, :]
+        row = nb * ROWS + m0
+        if Y_PTR:  # y rows not 16-byte aligned (odd L): element stores, rows masked to this batch
+            offs_m = m0 + tl.arange(0, BLOCK_M)
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            y_ptrs = y_src + (nb * ROWS + offs_m).to(tl.int64)[:, None] * COLS + offs_n[None, :]
+            tl.store(y_ptrs, acc.to(y_src.dtype.element_ty), mask=(offs_m < ROWS)[:, None] & (offs_n < COLS)[None, :])
+        elif SPLIT_EPILOGUE:  # two half-width stores: half the shared memory for the epilogue
+            halves = tl.permute(tl.reshape(acc, (BLOCK_M, 2, BLOCK_N // 2)), (0, 2, 1))
+            acc0, acc1 = tl.split(halves)
+            y_desc.store([row, n0], acc0.to(y_desc.dtype))
+            y_desc.store([row, n0 + BLOCK_N // 2], acc1.to(y_desc.dtype))
         else:
-            offs = n0 + tl.arange(0, BLOCK_N)
-            acc += tl.load(bias_ptr + offs, mask=offs < COLS, other=0.0).to(tl.float32)[None, :]
-    row = nb * ROWS + m0
-    if Y_PTR:  # y rows not 16-byte aligned (odd L): element stores, rows masked to this batch
-        offs_m = m0 + tl.arange(0, BLOCK_M)
-        offs_n = n0 + tl.arange(0, BLOCK_N)
-        y_ptrs = y_src + (nb * ROWS + offs_m).to(tl.int64)[:, None] * COLS + offs_n[None, :]
-        tl.store(y_ptrs, acc.to(y_src.dtype.element_ty), mask=(offs_m < ROWS)[:, None] & (offs_n < COLS)[None, :])
-    elif SPLIT_EPILOGUE:  # two half-width stores: half the shared memory for the epilogue
-        halves = tl.permute(tl.reshape(acc, (BLOCK_M, 2, BLOCK_N // 2)), (0, 2, 1))
-        acc0, acc1 = tl.split(halves)
-        y_desc.store([row, n0], acc0.to(y_desc.dtype))
-        y_desc.store([row, n0 + BLOCK_N // 2], acc1.to(y_desc.dtype))
-    else:
-        y_desc.store([row, n0], acc.to(y_desc.dtype))
+            y_desc.store([row, n0], acc.to(y_desc.dtype))
 
 
 @dataclass(frozen=True)
@@ -318,13 +270,11 @@ class TileConfig:
     split_epilogue: bool = False  # TMA kernel: store the output tile in two halves
     programs_per_sm: int = 1  # TMA kernel: persistent programs per SM (2 where two fit in shared memory)
     warp_specialize: bool = False  # TMA kernel: Triton's producer/consumer warp groups
-    tail_split: bool = False  # TMA kernel: a last round too small to fill the GPU is split along K
 
     def label(self) -> str:
         extra = " split" if self.split_epilogue else ""
         extra += f" p{self.programs_per_sm}" if self.programs_per_sm != 1 else ""
         extra += " ws" if self.warp_specialize else ""
-        extra += " tail" if self.tail_split else ""
         return f"{self.block_m}x{self.block_n}x{self.block_k} w{self.num_warps} s{self.num_stages}{extra}"
 
 
@@ -370,11 +320,6 @@ TMA_CONFIGS: dict[str, tuple[TileConfig, ...]] = {
         TileConfig(128, 128, 128, 8, 3),
         TileConfig(128, 128, 64, 8, 4, warp_specialize=True),
         TileConfig(64, 128, 64, 4, 4, programs_per_sm=2, warp_specialize=True),
-        # stream-K for the last round (tail_split_parts): DTTS 1024->512 has 308 tiles of 128x128
-        # on 132 SMs, 2.33 rounds; its 44 last tiles become 132 thirds
-        TileConfig(128, 128, 64, 8, 4, tail_split=True),
-        TileConfig(128, 128, 64, 4, 4, tail_split=True),
-        TileConfig(128, 256, 64, 8, 3, split_epilogue=True, tail_split=True),
         # One program per tile instead (commit 6093c47): its best was 13-20 % slower than the best
         # persistent config on every (N,L,C) bf16 key (DTTS 1024->512: 33.9 vs 30.0 µs) and it won
         # none (session 5, results/h100/session5/bench/tune_log_*_per_tile.txt); removed.
@@ -507,35 +452,6 @@ def _num_sms(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-TAIL_MAX_PARTS = 4  # more parts of a tile: more fp32 partials written and summed
-
-
-def tail_split_parts(tiles: int, slots: int, k_tiles: int) -> int:
-    """Parts each tile of the last round is cut into along K (1: no split). The last round holds
-    tiles % slots tiles (all of them when fewer than slots); cut into as many parts as keep one
-    part per program, at most TAIL_MAX_PARTS and no more than there are BLOCK_K steps."""
-    last = tiles % slots
-    if last == 0:
-        return 1
-    return max(1, min(slots // last, TAIL_MAX_PARTS, k_tiles))
-
-
-_TAIL: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-def _tail_buffers(device: torch.device, ws_elems: int, tiles: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """fp32 partial tiles and per-tile arrival counts for the split last round, one pair per
-    device, grown as needed. The counts start at 0 and each tile's last part resets its own, so
-    launches in one stream share them (pointwise_tma_kernel's docstring says why streams must not)."""
-    key = (device.type, device.index)
-    ws, cnt = _TAIL.get(key, (None, None))
-    if ws is None or ws.numel() < ws_elems or cnt.numel() < tiles:
-        ws = torch.empty(max(ws_elems, 0 if ws is None else ws.numel()), device=device, dtype=torch.float32)
-        cnt = torch.zeros(max(tiles, 0 if cnt is None else cnt.numel()), device=device, dtype=torch.int32)
-        _TAIL[key] = (ws, cnt)
-    return ws, cnt
-
-
 def _tma_ok(x, weight, *row_strides: int) -> bool:
     """The persistent TMA kernel applies: a Hopper-or-newer GPU (or the interpreter), 16-byte
     aligned bases, and 16-byte aligned row strides for every 2-D view it reads or writes."""
@@ -604,25 +520,17 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         cfg = cand.config
         bm, bn, bk = cfg.block_m, cfg.block_n, cfg.block_k
         tiles = nb * cdiv(rows, bm) * cdiv(cols, bn)
-        slots = _num_sms(device) * cfg.programs_per_sm
-        parts = tail_split_parts(tiles, slots, cdiv(C_in, bk)) if cfg.tail_split else 1
-        programs = slots if parts > 1 else min(slots, tiles)
-        dp_tiles = tiles - tiles % slots if parts > 1 else tiles
-        ws = cnt = None
-        if parts > 1:
-            ws, cnt = _tail_buffers(device, (tiles - dp_tiles) * parts * bm * bn, tiles - dp_tiles)
+        programs = min(_num_sms(device) * cfg.programs_per_sm, tiles)
         device_desc = TMA_DESCRIPTORS == "device"
         run = Relaunch(pointwise_tma_kernel, (programs,), dict(
-            NB=nb, ROWS=rows, COLS=cols, K=C_in, SA=a_stride[0], SB=b_stride[0], DP_TILES=dp_tiles,
+            NB=nb, ROWS=rows, COLS=cols, K=C_in, SA=a_stride[0], SB=b_stride[0],
             NCL=ncl, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=cfg.group_m,
             SPLIT_EPILOGUE=cfg.split_epilogue, PROGRAMS=programs, WARP_SPECIALIZE=cfg.warp_specialize,
-            DEVICE_DESC=device_desc, Y_PTR=y_ptr, TAIL_SPLIT=parts, **common),
-            dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages))
+            DEVICE_DESC=device_desc, Y_PTR=y_ptr, **common), dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages))
         if device_desc:
             def go(a, b, y, bias_t):
                 _ensure_allocator()
-                run(a_src=a, b_src=b, y_src=y, bias_ptr=bias_t,
-                    ws_ptr=bias_t if ws is None else ws, cnt_ptr=bias_t if cnt is None else cnt)
+                run(a_src=a, b_src=b, y_src=y, bias_ptr=bias_t)
             return go
         a_block, b_block = ((bm, bk), (bk, bn)) if ncl else ((bm, bk), (bn, bk))
         y_block = (bm, bn // 2 if cfg.split_epilogue else bn)
@@ -631,8 +539,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         def go_host(a, b, y, bias_t):
             run(a_src=TensorDescriptor(a, a_shape, a_stride, a_block),
                 b_src=TensorDescriptor(b, b_shape, b_stride, b_block),
-                y_src=y if y_ptr else TensorDescriptor(y, y_shape, y_stride, y_block), bias_ptr=bias_t,
-                ws_ptr=bias_t if ws is None else ws, cnt_ptr=bias_t if cnt is None else cnt)
+                y_src=y if y_ptr else TensorDescriptor(y, y_shape, y_stride, y_block), bias_ptr=bias_t)
         return go_host
 
     if layout == "nlc":

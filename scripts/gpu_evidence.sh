@@ -51,7 +51,7 @@ for arg in "$@"; do
         for i in 1 2 3 4 5 6 7 8; do python3 scripts/warm_triton_cache.py --op pointwise --part $i/8 \
           --dtypes ${WARM_DTYPES:-bfloat16,float16,float32} > "$R/warmpw.part$i.log" 2>&1 & done
         wait; grep -c warmed "$R"/warmpw.*.log ;;
-      pwbench) OUT=$R python3 scripts/bench_pointwise_kernels.py --precisions ${PW_PRECISIONS:-bf16,fp16,fp32-tf32,fp32-ieee} $PW_ARGS ;;
+      pwbench) OUT=$R python3 scripts/bench_pointwise_kernels.py --precisions ${PW_PRECISIONS:-bf16,fp16,fp32-tf32,fp32-ieee} ${PW_ARGS:-} ;;
       pwlaunch) OUT=$R python3 scripts/launch_cost_pointwise.py ;;
       pointwise) cb run configs/pointwise_kernels.yaml --out "$R/pointwise_kernels" --quiet ;;
       longk) cb run configs/depthwise_long_kernel.yaml --out "$R/depthwise_long_kernel" --quiet ;;
@@ -71,7 +71,7 @@ for arg in "$@"; do
         cases=${NCU_CASES:-dtts_dec_b19:float32:ncl,dtts_dec_b19:float32:nlc,nemo_fastconformer_L:bfloat16:ncl,nemo_fastconformer_L:bfloat16:nlc}
         /usr/local/cuda/bin/ncu --nvtx --nvtx-include "prof/" --section SpeedOfLight --section MemoryWorkloadAnalysis \
           --section MemoryWorkloadAnalysis_Tables --section WarpStateStats --section Occupancy --section LaunchStats \
-          --section SourceCounters --section InstructionStats --print-details all $NCU_METRICS --csv --page details python3 scripts/ncu_depthwise.py --cases "$cases" $NCU_ARGS > "$R/ncu_details.csv"
+          --section SourceCounters --section InstructionStats --print-details all ${NCU_METRICS:-} --csv --page details python3 scripts/ncu_depthwise.py --cases "$cases" ${NCU_ARGS:-} > "$R/ncu_details.csv"
         rc=$?; grep -v '^"' "$R/ncu_details.csv" | head -20; exit $rc ;;
       flush) OUT=$R python3 scripts/flush_check.py ;;
       timer) OUT=$R python3 scripts/timer_check.py ;;
@@ -84,10 +84,12 @@ for arg in "$@"; do
     esac
   ) > "$R/$step.log" 2>&1 &
   pid=$!
-  ( sleep "$limit"; pkill -TERM -P $pid; sleep 5; pkill -KILL -P $pid ) 2>/dev/null &
+  # the watchdog's output goes nowhere: its sleep must not hold the caller's pipe open after
+  # the step ends (session 8 lost each early-finishing step's unused limit to that)
+  ( sleep "$limit"; pkill -TERM -P $pid; sleep 5; pkill -KILL -P $pid ) >/dev/null 2>&1 &
   killer=$!
   wait $pid; rc=$?
-  kill $killer 2>/dev/null
+  kill $killer 2>/dev/null; pkill -P $killer 2>/dev/null
   echo "=== $step rc=$rc in $((SECONDS - start))s"
   tail -n 25 "$R/$step.log"
   tar -czf "$OUT/evidence.tgz" -C "$R" .

@@ -84,12 +84,12 @@ for arg in "$@"; do
     esac
   ) > "$R/$step.log" 2>&1 &
   pid=$!
-  # the watchdog's output goes nowhere: its sleep must not hold the caller's pipe open after
-  # the step ends (session 8 lost each early-finishing step's unused limit to that)
-  ( sleep "$limit"; pkill -TERM -P $pid; sleep 5; pkill -KILL -P $pid ) >/dev/null 2>&1 &
+  # the watchdog kills its own sleep when the step ends first: an orphaned sleep kept the device
+  # call running for the rest of the step's limit (session 8 lost ~700 s of device time to it)
+  ( sleep "$limit" && { pkill -TERM -P $pid; sleep 5; pkill -KILL -P $pid; } ) >/dev/null 2>&1 &
   killer=$!
   wait $pid; rc=$?
-  kill $killer 2>/dev/null; pkill -P $killer 2>/dev/null
+  pkill -P $killer 2>/dev/null; kill $killer 2>/dev/null
   echo "=== $step rc=$rc in $((SECONDS - start))s"
   tail -n 25 "$R/$step.log"
   tar -czf "$OUT/evidence.tgz" -C "$R" .

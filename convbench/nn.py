@@ -73,6 +73,14 @@ def _device_name(device: str) -> str:
     return device_name(device)
 
 
+@functools.lru_cache(maxsize=16)
+def _capability(device: str) -> tuple[int, int] | None:
+    """The CUDA compute capability (a table measured on another GPU of the same one stands in
+    for this GPU); None off CUDA."""
+    dev = torch.device(device)
+    return tuple(torch.cuda.get_device_capability(dev)) if dev.type == "cuda" else None
+
+
 def _backend(op: str, backend: str, layout: str) -> Impl:
     if backend not in names(op):
         raise ValueError(f"backend={backend!r} is not a {op} implementation; choose one of "
@@ -170,7 +178,7 @@ class _Conv1dBase(nn.Module):
         if table is None:
             return fallback(source)
         entry, why = table.match(self.op, _device_name(case.device), case.dtype, self.layout,
-                                 case.problem, case.mode)
+                                 case.problem, case.mode, _capability(case.device))
         if entry is None:
             return fallback(f"{why} ({source})")
         name = entry["impl"]

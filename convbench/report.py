@@ -229,9 +229,13 @@ def selection_dict(runs: Runs) -> dict:
     w = winners(runs.df)
     entries = []
     dev_type = dict(zip(runs.df["device_name"], runs.df["device_type"], strict=True))
+    capability = {info.get("device_name"): info.get("capability")
+                  for meta in runs.metas.values() for info in (meta.get("devices") or {}).values()
+                  if isinstance(info, dict) and info.get("capability")}
     for r in w[w["winner"].notna()].to_dict("records"):
         entries.append({
             "op": r["op"], "device_name": r["device_name"], "device_type": dev_type.get(r["device_name"]),
+            "capability": capability.get(r["device_name"]),
             "dtype": r["dtype"], "layout": r["layout"], "mode": r["mode"],
             "shape": {k: _plain(r[k]) for k in SHAPE_COLS},
             "impl": r["winner"], "median_ms": _num(r["winner_ms"]),
@@ -321,9 +325,27 @@ class Selection:
     def device_names(self) -> set[str]:
         return {e["device_name"] for e in self.entries}
 
+    def stand_in(self, device_name: str, capability) -> str | None:
+        """For a device the table has no entries for: the table's device of the same compute
+        capability (first by name), whose picks then apply; None if there is none (or the
+        capability is unknown: a CPU, or a table written before entries carried it)."""
+        if device_name in self.device_names() or not capability:
+            return None
+        same = sorted({e["device_name"] for e in self.entries
+                       if e.get("capability") and list(e["capability"]) == list(capability)})
+        return same[0] if same else None
+
     def match(self, op: str, device_name: str, dtype: str, layout: str, problem,
-              mode: str = "fwd") -> tuple[dict | None, str]:
-        """The entry that applies to this call (BETWEEN_RULE), or None; and why, in words."""
+              mode: str = "fwd", capability=None) -> tuple[dict | None, str]:
+        """The entry that applies to this call (BETWEEN_RULE), or None; and why, in words. A device
+        the table does not cover takes the picks measured on a device of the same compute
+        capability (`capability`, e.g. (9, 0)), and `why` says so."""
+        stand_in = self.stand_in(device_name, capability)
+        if stand_in is not None:
+            e, why = self.match(op, stand_in, dtype, layout, problem, mode)
+            cc = ".".join(map(str, capability))
+            return e, (f"no entries for {device_name!r}; measured on {stand_in!r} instead "
+                       f"(same compute capability {cc}): {why}")
         shape = _shape_of(problem)
         where = f"{op} {dtype} {layout} {mode} on {device_name!r}"
         cands = self._index.get((op, device_name, dtype, layout, mode), [])
@@ -359,9 +381,9 @@ class Selection:
                       f"(log2 distance {d:.2f}) for {where} {shape_label(shape)}")
 
     def choose(self, op: str, device_name: str, dtype: str, layout: str, problem,
-               mode: str = "fwd") -> tuple[str, str]:
+               mode: str = "fwd", capability=None) -> tuple[str, str]:
         """(implementation name, why). When no entry applies: the layout's baseline."""
-        e, why = self.match(op, device_name, dtype, layout, problem, mode)
+        e, why = self.match(op, device_name, dtype, layout, problem, mode, capability)
         if e is None:
             base = baseline_name(op, layout)
             return base, f"{why}; using the {layout} baseline {base!r}"

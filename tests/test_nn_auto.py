@@ -8,6 +8,7 @@ import torch
 from convbench import nn as cnn
 from convbench.env import device_name
 from convbench.nn import DepthWiseConv1d, PointwiseConv1d
+from convbench.problem import Depthwise
 from convbench.report import Selection
 
 HERE = device_name("cpu")
@@ -138,3 +139,27 @@ def test_shipped_table_names_registered_impls_and_committed_runs():
     for s in data["sources"]:
         assert (root / s["run"] / "results.jsonl").is_file(), s["run"]
     assert data["unresolved_cases"] == 0
+
+
+def test_a_gpu_without_entries_takes_those_of_the_same_compute_capability():
+    """An H200 (no entries of its own) uses the picks measured on an H100 (both 9.0), and says so;
+    another capability, an unknown one (CPU) or entries without one fall back to the baseline."""
+    h100 = dict(entry("native", device="NVIDIA H100 80GB HBM3"), capability=[9, 0])
+    a100 = dict(entry("unfold_einsum", device="NVIDIA A100-SXM4-80GB"), capability=[8, 0])
+    sel = Selection([h100, a100])
+    p = Depthwise(N=2, C_in=16, C_out=16, L=64, K=5, padding=2)
+    name, why = sel.choose("depthwise", "NVIDIA H200", "float32", "ncl", p, capability=(9, 0))
+    assert name == "native"
+    assert why.startswith("no entries for 'NVIDIA H200'; measured on 'NVIDIA H100 80GB HBM3' instead "
+                          "(same compute capability 9.0): exact match")
+    assert sel.choose("depthwise", "NVIDIA A100 80GB PCIe", "float32", "ncl", p, capability=(8, 0))[0] \
+        == "unfold_einsum"
+    for cap in ((10, 0), None):
+        name, why = sel.choose("depthwise", "NVIDIA H200", "float32", "ncl", p, capability=cap)
+        assert name == "torch" and "no entries for device 'NVIDIA H200'" in why
+    # the device's own entries come first, whatever other devices share its capability
+    own = dict(entry("unfold_einsum", device="NVIDIA H200"), capability=[9, 0])
+    assert Selection([h100, own]).choose("depthwise", "NVIDIA H200", "float32", "ncl", p,
+                                         capability=(9, 0))[0] == "unfold_einsum"
+    assert Selection([entry("native", device="NVIDIA H100 80GB HBM3")]).choose(
+        "depthwise", "NVIDIA H200", "float32", "ncl", p, capability=(9, 0))[0] == "torch"

@@ -76,9 +76,12 @@ def _device_name(device: str) -> str:
 @functools.lru_cache(maxsize=16)
 def _capability(device: str) -> tuple[int, int] | None:
     """The CUDA compute capability (a table measured on another GPU of the same one stands in
-    for this GPU); None off CUDA."""
+    for this GPU); None off CUDA and on ROCm, whose GPUs report HIP versions there (an MI250 says
+    (9, 0), as an H100 does)."""
     dev = torch.device(device)
-    return tuple(torch.cuda.get_device_capability(dev)) if dev.type == "cuda" else None
+    if dev.type != "cuda" or getattr(torch.version, "hip", None):
+        return None
+    return tuple(torch.cuda.get_device_capability(dev))
 
 
 def _backend(op: str, backend: str, layout: str) -> Impl:

@@ -325,22 +325,25 @@ class Selection:
     def device_names(self) -> set[str]:
         return {e["device_name"] for e in self.entries}
 
-    def stand_in(self, device_name: str, capability) -> str | None:
+    def stand_in(self, device_name: str, capability, op: str, dtype: str, layout: str,
+                 mode: str) -> str | None:
         """For a device the table has no entries for: the table's device of the same compute
-        capability (first by name), whose picks then apply; None if there is none (or the
-        capability is unknown: a CPU, or a table written before entries carried it)."""
+        capability (first by name) that has entries for this op, dtype, layout and mode (or
+        forward entries, for fwd_bwd), whose picks then apply; None if there is none (or the
+        capability is unknown: a CPU, a ROCm GPU, or a table written before entries carried it)."""
         if device_name in self.device_names() or not capability:
             return None
         same = sorted({e["device_name"] for e in self.entries
                        if e.get("capability") and list(e["capability"]) == list(capability)})
-        return same[0] if same else None
+        modes = (mode, "fwd") if mode == "fwd_bwd" else (mode,)
+        return next((d for d in same if any((op, d, dtype, layout, m) in self._index for m in modes)), None)
 
     def match(self, op: str, device_name: str, dtype: str, layout: str, problem,
               mode: str = "fwd", capability=None) -> tuple[dict | None, str]:
         """The entry that applies to this call (BETWEEN_RULE), or None; and why, in words. A device
         the table does not cover takes the picks measured on a device of the same compute
         capability (`capability`, e.g. (9, 0)), and `why` says so."""
-        stand_in = self.stand_in(device_name, capability)
+        stand_in = self.stand_in(device_name, capability, op, dtype, layout, mode)
         if stand_in is not None:
             e, why = self.match(op, stand_in, dtype, layout, problem, mode)
             cc = ".".join(map(str, capability))

@@ -64,7 +64,8 @@ SPLIT_CASES = ["anchor_y_S3", "anchor_y_S0", "K31", "packed_bf16_odd_rows", "pac
                          + [(n, "ncl_split") for n in SPLIT_CASES]
                          + [(n, "ncl_fp32_v8") for n in FP32_V8_CASES]
                          + [(n, "ncl_fp32_v8_split") for n in FP32_V8_CASES]
-                         + [(n, "ncl_v16") for n in V16_CASES])
+                         + [(n, "ncl_v16") for n in V16_CASES]
+                         + [(n, "ncl_v16_split") for n in ("anchor_y_S3", "K31", "packed16_bf16_odd_rows")])
 def test_generated_kernels_match_float64(name, layout, monkeypatch):
     """ncl: without the edge program (edge tiles store whole groups as vectors, partial groups
     element by element: what the tuner runs) and with it (inner tiles store whole groups, one

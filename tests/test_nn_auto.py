@@ -163,3 +163,19 @@ def test_a_gpu_without_entries_takes_those_of_the_same_compute_capability():
                                          capability=(9, 0))[0] == "unfold_einsum"
     assert Selection([entry("native", device="NVIDIA H100 80GB HBM3")]).choose(
         "depthwise", "NVIDIA H200", "float32", "ncl", p, capability=(9, 0))[0] == "torch"
+    # of two same-capability devices, the one with entries for this layout stands in
+    gh = dict(entry("unfold_einsum", layout="nlc", device="NVIDIA GH200 480GB"), capability=[9, 0])
+    name, why = Selection([h100, gh]).choose("depthwise", "NVIDIA H200", "float32", "ncl", p,
+                                             capability=(9, 0))
+    assert name == "native" and "'NVIDIA H100 80GB HBM3' instead" in why
+
+
+def test_no_stand_in_on_rocm(monkeypatch):
+    """ROCm GPUs report HIP versions as the capability (an MI250: 9.0, like an H100)."""
+    cnn._capability.cache_clear()
+    monkeypatch.setattr(torch.version, "hip", "6.2", raising=False)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda dev=None: (9, 0))
+    try:
+        assert cnn._capability("cuda:0") is None
+    finally:
+        cnn._capability.cache_clear()

@@ -320,7 +320,7 @@ def _ncl_x_pos(V: int, S: int) -> str:
 def _ncl_load_window(s: _Src, ind: int, V: int, packed: str | None, groups: int, masked: bool,
                      gdim: str, ptr: str, gofs: str, total: str, limit: str, pbase: str,
                      prefix: str, aligned: bool, zero: bool | None = None,
-                     scalar: bool = False, need: tuple[int, int] | None = None) -> list[list[str]]:
+                     scalar: bool = False, need: tuple[int, int] | None = None) -> list[list[str | None]]:
     """Load `groups` groups of V elements of `ptr` (window group 0 of output group (row, j) at
     `gofs`, shape (BLOCK_C, gdim, 1), in ptr units) and split them into names[q][r]: element
     t = q*V + r, at row position pbase + t ((BLOCK_C, gdim)). Packed 16-bit groups are V/2 int32
@@ -387,7 +387,7 @@ def _ncl_load_window(s: _Src, ind: int, V: int, packed: str | None, groups: int,
     return names
 
 
-def _unpack_all(s: _Src, ind: int, parts: list[str], packed: str | None) -> list[str]:
+def _unpack_all(s: _Src, ind: int, parts: list[str | None], packed: str | None) -> list[str | None]:
     """Element names of a group's units (the units themselves unless packed)."""
     if not packed:
         return parts
@@ -403,7 +403,7 @@ def _unpack_all(s: _Src, ind: int, parts: list[str], packed: str | None) -> list
     return elems
 
 
-def _zero_outside(s: _Src, ind: int, elems: list[str], t0: int, prefix: str, limit: str) -> None:
+def _zero_outside(s: _Src, ind: int, elems: list[str | None], t0: int, prefix: str, limit: str) -> None:
     """Zero window elements t0 + r whose row position pb_{prefix} + t0 + r is outside [0, limit)."""
     for r, e in enumerate(elems):
         if e is None:

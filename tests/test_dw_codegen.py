@@ -194,15 +194,19 @@ def test_ncl_window_loads_only_the_vectors_taps_read(K, padding, packed, V, vect
     assert src.count("tl.load(x_ptr") == 2 * vectors
 
 
-def test_ready_launch_is_reused_and_keyed_by_alignment():
+@pytest.mark.parametrize("name,V", [("packed_bf16_odd_rows", 8), ("packed16_bf16_odd_rows", 16)])
+def test_ready_launch_is_reused_and_keyed_by_alignment(name, V, monkeypatch):
     """After the first call, a geometry's launch is cached (`_READY`): new tensors of the same
     shape take it and stay correct. A bf16 tensor at an odd element address cannot be read as
-    int32 words, so it gets its own launch (4-element groups), also correct."""
+    int32 words, so it gets its own launch (4-element groups), also correct; for a plan tuned on
+    8- and on 16-element word groups."""
     import torch
 
     from convbench.reference import rel_err, tolerance
 
-    p, dtype = GEN_CASES["packed_bf16_odd_rows"]
+    monkeypatch.setattr(td, "INTERPRETER_NCL_V", V)
+    monkeypatch.setattr(td, "NCL_V16_MIN_K", 1)
+    p, dtype = GEN_CASES[name]
     td.reset_plans()
 
     def run_and_check(x, inp):
@@ -215,6 +219,7 @@ def test_ready_launch_is_reused_and_keyed_by_alignment():
     run_and_check(inp.x, inp)
     g = td._geometry(inp.x, inp.weight, inp.bias, p.stride, p.padding, p.dilation, "ncl")
     assert set(td._READY) == {("fwd", g, td._align(inp.x))}
+    assert td._PLANS[("fwd_any", g)][4] == V
     inp2 = p.make_inputs(dtype, layout="ncl", seed=2)
     run_and_check(inp2.x, inp2)  # same geometry and alignment: the cached launch
     assert len(td._READY) == 1

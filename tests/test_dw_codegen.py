@@ -251,13 +251,3 @@ def test_generated_kernels_are_named_for_traces_and_backend():
         assert (getattr(kern, "__name__", None) or kern.fn.__name__) == name
         assert classify_kernel(name, (), triton_impl=True) == "triton"
         assert backend_label(["triton"], [name]) == f"triton:{name}"
-
-
-def test_short_rows_get_a_tile_that_can_be_interior():
-    """Rows of 209 (FastConformer) in 8-element groups: 256- and 128-wide tiles are all edge tiles
-    (masked loads, zeroed windows); a 64-wide one joins the candidates. Long rows, and short rows
-    whose tiles already fit twice, keep the two tiles they had."""
-    assert {G for _, G in td._ncl_tiles(209, 8)} == {32, 16, 8}
-    assert {G for _, G in td._ncl_tiles(517, 8)} == {32, 16}
-    assert {G for _, G in td._ncl_tiles(209, 4)} == {32, 16}  # 64-wide already
-    assert td._ncl_tiles(8191, 4) == [(4, 32), (8, 32), (8, 16), (16, 16)]

@@ -758,13 +758,8 @@ def _nlc_block(C: int, vpt: int, warps: int) -> tuple[int, int]:
 
 def _ncl_tiles(L: int, V: int = NCL_V) -> list[tuple[int, int]]:
     """(BLOCK_C, G) candidates: G groups of V along L, 1 or 2 groups per thread (128 threads;
-    adding 4 per thread left the forward times unchanged: notes/depthwise_kernel.md). The two
-    longest tiles that fit the row; on short rows where neither can be an interior tile (the
-    unmasked path needs a whole tile inside the row after the first: 2 * G * V <= L), also the
-    longest that can (16-bit rows of 209 had only edge tiles; notes/depthwise_kernel.md, session 8)."""
+    adding 4 per thread left the forward times unchanged: notes/depthwise_kernel.md)."""
     Gs = [G for G in (32, 16, 8) if G * V <= max(8 * V, triton.next_power_of_2(L + V))][:2]
-    if all(2 * G * V > L for G in Gs):
-        Gs += [G for G in (32, 16, 8) if 2 * G * V <= L][:1]
     return [(max(1, 128 * pt // G), G) for G in Gs for pt in (1, 2)]
 
 

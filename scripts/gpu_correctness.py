@@ -20,6 +20,7 @@ SHAPES = [
     ("depthwise", dict(N=1, C_in=5, L=129, K=4, padding=2, stride=2)),
     ("depthwise", dict(N=2, C_in=3, C_out=6, L=517, K=31, padding=15, bias=False)),
     ("depthwise", dict(N=1, C_in=6, L=7, K=31, padding=15)),
+    ("depthwise", dict(N=4, C_in=6, L=7, K=31, padding=15)),  # flat (N, C, L): K > L, whole groups
     ("depthwise", dict(N=2, C_in=7, L=129, K=3, padding=2, dilation=2)),
     ("depthwise", dict(N=3, C_in=176, L=209, K=9, padding=4)),
     ("depthwise", dict(N=4, C_in=1024, L=517, K=11, padding=5)),
@@ -36,12 +37,71 @@ SHAPES = [
 ]
 
 
+def check_ncl_plans(device: str, families=("flat",), part=(1, 1)) -> tuple[list[str], int, int]:
+    """Every generated (N, C, L) candidate of the named families (the GPU matrix above runs only
+    the untuned first plan) on each depthwise shape that takes them, forward and grad_x (the
+    flipped forward), each dtype, against float64."""
+    import torch.nn.functional as F
+
+    from convbench.impls import triton_depthwise as td
+    from convbench.reference import rel_err
+
+    lines, checks, failures = [], 0, 0
+    shapes = [shape for op, shape in SHAPES if op == "depthwise"]
+    for shape in shapes[part[0] - 1::part[1]]:
+        op = "depthwise"
+        p = make_problem(op, **shape)
+        for dtype in ("float32", "float16", "bfloat16"):
+            inp = p.make_inputs(dtype, device, "ncl", seed=2)
+            g = td._geometry(inp.x, inp.weight, inp.bias, p.stride, p.padding, p.dilation, "ncl")
+            if not td._uses_gen(g):
+                continue
+            w = inp.weight.reshape(g.C_out, g.K).contiguous()
+            gy = torch.randn((g.N, g.C_out, g.L_out), device=device, dtype=inp.x.dtype)
+            bias = None if inp.bias is None else inp.bias.double()
+            ref_y = F.conv1d(inp.x.double(), inp.weight.double(), bias, padding=g.padding, groups=g.C_in)
+            # grad_x of a stride-1 depthwise conv: the transposed conv of gy
+            ref_gx = F.conv_transpose1d(gy.double(), inp.weight.double(), padding=g.padding, groups=g.C_in)
+            for flip, src, dst_len, ref in ((False, inp.x, g.L_out, ref_y), (True, gy, g.L_in, ref_gx)):
+                dst = torch.empty((g.N, g.C_out, dst_len), device=device, dtype=inp.x.dtype)
+                conv = (g.L_in, g.L_out, g.padding) if not flip else (g.L_out, g.L_in, g.K - 1 - g.padding)
+                plans, launch, _ = td._gen_conv("ncl", g.dtype, g.N, g.C_out, *conv[:2], g.K, conv[2], flip,
+                                                src, w, None if flip else inp.bias, dst)
+                for plan in plans():
+                    if not (isinstance(plan[0], str) and plan[0] in families):
+                        continue
+                    checks += 1
+                    dst.fill_(float("nan"))
+                    launch(*plan)
+                    err = float(rel_err(dst, ref))
+                    tol = tolerance(dtype, False)
+                    ok = err <= tol
+                    failures += not ok
+                    line = (f"{'PASS' if ok else 'FAIL'}  {'gx' if flip else 'fwd'} {plan} {p.label()} {dtype}: "
+                            f"max_rel_err {err:.2e} (tol {tol:.0e})")
+                    lines.append(line)
+                    if not ok:
+                        print(line, flush=True)
+    return lines, checks, failures
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", default=os.environ.get("OUT"))
     ap.add_argument("--part", default="1/1", help="I/N: check every N-th shape from the I-th (parallel runs)")
+    ap.add_argument("--ncl-plans", default="",
+                    help="only check every generated (N, C, L) candidate of these families (e.g. flat)")
     args = ap.parse_args()
+    i, n = (int(v) for v in args.part.split("/"))
+    if args.ncl_plans:
+        lines, checks, failures = check_ncl_plans(args.device, tuple(args.ncl_plans.split(",")), (i, n))
+        summary = f"{checks} checks, {failures} failures"
+        print(summary)
+        if args.out:
+            with open(os.path.join(args.out, f"gpu_ncl_plans.part{i}of{n}.txt"), "w") as f:
+                f.write("\n".join(lines + [summary]) + "\n")
+        return 1 if failures else 0
     lines, failures, checks = [], 0, 0
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     head = f"device {args.device}: {torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}, torch {torch.__version__}"
@@ -49,7 +109,6 @@ def main() -> int:
     lines.append(head)
     import time
     t0 = time.time()
-    i, n = (int(v) for v in args.part.split("/"))
     for op, shape in SHAPES[i - 1 :: n]:
         p = make_problem(op, **shape)
         print(f"[{time.time() - t0:6.1f}s] {p.label()}", flush=True)

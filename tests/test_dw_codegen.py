@@ -37,12 +37,16 @@ GEN_CASES = {
     "packed16_length_1_K7": (_case(N=16, C=1, L=1, K=7), "float16"),
     # N*C*L a multiple of 4 but not 8: 16-bit data stays on 4-element groups
     "unpacked_16bit": (_case(N=1, C=4, L=201, K=5), "bfloat16"),
+    # K > L with "same" padding: every group of the flat kernel is an edge group
+    "K_gt_L": (_case(N=4, C=6, L=7, K=31), "float32"),
+    # C not a power of two, rows of 129: flat groups cross rows and channels wrap
+    "odd_C_L129": (_case(N=8, C=5, L=129, K=9), "float16"),
 }
 
 # which of GEN_CASES take the packed 16-bit kernels in (N, C, L)
 PACKED_CASES = {"anchor_y_S0", "K31", "packed_bf16_odd_rows", "packed_fp16_odd_rows",
                 "packed_rows_shorter_than_group", "packed_length_1_K7", "packed16_bf16_odd_rows",
-                "packed16_length_1_K7"}
+                "packed16_length_1_K7", "odd_C_L129"}
 
 
 # fp32 (N, C, L) in 8-element groups (two vectors a thread): S = 3, 1 and 0, K = 31, K = 1,
@@ -53,6 +57,11 @@ FP32_V8_CASES = ["anchor_y_S3", "flip_negative_padding", "K31_fp32", "no_bias_K1
 # groups' vectors that no tap reads are not loaded: S = 11, 1, 0; K = 31, 9, 7, 1; rows of 1
 V16_CASES = ["anchor_y_S3", "flip_negative_padding", "K31_fp32", "no_bias_K1", "anchor_y_S0", "K31",
              "packed16_bf16_odd_rows", "packed16_length_1_K7"]
+
+# the flat (N, C, L) kernel ("same" rows only): every case it takes, in each group width
+FLAT_CASES = [n for n, (p, _) in GEN_CASES.items() if p.padding * 2 == p.K - 1]
+FLAT_V_CASES = [("K31_fp32", 8), ("K31_fp32", 16), ("packed16_bf16_odd_rows", 16), ("anchor_y_S3", 8),
+                ("K_gt_L", 8), ("packed16_length_1_K7", 16), ("no_bias_K1", 16)]
 
 # ncl with the edge program (out of the GPU tuning set unless CONVBENCH_DW_EDGE_PROGRAM=1): the
 # cases where it differs most from edge tiles
@@ -65,7 +74,9 @@ SPLIT_CASES = ["anchor_y_S3", "anchor_y_S0", "K31", "packed_bf16_odd_rows", "pac
                          + [(n, "ncl_fp32_v8") for n in FP32_V8_CASES]
                          + [(n, "ncl_fp32_v8_split") for n in FP32_V8_CASES]
                          + [(n, "ncl_v16") for n in V16_CASES]
-                         + [(n, "ncl_v16_split") for n in ("anchor_y_S3", "K31", "packed16_bf16_odd_rows")])
+                         + [(n, "ncl_v16_split") for n in ("anchor_y_S3", "K31", "packed16_bf16_odd_rows")]
+                         + [(n, "ncl_flat") for n in FLAT_CASES]
+                         + [(n, f"ncl_flat_v{v}") for n, v in FLAT_V_CASES])
 def test_generated_kernels_match_float64(name, layout, monkeypatch):
     """ncl: without the edge program (edge tiles store whole groups as vectors, partial groups
     element by element: what the tuner runs) and with it (inner tiles store whole groups, one
@@ -75,8 +86,9 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
     monkeypatch.setattr(td, "_PLANS", {})  # plans are cached by shape, not by variant
     monkeypatch.setattr(td, "_READY", {})
     if layout.startswith("ncl"):
-        monkeypatch.setattr(td, "INTERPRETER_NCL", "split" if layout.endswith("_split") else "nosplit")
-        wide = 8 if "fp32_v8" in layout else 16 if "v16" in layout else None
+        monkeypatch.setattr(td, "INTERPRETER_NCL", "split" if layout.endswith("_split") else
+                            "flat" if "flat" in layout else "nosplit")
+        wide = 8 if ("fp32_v8" in layout or "flat_v8" in layout) else 16 if "v16" in layout else None
         monkeypatch.setattr(td, "INTERPRETER_NCL_V", wide)
         if wide == 16:  # the tuner offers them from K = 17; the code paths run at any K
             monkeypatch.setattr(td, "NCL_V16_MIN_K", 1)
@@ -95,12 +107,15 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
     if layout == "ncl":  # the edge handling asked for is the one that ran (the edge program
         # runs only where rows anchor to y: prepare() takes split and anchor_y)
         plan = td._PLANS[("fwd_any", g)]
-        V = td._ncl_group(plan[4], td._ncl_packed(inp.x.dtype, g.N, g.C_in, g.L_in, g.L_out, g.padding, inp.x),
-                          inp.x.dtype.itemsize)[0]
-        anchor_y = td._ncl_anchor(g.L_in, g.L_out, g.padding, V)[0]
-        assert (plan[-1] and anchor_y) == (td.INTERPRETER_NCL == "split"), (plan, anchor_y)
+        if td.INTERPRETER_NCL == "flat":  # forward and grad_x both ran flat
+            assert plan[0] == "flat" and td._PLANS[("bwd_x_any", g)][0] == "flat", (plan, td._PLANS)
+        else:
+            V = td._ncl_group(plan[4], td._ncl_packed(inp.x.dtype, g.N, g.C_in, g.L_in, g.L_out, g.padding,
+                                                      inp.x), inp.x.dtype.itemsize)[0]
+            anchor_y = td._ncl_anchor(g.L_in, g.L_out, g.padding, V)[0]
+            assert (plan[-1] and anchor_y) == (td.INTERPRETER_NCL == "split"), (plan, anchor_y)
     if layout == "ncl" and wide:  # the wide groups ran (forward, grad_x, grad_w)
-        assert td._PLANS[("fwd_any", g)][4] == wide, td._PLANS[("fwd_any", g)]
+        assert td._PLANS[("fwd_any", g)][-1 if td.INTERPRETER_NCL == "flat" else 4] == wide, td._PLANS[("fwd_any", g)]
         assert td._PLANS[("gen_w", g)][-1] == wide, td._PLANS[("gen_w", g)]
     if layout == "nlc":  # the variant asked for is the one that ran (forward and grad_x)
         seg = td._PLANS[("fwd_any", g)][-1]
@@ -251,3 +266,58 @@ def test_generated_kernels_are_named_for_traces_and_backend():
         assert (getattr(kern, "__name__", None) or kern.fn.__name__) == name
         assert classify_kernel(name, (), triton_impl=True) == "triton"
         assert backend_label(["triton"], [name]) == f"triton:{name}"
+
+
+_FLAT_PTX_SCRIPT = r"""
+import json, re, sys
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+import triton
+from convbench.impls import _dw_codegen as gen
+out = {}
+for K, padding, packed, V in json.loads(sys.argv[1]):
+    kern = gen.load(gen.ncl_flat_source(K, V, (-padding) % V, False, packed))
+    xt = "*i32" if packed else "*fp32"
+    yt = {"bf16": "*bf16", "fp16": "*fp16"}.get(packed, "*fp32")
+    sig = {"x_ptr": xt, "xe_ptr": yt, "w_ptr": "*fp32", "b_ptr": "*fp32", "y_ptr": yt, "yw_ptr": xt,
+           "C": "i32", "L": "i32", "padding": "i32", "total": "i32", "n_main": "i32", "rows_total": "i32",
+           "inv_L": "fp32", "inv_C": "fp32", "HAS_BIAS": "constexpr", "BLOCK_C": "constexpr",
+           "G": "constexpr", "E": "constexpr", "EB": "constexpr"}
+    attrs = {(i,): [["tt.divisibility", 16]] for i in (0, 1, 2, 3, 4, 5)}
+    E = gen.ncl_flat_edge(K, V, padding)
+    consts = {"HAS_BIAS": True, "BLOCK_C": 1, "G": 128, "E": E, "EB": max(1, 128 // E)}
+    src = ASTSource(kern, sig, consts, attrs)
+    ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4}).asm["ptx"]
+    out[f"{K},{padding},{packed},{V}"] = {
+        "v4_loads": len(re.findall(r"ld\.global[.\w]*\.v4", ptx)),
+        "v4_stores": len(re.findall(r"st\.global[.\w]*\.v4", ptx)),
+        "barriers": len(re.findall(r"bar\.sync", ptx)),
+    }
+print(json.dumps(out))
+"""
+
+
+def test_ncl_flat_window_loads_and_stores_are_vectors():
+    """The flat kernel's main programs load each window vector and store each output group as
+    16-byte vectors (interior and boundary programs), with no shared-memory round trip, in fp32
+    (4-, 8- and 16-element groups) and packed 16-bit. PTX for sm_90, in a fresh process (see
+    test_ncl_window_loads_and_stores_are_vectors)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    cases = [(9, 4, None, 4), (11, 5, None, 8), (31, 15, None, 16), (9, 4, "bf16", 8), (5, 2, "fp16", 8),
+             (31, 15, "fp16", 16)]
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-c", _FLAT_PTX_SCRIPT, json.dumps(cases)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        assert "CompilationError" not in proc.stderr, proc.stderr[-3000:]
+        pytest.skip(f"cannot compile for sm_90 here: {proc.stderr.strip().splitlines()[-1:]}")
+    stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(stats) == len(cases)
+    for case, st in stats.items():
+        assert st["v4_loads"] > 0, f"{case}: scalar window loads: {st}"
+        assert st["v4_stores"] >= 2, f"{case}: scalar stores: {st}"
+        assert st["barriers"] == 0, f"{case}: shared-memory round trips: {st}"

@@ -690,7 +690,8 @@ def _sm_count(device: torch.device) -> int:
 @functools.cache
 def _gen_kernel(kind: str, *params):
     """The generated kernel for (kind, params), built and imported once per process."""
-    source = {"ncl_fwd": gen.ncl_forward_source, "nlc_fwd": gen.nlc_forward_source,
+    source = {"ncl_fwd": gen.ncl_forward_source, "ncl_flat": gen.ncl_flat_source,
+              "nlc_fwd": gen.nlc_forward_source,
               "nlc_roll": gen.nlc_forward_roll_source,
               "ncl_w": gen.ncl_grad_w_source, "nlc_w": gen.nlc_grad_w_source}[kind]
     return gen.load(source(*params))
@@ -763,17 +764,49 @@ def _ncl_tiles(L: int, V: int = NCL_V) -> list[tuple[int, int]]:
     return [(max(1, 128 * pt // G), G) for G in Gs for pt in (1, 2)]
 
 
+def _ncl_flat_fits(N: int, C: int, L_in: int, L_out: int) -> bool:
+    """The flat (N, C, L) kernel: "same" rows (L_in = L_out), flat indices in int32 and row
+    positions well inside fp32's exact integers (its division by L is a float multiply)."""
+    return L_in == L_out and N * C * L_in + 4096 < 2**31 and L_in < 2**20
+
+
+def _ncl_flat_prepare(N, C, L, K, padding, flip, has_bias, packed, dtype, G, warps, V):
+    """go(x, w, bias, y) for the flat (N, C, L) kernel (plan ("flat", G, warps, V))."""
+    V, kind = _ncl_group(V, packed, dtype.itemsize)
+    E = gen.ncl_flat_edge(K, V, padding)
+    EB = max(1, 128 // E)
+    total = N * C * L
+    n_main = cdiv(total, G * V)
+    kern = _gen_kernel("ncl_flat", K, V, (-padding) % V, flip, kind)
+    # inv_L, inv_C: Triton passes Python floats as fp32
+    launcher = Relaunch.positional(
+        kern, (n_main + cdiv(N * C, EB),),
+        (None,) * 6 + (C, L, padding, total, n_main, N * C, 1.0 / L, 1.0 / C), 6,
+        dict(HAS_BIAS=has_bias, BLOCK_C=1, G=G, E=E, EB=EB, num_warps=warps))
+
+    def go(x, w, bias, y):
+        xs, yw = (_as_words(x), _as_words(y)) if kind else (x, y)
+        launcher(xs, x, w, bias if has_bias else w, y, yw)
+    return go
+
+
 def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out: int, K: int,
               padding: int, flip: bool, x, w, bias, y):
     """(candidate plans as a function, launch, prepare) for y = depthwise conv of x (stride 1)
     with w (C, K), taps flipped if `flip` (grad_x). launch(*plan) runs a plan on these tensors;
     prepare(*plan) does all the plan's arithmetic once and returns go(x, w, bias, y), a launch
-    for any tensors of this geometry and alignment (what _READY caches)."""
+    for any tensors of this geometry and alignment (what _READY caches). In (N, C, L) a plan is
+    the row-tile kernel's (block_c, G, warps, V, nb, split) or ("flat", G, warps, V)."""
     has_bias = bias is not None
     if layout == "ncl":
         packed = _ncl_packed(dtype, N, C, L_in, L_out, padding, x)
 
-        def prepare(block_c, G, warps, V, nb, split):
+        def prepare(*plan):
+            if plan[0] == "flat":
+                return _ncl_flat_prepare(N, C, L_in, K, padding, flip, has_bias, packed, dtype, *plan[1:])
+            return prepare_rows(*plan)
+
+        def prepare_rows(block_c, G, warps, V, nb, split):
             V, kind = _ncl_group(V, packed, dtype.itemsize)
             anchor_y, S, m_max = _ncl_anchor(L_in, L_out, padding, V)
             split = split and anchor_y
@@ -808,7 +841,8 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
         prepare(*plan)(x, w, bias, y)
 
     Vs = _ncl_widths(packed, dtype.itemsize, N, C, L_in, L_out, padding, K) if layout == "ncl" else ()
-    return (lambda: _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, _sm_count(x.device)),
+    flat = layout == "ncl" and _ncl_flat_fits(N, C, L_in, L_out)
+    return (lambda: _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, _sm_count(x.device), flat),
             launch, prepare)
 
 
@@ -855,8 +889,8 @@ def _ncl_group(V: int, packed: str | None, itemsize: int) -> tuple[int, str | No
 
 # The interpreter runs one candidate (nothing to time on the CPU): in (N, C, L) the tile kernel
 # without the edge program ("nosplit", what the GPU tuner picks: _ncl_splits) or with it
-# ("split"); in (N, L, C) the tile kernel ("tile") or the rolling window ("roll"), as the tests
-# choose.
+# ("split"), or the flat kernel ("flat", where the shape allows it); in (N, L, C) the tile
+# kernel ("tile") or the rolling window ("roll"), as the tests choose.
 INTERPRETER_NCL = "nosplit"
 INTERPRETER_NLC = "tile"
 
@@ -893,14 +927,18 @@ def _ncl_splits() -> tuple[bool, ...]:
     return (False, True) if os.environ.get("CONVBENCH_DW_EDGE_PROGRAM", "0") == "1" else (False,)
 
 
-def _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, sms) -> list[tuple]:
+def _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, sms, flat=False) -> list[tuple]:
     if layout == "ncl":
         if interpreting():
+            if INTERPRETER_NCL == "flat" and flat:
+                return [("flat", 32, 1, Vs[0])]
             return [(4, 64 // Vs[0], 1, Vs[0], 2, INTERPRETER_NCL == "split")]
         # nb: batch items per program (each loads its rows' K weights once for all of them);
         # split: inner tiles + an edge program, or edge tiles with masks (see _ncl_splits)
         cands = [(bc, G, 4, V, nb, split) for V in Vs for bc, G in _ncl_tiles(L_out, V)
                  for nb in ((1, 4) if N > 1 else (1,)) for split in _ncl_splits()]
+        if flat:  # the flat kernel: 1 or 2 groups a thread (notes/depthwise_kernel.md, session 9)
+            cands += [("flat", G, 4, V) for V in Vs for G in (128, 256)]
     elif interpreting():
         cands = [(2, 4, 1, 8 if INTERPRETER_NLC == "roll" else 0)]
     else:
@@ -916,13 +954,15 @@ def _with_tiles(gen_plans, gen_launch, tile_plans, tile_launch, layout: str):
     """One candidate list over both kernel families. In (N, C, L) the tile kernels stay in the
     running: on rows shorter than two tiles every generated tile is an edge tile."""
     def plans():
-        out = [("gen", *p) for p in gen_plans()]
+        out = [p if isinstance(p[0], str) else ("gen", *p) for p in gen_plans()]
         if layout == "ncl" and not interpreting():
             out += [("tile", *p) for p in tile_plans()]
         return out
 
     def launch(tag, *plan):
-        return gen_launch(*plan) if tag == "gen" else tile_launch(*plan)
+        if tag == "tile":
+            return tile_launch(*plan)
+        return gen_launch(*plan) if tag == "gen" else gen_launch(tag, *plan)
 
     return plans, launch
 
@@ -1076,6 +1116,8 @@ def _tuned_gen(kind: str, g: Geometry, conv: tuple, src, w, bias, dst, tile_laun
     run(*plan)
     if plan[0] == "gen":
         _READY[(kind, g, _align(src))] = prepare(*plan[1:])
+    elif plan[0] == "flat":
+        _READY[(kind, g, _align(src))] = prepare(*plan)
 
 
 def _forward(g: Geometry, x, w, bias):
@@ -1205,6 +1247,7 @@ def depthwise_conv1d(x, weight, bias, stride=1, padding=0, dilation=1, layout="n
 
 _PLAN_FIELDS = {  # the launch() arguments of each generated-kernel plan, by (layout, kind)
     ("ncl", "gen"): ("block_c", "G", "warps", "V", "nb", "split"),
+    ("ncl", "flat"): ("G", "warps", "V"),
     ("ncl", "toeplitz"): ("B", "BN", "warps", "stages"),
     ("nlc", "toeplitz"): ("B", "BN", "warps", "stages"),
     ("nlc", "gen"): ("vpt", "R", "warps", "seg"),
@@ -1219,8 +1262,8 @@ def _describe(layout: str, kind: str, plan: tuple) -> str:
         return f"tile(block_c={t.block_c}, block_l={t.block_l}, warps={t.num_warps})"
     if plan[0] == "tile":
         return _describe(layout, kind, plan[1:])
-    if plan[0] == "gen":
-        kind, plan = "gen", plan[1:]
+    if plan[0] in ("gen", "flat"):
+        kind, plan = plan[0], plan[1:]
     if plan[0] == "toeplitz":
         kind, plan = "toeplitz", plan[1:]
     names = _PLAN_FIELDS[(layout, kind)]

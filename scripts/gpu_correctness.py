@@ -20,7 +20,7 @@ SHAPES = [
     ("depthwise", dict(N=1, C_in=5, L=129, K=4, padding=2, stride=2)),
     ("depthwise", dict(N=2, C_in=3, C_out=6, L=517, K=31, padding=15, bias=False)),
     ("depthwise", dict(N=1, C_in=6, L=7, K=31, padding=15)),
-    ("depthwise", dict(N=4, C_in=6, L=7, K=31, padding=15)),  # flat (N, C, L): K > L, whole groups
+    ("depthwise", dict(N=4, C_in=6, L=20, K=31, padding=15)),  # flat (N, C, L): K > L
     ("depthwise", dict(N=2, C_in=7, L=129, K=3, padding=2, dilation=2)),
     ("depthwise", dict(N=3, C_in=176, L=209, K=9, padding=4)),
     ("depthwise", dict(N=4, C_in=1024, L=517, K=11, padding=5)),

@@ -37,8 +37,10 @@ GEN_CASES = {
     "packed16_length_1_K7": (_case(N=16, C=1, L=1, K=7), "float16"),
     # N*C*L a multiple of 4 but not 8: 16-bit data stays on 4-element groups
     "unpacked_16bit": (_case(N=1, C=4, L=201, K=5), "bfloat16"),
-    # K > L with "same" padding: every group of the flat kernel is an edge group
-    "K_gt_L": (_case(N=4, C=6, L=7, K=31), "float32"),
+    # K > L with "same" padding: every tap window of the flat kernel leaves the row
+    "K_gt_L": (_case(N=4, C=6, L=20, K=31), "float32"),
+    # rows exactly one 16-element group long: no flat group crosses a row
+    "L16_K9": (_case(N=2, C=3, L=16, K=9), "float32"),
     # C not a power of two, rows of 129: flat groups cross rows and channels wrap
     "odd_C_L129": (_case(N=8, C=5, L=129, K=9), "float16"),
 }
@@ -59,9 +61,9 @@ V16_CASES = ["anchor_y_S3", "flip_negative_padding", "K31_fp32", "no_bias_K1", "
              "packed16_bf16_odd_rows", "packed16_length_1_K7"]
 
 # the flat (N, C, L) kernel ("same" rows only): every case it takes, in each group width
-FLAT_CASES = [n for n, (p, _) in GEN_CASES.items() if p.padding * 2 == p.K - 1]
+FLAT_CASES = [n for n, (p, _) in GEN_CASES.items() if p.padding * 2 == p.K - 1 and p.L >= 16]
 FLAT_V_CASES = [("K31_fp32", 8), ("K31_fp32", 16), ("packed16_bf16_odd_rows", 16), ("anchor_y_S3", 8),
-                ("K_gt_L", 8), ("packed16_length_1_K7", 16), ("no_bias_K1", 16)]
+                ("K_gt_L", 8), ("K_gt_L", 16), ("L16_K9", 16), ("no_bias_K1", 16)]
 
 # ncl with the edge program (out of the GPU tuning set unless CONVBENCH_DW_EDGE_PROGRAM=1): the
 # cases where it differs most from edge tiles
@@ -280,12 +282,10 @@ for K, padding, packed, V in json.loads(sys.argv[1]):
     xt = "*i32" if packed else "*fp32"
     yt = {"bf16": "*bf16", "fp16": "*fp16"}.get(packed, "*fp32")
     sig = {"x_ptr": xt, "xe_ptr": yt, "w_ptr": "*fp32", "b_ptr": "*fp32", "y_ptr": yt, "yw_ptr": xt,
-           "C": "i32", "L": "i32", "padding": "i32", "total": "i32", "n_main": "i32", "rows_total": "i32",
-           "inv_L": "fp32", "inv_C": "fp32", "HAS_BIAS": "constexpr", "BLOCK_C": "constexpr",
-           "G": "constexpr", "E": "constexpr", "EB": "constexpr"}
+           "C": "i32", "L": "i32", "padding": "i32", "total": "i32", "inv_L": "fp32", "inv_C": "fp32",
+           "HAS_BIAS": "constexpr", "BLOCK_C": "constexpr", "G": "constexpr", "NB": "constexpr"}
     attrs = {(i,): [["tt.divisibility", 16]] for i in (0, 1, 2, 3, 4, 5)}
-    E = gen.ncl_flat_edge(K, V, padding)
-    consts = {"HAS_BIAS": True, "BLOCK_C": 1, "G": 128, "E": E, "EB": max(1, 128 // E)}
+    consts = {"HAS_BIAS": True, "BLOCK_C": 1, "G": 128, "NB": gen.ncl_flat_boundaries(128, V, 209)}
     src = ASTSource(kern, sig, consts, attrs)
     ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4}).asm["ptx"]
     out[f"{K},{padding},{packed},{V}"] = {

@@ -765,24 +765,21 @@ def _ncl_tiles(L: int, V: int = NCL_V) -> list[tuple[int, int]]:
 
 
 def _ncl_flat_fits(N: int, C: int, L_in: int, L_out: int) -> bool:
-    """The flat (N, C, L) kernel: "same" rows (L_in = L_out), flat indices in int32 and row
-    positions well inside fp32's exact integers (its division by L is a float multiply)."""
-    return L_in == L_out and N * C * L_in + 4096 < 2**31 and L_in < 2**20
+    """The flat (N, C, L) kernel: "same" rows (L_in = L_out) no shorter than its widest group
+    (a group then crosses at most one row boundary), flat indices in int32 and row positions
+    well inside fp32's exact integers (its division by L is a float multiply)."""
+    return L_in == L_out and L_in >= 16 and N * C * L_in + 4096 < 2**31 and L_in < 2**20
 
 
 def _ncl_flat_prepare(N, C, L, K, padding, flip, has_bias, packed, dtype, G, warps, V):
     """go(x, w, bias, y) for the flat (N, C, L) kernel (plan ("flat", G, warps, V))."""
     V, kind = _ncl_group(V, packed, dtype.itemsize)
-    E = gen.ncl_flat_edge(K, V, padding)
-    EB = max(1, 128 // E)
     total = N * C * L
-    n_main = cdiv(total, G * V)
     kern = _gen_kernel("ncl_flat", K, V, (-padding) % V, flip, kind)
     # inv_L, inv_C: Triton passes Python floats as fp32
     launcher = Relaunch.positional(
-        kern, (n_main + cdiv(N * C, EB),),
-        (None,) * 6 + (C, L, padding, total, n_main, N * C, 1.0 / L, 1.0 / C), 6,
-        dict(HAS_BIAS=has_bias, BLOCK_C=1, G=G, E=E, EB=EB, num_warps=warps))
+        kern, (cdiv(total, G * V),), (None,) * 6 + (C, L, padding, total, 1.0 / L, 1.0 / C), 6,
+        dict(HAS_BIAS=has_bias, BLOCK_C=1, G=G, NB=gen.ncl_flat_boundaries(G, V, L), num_warps=warps))
 
     def go(x, w, bias, y):
         xs, yw = (_as_words(x), _as_words(y)) if kind else (x, y)

@@ -1,0 +1,63 @@
+"""Time chosen (N, C, L) forward plans of the generated kernels side by side (the tuner's own
+timer: CUDA-graph replays, cold L2) and check each against float64: the flat kernel's
+candidates against the row-tile plans the tuner picked. A probe for kernel work, quicker than a
+full tuning run (GPU machine).
+
+  python3 scripts/flat_probe.py --case nemo_fastconformer_L:bfloat16 --rows "4,32,4,8,4,0"
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_depthwise_kernels import copy_gbps, problem  # noqa: E402
+
+from convbench.impls import triton_depthwise as td  # noqa: E402
+from convbench.reference import rel_err, tolerance  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--case", action="append", required=True,
+                    help="label:dtype[:row plan;row plan...], a row plan as block_c,G,warps,V,nb,split")
+    args = ap.parse_args()
+    gbps = copy_gbps()
+    print(f"device {torch.cuda.get_device_name()}, triton {td.triton.__version__}, copy {gbps:.0f} GB/s", flush=True)
+    bad = 0
+    for spec in args.case:
+        label, dtype, *rows = spec.split(":")
+        p = problem(label)
+        inp = p.make_inputs(dtype, device="cuda", layout="ncl", seed=5)
+        g = td._geometry(inp.x, inp.weight, inp.bias, p.stride, p.padding, p.dilation, "ncl")
+        w = inp.weight.reshape(g.C_out, g.K).contiguous()
+        y = torch.empty_like(inp.x)
+        plans, launch, _ = td._gen_conv("ncl", g.dtype, g.N, g.C_out, g.L_in, g.L_out, g.K, g.padding,
+                                        False, inp.x, w, inp.bias, y)
+        cands = [pl for pl in plans() if isinstance(pl[0], str)]
+        for r in (rows[0].split(";") if rows else []):
+            v = [int(t) for t in r.split(",")]
+            cands.insert(0, (*v[:5], bool(v[5])))
+        ref = F.conv1d(inp.x.double(), inp.weight.double(), inp.bias.double() if inp.bias is not None else None,
+                       padding=g.padding, groups=g.C_in)
+        floor = p.bytes(dtype) / gbps / 1e3
+        print(f"{label} {dtype} floor {floor:.1f} us", flush=True)
+        for pl in cands:
+            y.fill_(float("nan"))
+            launch(*pl)
+            err = float(rel_err(y, ref))
+            ok = err <= tolerance(dtype, False)
+            bad += not ok
+            us = td._timed_or_inf(launch, pl) * 1e3
+            print(f"    {us:8.1f} us ({100 * floor / us:3.0f}% of floor)  err {err:.1e}{'' if ok else ' FAIL'}  {pl}",
+                  flush=True)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -26,7 +26,10 @@ def main() -> None:
     ap.add_argument("--cases", required=True, help="label:dtype:layout,...")
     ap.add_argument("--all-plans", action="store_true",
                     help="profile every generated-kernel candidate, each in an NVTX range named by its plan")
+    ap.add_argument("--only", default="",
+                    help="with --all-plans: only the plans whose repr is one of these ('|'-separated)")
     args = ap.parse_args()
+    only = set(filter(None, args.only.split("|")))
     for case in args.cases.split(","):
         label, dtype, layout = case.split(":")
         p = problem(label)
@@ -38,10 +41,13 @@ def main() -> None:
             plans, launch, _ = td._gen_conv(layout, g.dtype, g.N, g.C_out, g.L_in, g.L_out, g.K,
                                             g.padding, False, inp.x, w, inp.bias, y)
             for plan in plans():
+                if only and str(plan) not in only:
+                    continue
                 launch(*plan)  # compiles
                 torch.cuda.synchronize()
                 torch.cuda.nvtx.range_push("prof")
-                torch.cuda.nvtx.range_push(f"{case}:{td._describe(layout, 'gen', ('gen', *plan))}")
+                tagged = plan if isinstance(plan[0], str) else ("gen", *plan)
+                torch.cuda.nvtx.range_push(f"{case}:{td._describe(layout, 'gen', tagged)}")
                 launch(*plan)
                 torch.cuda.nvtx.range_pop()
                 torch.cuda.nvtx.range_pop()

@@ -13,9 +13,13 @@ COLS = {
     "Duration": "duration", "DRAM Throughput": "DRAM %", "L1/TEX Cache Throughput": "L1 %",
     "L2 Cache Throughput": "L2 %", "Registers Per Thread": "regs",
     "Achieved Occupancy": "occupancy %",
+    "Compute (SM) Throughput": "SM %", "Executed Instructions": "instructions",
+    "Issue Slots Busy": "issue busy %", "Warp Cycles Per Issued Instruction": "cycles/issue",
     "l1tex__t_sectors_pipe_lsu_mem_global_op_ld.sum": "ld sectors",
     "l1tex__t_sectors_pipe_lsu_mem_global_op_st.sum": "st sectors",
     "lts__t_sectors_op_write.sum": "L2 write sectors",
+    "dram__bytes_read.sum": "DRAM read", "dram__bytes_write.sum": "DRAM write",
+    "smsp__inst_executed.sum": "warp instructions",
 }
 
 

@@ -26,6 +26,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--case", action="append", required=True,
                     help="label:dtype[:row plan;row plan...], a row plan as block_c,G,warps,V,nb,split")
+    ap.add_argument("--toeplitz", action="store_true",
+                    help="also the tensor-core (Toeplitz) kernel's plans, at any K")
+    ap.add_argument("--no-flat", action="store_true", help="leave out the flat kernel's plans")
     args = ap.parse_args()
     gbps = copy_gbps()
     print(f"device {torch.cuda.get_device_name()}, triton {td.triton.__version__}, copy {gbps:.0f} GB/s", flush=True)
@@ -39,7 +42,7 @@ def main() -> int:
         y = torch.empty_like(inp.x)
         plans, launch, _ = td._gen_conv("ncl", g.dtype, g.N, g.C_out, g.L_in, g.L_out, g.K, g.padding,
                                         False, inp.x, w, inp.bias, y)
-        cands = [pl for pl in plans() if isinstance(pl[0], str)]
+        cands = [] if args.no_flat else [pl for pl in plans() if isinstance(pl[0], str)]
         for r in (rows[0].split(";") if rows else []):
             v = [int(t) for t in r.split(",")]
             cands.insert(0, (*v[:5], bool(v[5])))
@@ -47,13 +50,17 @@ def main() -> int:
                        padding=g.padding, groups=g.C_in)
         floor = p.bytes(dtype) / gbps / 1e3
         print(f"{label} {dtype} floor {floor:.1f} us", flush=True)
+        if args.toeplitz:
+            tz = td._toeplitz_launch(g, inp.x, w, inp.bias, y, g.L_in, g.L_out, g.padding, False)
+            cands += td._toeplitz_plans()
         for pl in cands:
             y.fill_(float("nan"))
-            launch(*pl)
+            run = tz if pl[0] == "toeplitz" else launch
+            run(*pl)
             err = float(rel_err(y, ref))
             ok = err <= tolerance(dtype, False)
             bad += not ok
-            us = td._timed_or_inf(launch, pl) * 1e3
+            us = td._timed_or_inf(run, pl) * 1e3
             print(f"    {us:8.1f} us ({100 * floor / us:3.0f}% of floor)  err {err:.1e}{'' if ok else ' FAIL'}  {pl}",
                   flush=True)
     return 1 if bad else 0

@@ -30,6 +30,7 @@ def main() -> int:
                     help="also the tensor-core (Toeplitz) kernel's plans, at any K")
     ap.add_argument("--no-flat", action="store_true", help="leave out the flat kernel's plans")
     args = ap.parse_args()
+    td.NCL_FLAT_MIN_L = 1  # probe the flat kernel on every row length, not only where it is offered
     gbps = copy_gbps()
     print(f"device {torch.cuda.get_device_name()}, triton {td.triton.__version__}, copy {gbps:.0f} GB/s", flush=True)
     bad = 0

@@ -61,7 +61,7 @@ V16_CASES = ["anchor_y_S3", "flip_negative_padding", "K31_fp32", "no_bias_K1", "
              "packed16_bf16_odd_rows", "packed16_length_1_K7"]
 
 # the flat (N, C, L) kernel ("same" rows only): every case it takes, in each group width
-FLAT_CASES = [n for n, (p, _) in GEN_CASES.items() if p.padding * 2 == p.K - 1 and p.L >= 16]
+FLAT_CASES = [n for n, (p, _) in GEN_CASES.items() if p.padding * 2 == p.K - 1]
 FLAT_V_CASES = [("K31_fp32", 8), ("K31_fp32", 16), ("packed16_bf16_odd_rows", 16), ("anchor_y_S3", 8),
                 ("K_gt_L", 8), ("K_gt_L", 16), ("L16_K9", 16), ("no_bias_K1", 16)]
 
@@ -78,6 +78,7 @@ SPLIT_CASES = ["anchor_y_S3", "anchor_y_S0", "K31", "packed_bf16_odd_rows", "pac
                          + [(n, "ncl_v16") for n in V16_CASES]
                          + [(n, "ncl_v16_split") for n in ("anchor_y_S3", "K31", "packed16_bf16_odd_rows")]
                          + [(n, "ncl_flat") for n in FLAT_CASES]
+                         + [(n, "ncl_flat_mix") for n in ("packed_bf16_odd_rows", "K31_fp32", "packed_length_1_K7")]
                          + [(n, f"ncl_flat_v{v}") for n, v in FLAT_V_CASES])
 def test_generated_kernels_match_float64(name, layout, monkeypatch):
     """ncl: without the edge program (edge tiles store whole groups as vectors, partial groups
@@ -90,6 +91,9 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
     if layout.startswith("ncl"):
         monkeypatch.setattr(td, "INTERPRETER_NCL", "split" if layout.endswith("_split") else
                             "flat" if "flat" in layout else "nosplit")
+        if "flat" in layout:  # the tuner offers it from L = 512; the code paths run at any L
+            monkeypatch.setattr(td, "NCL_FLAT_MIN_L", 1)
+            monkeypatch.setattr(td, "INTERPRETER_FLAT_MIX", int("mix" in layout))
         wide = 8 if ("fp32_v8" in layout or "flat_v8" in layout) else 16 if "v16" in layout else None
         monkeypatch.setattr(td, "INTERPRETER_NCL_V", wide)
         if wide == 16:  # the tuner offers them from K = 17; the code paths run at any K
@@ -117,7 +121,7 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
             anchor_y = td._ncl_anchor(g.L_in, g.L_out, g.padding, V)[0]
             assert (plan[-1] and anchor_y) == (td.INTERPRETER_NCL == "split"), (plan, anchor_y)
     if layout == "ncl" and wide:  # the wide groups ran (forward, grad_x, grad_w)
-        assert td._PLANS[("fwd_any", g)][-1 if td.INTERPRETER_NCL == "flat" else 4] == wide, td._PLANS[("fwd_any", g)]
+        assert td._PLANS[("fwd_any", g)][4 if td.INTERPRETER_NCL != "flat" else 3] == wide, td._PLANS[("fwd_any", g)]
         assert td._PLANS[("gen_w", g)][-1] == wide, td._PLANS[("gen_w", g)]
     if layout == "nlc":  # the variant asked for is the one that ran (forward and grad_x)
         seg = td._PLANS[("fwd_any", g)][-1]
@@ -282,10 +286,12 @@ for K, padding, packed, V in json.loads(sys.argv[1]):
     xt = "*i32" if packed else "*fp32"
     yt = {"bf16": "*bf16", "fp16": "*fp16"}.get(packed, "*fp32")
     sig = {"x_ptr": xt, "xe_ptr": yt, "w_ptr": "*fp32", "b_ptr": "*fp32", "y_ptr": yt, "yw_ptr": xt,
-           "C": "i32", "L": "i32", "padding": "i32", "total": "i32", "inv_L": "fp32", "inv_C": "fp32",
-           "HAS_BIAS": "constexpr", "BLOCK_C": "constexpr", "G": "constexpr", "NB": "constexpr"}
+           "C": "i32", "L": "i32", "padding": "i32", "total": "i32", "n_main": "i32", "n_edge": "i32",
+           "mix": "i32", "rows_total": "i32", "inv_L": "fp32", "inv_C": "fp32", "HAS_BIAS": "constexpr",
+           "BLOCK_C": "constexpr", "G": "constexpr", "E": "constexpr", "EB": "constexpr"}
     attrs = {(i,): [["tt.divisibility", 16]] for i in (0, 1, 2, 3, 4, 5)}
-    consts = {"HAS_BIAS": True, "BLOCK_C": 1, "G": 128, "NB": gen.ncl_flat_boundaries(128, V, 209)}
+    E = gen.ncl_flat_edge(K, V, padding)
+    consts = {"HAS_BIAS": True, "BLOCK_C": 1, "G": 128, "E": E, "EB": max(1, 128 // E)}
     src = ASTSource(kern, sig, consts, attrs)
     ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4}).asm["ptx"]
     out[f"{K},{padding},{packed},{V}"] = {

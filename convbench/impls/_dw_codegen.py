@@ -594,10 +594,14 @@ def ncl_grad_w_source(K: int, V: int, S: int, anchor_y: bool, packed: str | None
 # ------------------------------------------------------------------------------------------
 
 
-def ncl_flat_boundaries(G: int, V: int, L: int) -> int:
-    """Row boundaries a flat program checks for a group that crosses one (a power of two): those
-    in (F, F + G*V + V), at most (G*V + V) // L + 1 of them."""
-    n = (G * V + V) // L + 1
+def ncl_flat_edge(K: int, V: int, padding: int) -> int:
+    """Slots at each end of a row for the flat kernel's edge programs (a power of two): every
+    element of a group that is not inner lies within them. A group (V elements from flat index
+    f, row position l0) is inner when all its taps stay in its row: l0 >= padding and
+    l0 + V - 1 + K - 1 - padding < L. So non-inner elements sit at row positions
+    < padding + V - 1 (head; a group that starts in the row before ends before V - 1) or
+    >= L - (V - 1) - (K - 1 - padding) (tail)."""
+    n = max(padding + V - 1, V + K - 2 - padding, V - 1, 1)
     return 1 << (n - 1).bit_length()
 
 
@@ -609,56 +613,70 @@ def _floor_div_small(s: _Src, ind: int, q: str, num: str, den: str, inv: str) ->
 
 
 def ncl_flat_source(K: int, V: int, S: int, flip: bool, packed: str | None = None) -> str:
-    """Forward (or grad_x, `flip`) of (N, C, L) "same" convs (L_in = L_out = L >= V) with the
-    tensor read as one flat array of groups of V: the rows' own alignment no longer matters, so
-    on short rows (FastConformer's 209) there are no per-row tiles that are all edge.
+    """Forward (or grad_x, `flip`) of (N, C, L) "same" convs (L_in = L_out = L) with the tensor
+    read as one flat array of groups of V: the rows' own alignment no longer matters. A main
+    program owns
+    G consecutive groups: it reads the window of each (aligned vectors; S = (-padding) % V puts
+    window group 0 on the grid), gathers each group's row weights (w[c, k], c = row % C) and
+    stores only inner groups (every tap in the group's row). Edge programs (program ids from
+    n_main on) compute, for EB rows each, the 2E slots at the rows' two ends (ncl_flat_edge)
+    that are not in inner groups, one tap load per slot and tap. The flat index fits int32
+    (callers check).
 
-    A program owns G consecutive groups. Each group takes the weights of the row of its first
-    element (w[c, k], c = row % C) and a window of aligned vectors (S = (-padding) % V puts
-    window group 0 on the grid) whose elements outside that row are zeroed, so every group that
-    lies in one row is exact, its row ends included; it is stored as vectors. A group that
-    crosses a row boundary (at most one per boundary, since L >= V) is computed again by the
-    program that owns it, element by element with one tap load per element and tap, and stored
-    element by element. Flat indices fit int32 (callers check)."""
+    Program order: with `mix` = 0, all main programs, then all edge programs; with mix = m > 0,
+    blocks of m main programs and then the edge program of about their rows (m = n_main //
+    n_edge), so the edge programs read rows that the main programs just read (in L2), and the
+    main programs left over at the end."""
     W = _words(V, packed)
     U = _unit(V, packed)
     Q1 = ncl_window(K, V, S)
     need = (S, S + V + K - 2)
-    sub = f" - {S}" if S else ""  # a literal "- 0" made Triton drop the multiple_of hint (session 3)
+    span = (Q1 - 1) * V  # a group's window runs from its start - padding - S over (Q1) groups
     s = _Src()
     s(0, "@triton.jit")
     s(0, f"def {_name('ncl_flat', flip)}(x_ptr, xe_ptr, w_ptr, b_ptr, y_ptr, yw_ptr, C, L, padding, total,")
-    s(0, "           inv_L, inv_C, HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr, G: tl.constexpr,")
-    s(0, "           NB: tl.constexpr):")
+    s(0, "           n_main, n_edge, mix, rows_total, inv_L, inv_C,")
+    s(0, "           HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr, G: tl.constexpr, E: tl.constexpr,")
+    s(0, "           EB: tl.constexpr):")
     s(1, "tl.static_assert(BLOCK_C == 1)  # the window loader's tensors are (BLOCK_C, G, ...)")
-    s(1, f"F = tl.program_id(0) * (G * {V})  # flat index of the program's first element")
-    s(1, "r0 = F // L")
-    s(1, "c0 = r0 % C")
-    s(1, "jj = tl.arange(0, G)")
-    s(1, f"vw = tl.arange(0, {U})[None, None, :]")
-    s(1, f"off = F - r0 * L + jj * {V}  # row position of each group's first element, from row r0")
-    _floor_div_small(s, 1, "qr", "off", "L", "inv_L")
-    s(1, "l0 = off - qr * L")
-    s(1, "cc = c0 + qr")
-    _floor_div_small(s, 1, "qc", "cc", "C", "inv_C")
-    s(1, "cc = cc - qc * C")
-    s(1, f"whole = (F + jj * {V} < total) & (l0 + {V} <= L)  # the group lies in one row")
+    s(1, "pid = tl.program_id(0)")
+    s(1, "q = pid // (mix + 1)")
+    s(1, "rem = pid - q * (mix + 1)")
+    s(1, "inter = (mix > 0) & (q < n_edge)  # in the interleaved blocks")
+    s(1, "is_edge = tl.where(inter, rem == mix, (mix == 0) & (pid >= n_main))")
+    s(1, "mi = tl.where(inter, q * mix + rem, tl.where(mix > 0, pid - n_edge, pid))")
+    s(1, "ei = tl.where(inter, q, pid - n_main)")
+    s(1, "if is_edge == 0:")
+    s(2, f"F = mi * (G * {V})  # flat index of the program's first element")
+    s(2, "r0 = F // L")
+    s(2, "c0 = r0 % C")
+    s(2, "jj = tl.arange(0, G)")
+    s(2, f"vw = tl.arange(0, {U})[None, None, :]")
+    s(2, f"off = F - r0 * L + jj * {V}  # row position of each group's first element, from row r0")
+    _floor_div_small(s, 2, "qr", "off", "L", "inv_L")
+    s(2, "l0 = off - qr * L")
+    s(2, "cc = c0 + qr")
+    _floor_div_small(s, 2, "qc", "cc", "C", "inv_C")
+    s(2, "cc = cc - qc * C")
+    s(2, f"inner = (F + jj * {V} < total) & (l0 >= padding) & (l0 + {V + K - 2} - padding < L)")
     for k in range(K):
-        s(1, f"w{k} = tl.load(w_ptr + cc * {K} + {_wk(k, K, flip)}).to(tl.float32)[None, :]")
-    s(1, "if HAS_BIAS:")
-    s(2, "bias = tl.load(b_ptr + cc).to(tl.float32)[None, :]")
-    s(1, "else:")
-    s(2, "bias = tl.zeros((1, G), dtype=tl.float32)")
+        s(2, f"w{k} = tl.load(w_ptr + cc * {K} + {_wk(k, K, flip)}).to(tl.float32)[None, :]")
+    s(2, "if HAS_BIAS:")
+    s(3, "bias = tl.load(b_ptr + cc).to(tl.float32)[None, :]")
+    s(2, "else:")
+    s(3, "bias = tl.zeros((1, G), dtype=tl.float32)")
     div = " // 2" if packed else ""
-    s(1, f"xa = tl.multiple_of((F - padding{sub}){div}, {W})")
-    s(1, f"ya = tl.multiple_of(F{div}, {W})")
-    s(1, f"goff = (jj * {W})[None, :, None]")
-    s(1, f"total_x = {'total // 2' if packed else 'total'}")
-    s(1, f"interior = (F - padding{sub} >= 0) & (F + (G - 1) * {V} + {Q1 * V - S} - padding <= total)")
+    sub = f" - {S}" if S else ""  # a literal "- 0" made Triton drop the multiple_of hint (session 3)
+    s(2, f"xa = tl.multiple_of((F - padding{sub}){div}, {W})")
+    s(2, f"ya = tl.multiple_of(F{div}, {W})")
+    s(2, f"goff = (jj * {W})[None, :, None]")
+    tot = "total // 2" if packed else "total"
+    s(2, f"total_x = {tot}")
+    s(2, f"interior = (F - padding{sub} >= 0) & (F + (G - 1) * {V} + {span + V - S} - padding <= total)")
 
     def body(ind: int, masked: bool) -> None:
         e = _ncl_load_window(s, ind, V, packed, Q1, masked, "G", "x_ptr", "xa + goff", "total_x", "L",
-                             f"(l0 - padding{sub})[None, :]", "e", True, zero=True, need=need)
+                             "", "e", True, zero=False, need=need)
         outs = _ncl_outputs(s, ind, e, K, V, S)
         if packed:
             for v in range(W):
@@ -667,31 +685,33 @@ def ncl_flat_source(K: int, V: int, S: int, flip: bool, packed: str | None = Non
         for h in range(W // U):
             s(ind, f"Y = tl.reshape({_join_expr(outs[h * U:(h + 1) * U])}, (BLOCK_C, G, {U}))")
             s(ind, "Y = Y.to(yw_ptr.dtype.element_ty)")
-            s(ind, f"tl.store(yw_ptr + (ya + goff + vw + {h * U}), Y, mask=whole[None, :, None])")
+            s(ind, f"tl.store(yw_ptr + (ya + goff + vw + {h * U}), Y, mask=inner[None, :, None])")
 
-    s(1, "if interior:")
-    body(2, False)
+    s(2, "if interior:")
+    body(3, False)
+    s(2, "else:")
+    body(3, True)
     s(1, "else:")
-    body(2, True)
-    # groups that cross a row boundary: boundary b = (r0 + 1 + i) * L splits the group at fs
-    s(1, "ib = tl.arange(0, NB)[:, None]")
-    s(1, f"uu = tl.arange(0, {V})[None, :]")
-    s(1, "bnd = (r0 + 1 + ib) * L")
-    s(1, f"fs = bnd - bnd % {V}")
-    s(1, f"crossing = (bnd > fs) & (fs >= F) & (fs < F + G * {V}) & (fs < total)")
-    s(1, "fe = fs + uu")
-    s(1, "second = (fe >= bnd).to(tl.int32)")
-    s(1, "le = fe - (r0 + ib + second) * L  # row position of each element in its own row")
-    s(1, "ce = c0 + ib + second")
-    _floor_div_small(s, 1, "qe", "ce", "C", "inv_C")
-    s(1, "ce = ce - qe * C")
-    s(1, "if HAS_BIAS:")
-    s(2, f"acc = tl.load(b_ptr + ce).to(tl.float32) + tl.zeros((NB, {V}), dtype=tl.float32)")
-    s(1, "else:")
-    s(2, f"acc = tl.zeros((NB, {V}), dtype=tl.float32)")
+    # edge programs: names differ from the main branch's (one type per name across branches)
+    s(2, "rows = ei * EB + tl.arange(0, EB)")
+    s(2, "rmask = (rows < rows_total)[:, None]")
+    s(2, "rows = tl.minimum(rows, rows_total - 1)")
+    s(2, "ce = (rows % C)[:, None]")
+    s(2, "js = tl.arange(0, 2 * E)[None, :]")
+    s(2, "ls = tl.where(js < E, js, L - 2 * E + js)  # head slots, then tail slots")
+    # a tail slot inside the head slots (rows shorter than 2E) is left to the head slot
+    s(2, "ok = rmask & (ls >= 0) & (ls < L) & ((js < E) | (ls >= E))")
+    s(2, "fe = rows[:, None] * L + ls")
+    s(2, f"ls0 = ls - fe % {V}  # row position of the slot's group start (< 0: the row before)")
+    s(2, f"keep = ok & ~((ls0 >= 0) & (ls0 >= padding) & (ls0 + {V + K - 2} - padding < L))")
+    s(2, "if HAS_BIAS:")
+    s(3, "acc = tl.load(b_ptr + ce).to(tl.float32) + tl.zeros((EB, 2 * E), dtype=tl.float32)")
+    s(2, "else:")
+    s(3, "acc = tl.zeros((EB, 2 * E), dtype=tl.float32)")
+    s(2, "xr = xe_ptr + rows[:, None] * L")
     for k in range(K):
-        s(1, f"pk = le - padding + {k}")
-        s(1, f"acc += tl.load(xe_ptr + (fe - padding + {k}), mask=crossing & (pk >= 0) & (pk < L), "
-             f"other=0.0).to(tl.float32) * tl.load(w_ptr + ce * {K} + {_wk(k, K, flip)}).to(tl.float32)")
-    s(1, "tl.store(y_ptr + fe, acc.to(y_ptr.dtype.element_ty), mask=crossing)")
+        s(2, f"pk = ls - padding + {k}")
+        s(2, f"acc += tl.load(xr + pk, mask=keep & (pk >= 0) & (pk < L), other=0.0).to(tl.float32) * "
+             f"tl.load(w_ptr + ce * {K} + {_wk(k, K, flip)}).to(tl.float32)")
+    s(2, "tl.store(y_ptr + fe, acc.to(y_ptr.dtype.element_ty), mask=keep)")
     return s.text()

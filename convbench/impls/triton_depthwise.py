@@ -764,22 +764,35 @@ def _ncl_tiles(L: int, V: int = NCL_V) -> list[tuple[int, int]]:
     return [(max(1, 128 * pt // G), G) for G in Gs for pt in (1, 2)]
 
 
+# The flat (N, C, L) kernel is offered from this row length on: at L = 517 it beat the row-tile
+# kernel by 4-5 % (dtts_dec_b19 fp32 and bf16, H200, session 9); at 209 and 418 it lost by 7-33 %
+# (notes/depthwise_kernel.md, "Session 9").
+NCL_FLAT_MIN_L = 512
+
+
 def _ncl_flat_fits(N: int, C: int, L_in: int, L_out: int) -> bool:
-    """The flat (N, C, L) kernel: "same" rows (L_in = L_out) no shorter than its widest group
-    (a group then crosses at most one row boundary), flat indices in int32 and row positions
-    well inside fp32's exact integers (its division by L is a float multiply)."""
-    return L_in == L_out and L_in >= 16 and N * C * L_in + 4096 < 2**31 and L_in < 2**20
+    """The flat (N, C, L) kernel: "same" rows (L_in = L_out) of at least NCL_FLAT_MIN_L, flat
+    indices in int32 and row positions well inside fp32's exact integers (its division by L is a
+    float multiply)."""
+    return (L_in == L_out and L_in >= NCL_FLAT_MIN_L and N * C * L_in + 4096 < 2**31
+            and L_in < 2**20)
 
 
-def _ncl_flat_prepare(N, C, L, K, padding, flip, has_bias, packed, dtype, G, warps, V):
-    """go(x, w, bias, y) for the flat (N, C, L) kernel (plan ("flat", G, warps, V))."""
+def _ncl_flat_prepare(N, C, L, K, padding, flip, has_bias, packed, dtype, G, warps, V, mix):
+    """go(x, w, bias, y) for the flat (N, C, L) kernel (plan ("flat", G, warps, V, mix)): main
+    programs, then edge programs (mix = 0), or edge programs interleaved among them (mix = 1)."""
     V, kind = _ncl_group(V, packed, dtype.itemsize)
+    E = gen.ncl_flat_edge(K, V, padding)
+    EB = max(1, 128 // E)
     total = N * C * L
+    n_main, n_edge = cdiv(total, G * V), cdiv(N * C, EB)
+    m = n_main // n_edge if mix else 0
     kern = _gen_kernel("ncl_flat", K, V, (-padding) % V, flip, kind)
     # inv_L, inv_C: Triton passes Python floats as fp32
     launcher = Relaunch.positional(
-        kern, (cdiv(total, G * V),), (None,) * 6 + (C, L, padding, total, 1.0 / L, 1.0 / C), 6,
-        dict(HAS_BIAS=has_bias, BLOCK_C=1, G=G, NB=gen.ncl_flat_boundaries(G, V, L), num_warps=warps))
+        kern, (n_main + n_edge,),
+        (None,) * 6 + (C, L, padding, total, n_main, n_edge, m, N * C, 1.0 / L, 1.0 / C), 6,
+        dict(HAS_BIAS=has_bias, BLOCK_C=1, G=G, E=E, EB=EB, num_warps=warps))
 
     def go(x, w, bias, y):
         xs, yw = (_as_words(x), _as_words(y)) if kind else (x, y)
@@ -793,7 +806,7 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
     with w (C, K), taps flipped if `flip` (grad_x). launch(*plan) runs a plan on these tensors;
     prepare(*plan) does all the plan's arithmetic once and returns go(x, w, bias, y), a launch
     for any tensors of this geometry and alignment (what _READY caches). In (N, C, L) a plan is
-    the row-tile kernel's (block_c, G, warps, V, nb, split) or ("flat", G, warps, V)."""
+    the row-tile kernel's (block_c, G, warps, V, nb, split) or ("flat", G, warps, V, mix)."""
     has_bias = bias is not None
     if layout == "ncl":
         packed = _ncl_packed(dtype, N, C, L_in, L_out, padding, x)
@@ -889,6 +902,7 @@ def _ncl_group(V: int, packed: str | None, itemsize: int) -> tuple[int, str | No
 # ("split"), or the flat kernel ("flat", where the shape allows it); in (N, L, C) the tile
 # kernel ("tile") or the rolling window ("roll"), as the tests choose.
 INTERPRETER_NCL = "nosplit"
+INTERPRETER_FLAT_MIX = 0  # the flat kernel's program order in the interpreter (tests set 1)
 INTERPRETER_NLC = "tile"
 
 
@@ -928,14 +942,14 @@ def _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, sms, flat=False) -> list[
     if layout == "ncl":
         if interpreting():
             if INTERPRETER_NCL == "flat" and flat:
-                return [("flat", 32, 1, Vs[0])]
+                return [("flat", 32, 1, Vs[0], INTERPRETER_FLAT_MIX)]
             return [(4, 64 // Vs[0], 1, Vs[0], 2, INTERPRETER_NCL == "split")]
         # nb: batch items per program (each loads its rows' K weights once for all of them);
         # split: inner tiles + an edge program, or edge tiles with masks (see _ncl_splits)
         cands = [(bc, G, 4, V, nb, split) for V in Vs for bc, G in _ncl_tiles(L_out, V)
                  for nb in ((1, 4) if N > 1 else (1,)) for split in _ncl_splits()]
         if flat:  # the flat kernel: 1 or 2 groups a thread (notes/depthwise_kernel.md, session 9)
-            cands += [("flat", G, 4, V) for V in Vs for G in (128, 256)]
+            cands += [("flat", G, 4, V, mix) for V in Vs for G in (128, 256) for mix in (0, 1)]
     elif interpreting():
         cands = [(2, 4, 1, 8 if INTERPRETER_NLC == "roll" else 0)]
     else:
@@ -1244,7 +1258,7 @@ def depthwise_conv1d(x, weight, bias, stride=1, padding=0, dilation=1, layout="n
 
 _PLAN_FIELDS = {  # the launch() arguments of each generated-kernel plan, by (layout, kind)
     ("ncl", "gen"): ("block_c", "G", "warps", "V", "nb", "split"),
-    ("ncl", "flat"): ("G", "warps", "V"),
+    ("ncl", "flat"): ("G", "warps", "V", "mix"),
     ("ncl", "toeplitz"): ("B", "BN", "warps", "stages"),
     ("nlc", "toeplitz"): ("B", "BN", "warps", "stages"),
     ("nlc", "gen"): ("vpt", "R", "warps", "seg"),

@@ -5,7 +5,7 @@
 # Usage (GPU machine, repo root): bash scripts/gpu_evidence.sh STEP[:SECONDS]...
 # Steps: correctness flatcheck (every flat (N, C, L) candidate) flatprobe (scripts/flat_probe.py, PROBE_ARGS) sweep2 warmpw pwbench pwlaunch pointwise (issue 8) sweep training precision full timer attribution fault power gate_baseline gate
 #        flush (scripts/flush_check.py: copies after a dirty, a clean and no L2 flush)
-#        warm (compile Triton tuning candidates in parallel) warmfwd (forward candidates of WARM_SHAPES) warmncl ncl (configs/depthwise_ncl_triton.yaml) median (configs/depthwise_median.yaml) warmnlc nlc (configs/depthwise_nlc_triton.yaml) longk (configs/depthwise_long_kernel.yaml) longktrain (its fwd+bwd) dw1 dw2 (configs/depthwise_kernels.yaml
+#        warm (compile Triton tuning candidates in parallel) warmfwd (forward candidates of WARM_SHAPES) warmncl ncl (configs/depthwise_ncl_triton.yaml) median (configs/depthwise_median.yaml) dtts (configs/depthwise_dtts.yaml) warmnlc nlc (configs/depthwise_nlc_triton.yaml) longk (configs/depthwise_long_kernel.yaml) longktrain (its fwd+bwd) dw1 dw2 (configs/depthwise_kernels.yaml
 #        in two shards) devbench (scripts/bench_depthwise_gen.py) tunefwd (its forward tuning landscape)
 #        ncu (Nsight Compute sections of tuned forward kernels; NCU_CASES=label:dtype:layout,...,
 #        NCU_ARGS=--all-plans for every candidate, NCU_METRICS="--metrics a,b")
@@ -62,6 +62,7 @@ for arg in "$@"; do
       longk) cb run configs/depthwise_long_kernel.yaml --out "$R/depthwise_long_kernel" --quiet ;;
       longktrain) cb run configs/depthwise_long_kernel_training.yaml --out "$R/depthwise_long_kernel_training" --quiet ;;
       median) cb run configs/depthwise_median.yaml --out "$R/depthwise_median" --quiet ;;
+      dtts) cb run configs/depthwise_dtts.yaml --out "$R/depthwise_dtts" --quiet ;;
       ncl) cb run configs/depthwise_ncl_triton.yaml --out "$R/depthwise_ncl_triton" --quiet ;;
       dw1|dw2) cb run configs/depthwise_kernels.yaml --shard "${step#dw}/2" --out "$R/depthwise_kernels_${step#dw}" --quiet ;;
       devbench) OUT=$R python3 scripts/bench_depthwise_gen.py --budget-s $((limit - 60)) \

@@ -764,9 +764,10 @@ def _ncl_tiles(L: int, V: int = NCL_V) -> list[tuple[int, int]]:
     return [(max(1, 128 * pt // G), G) for G in Gs for pt in (1, 2)]
 
 
-# The flat (N, C, L) kernel is offered from this row length on: at L = 517 it beat the row-tile
-# kernel by 4-5 % (dtts_dec_b19 fp32 and bf16, H200, session 9); at 209 and 418 it lost by 7-33 %
-# (notes/depthwise_kernel.md, "Session 9").
+# The flat (N, C, L) kernel is offered from this row length on. At L = 517 (H200, session 9) it
+# beat the row-tile kernel by 12 % on dtts_dec_b19 fp32 (26.6 vs 30.2 us) and 8 % on dtts_dec_b5
+# fp32, and tied in bf16; at L = 209 and 418 it lost by 17-46 % (notes/depthwise_kernel.md,
+# "Session 9").
 NCL_FLAT_MIN_L = 512
 
 

@@ -3,7 +3,7 @@
 # every step's log, and re-pack the run folders into $OUT/evidence.tgz after each step, so a
 # call cut short still returns what finished.
 # Usage (GPU machine, repo root): bash scripts/gpu_evidence.sh STEP[:SECONDS]...
-# Steps: correctness flatcheck (every flat (N, C, L) candidate) flatprobe (scripts/flat_probe.py, PROBE_ARGS) sweep2 warmpw pwbench pwlaunch pointwise (issue 8) sweep training precision full timer attribution fault power gate_baseline gate
+# Steps: warmtrain train1 (configs/training.yaml alone) correctness flatcheck (every flat (N, C, L) candidate) flatprobe (scripts/flat_probe.py, PROBE_ARGS) sweep2 warmpw pwbench pwlaunch pointwise (issue 8) sweep training precision full timer attribution fault power gate_baseline gate
 #        flush (scripts/flush_check.py: copies after a dirty, a clean and no L2 flush)
 #        warm (compile Triton tuning candidates in parallel) warmfwd (forward candidates of WARM_SHAPES) warmncl ncl (configs/depthwise_ncl_triton.yaml) median (configs/depthwise_median.yaml) dtts (configs/depthwise_dtts.yaml) warmnlc nlc (configs/depthwise_nlc_triton.yaml) longk (configs/depthwise_long_kernel.yaml) longktrain (its fwd+bwd) dw1 dw2 (configs/depthwise_kernels.yaml
 #        in two shards) devbench (scripts/bench_depthwise_gen.py) tunefwd (its forward tuning landscape)
@@ -33,6 +33,11 @@ for arg in "$@"; do
       sweep2) cb run configs/sweep.yaml --out "$R/sweep_a" --quiet && cb run configs/sweep.yaml --out "$R/sweep_b" --quiet \
                 && python3 scripts/repeatability.py "$R/sweep_a" "$R/sweep_b" "$R/sweep_a/REPEATABILITY.md" ;;
       sweep) cb run configs/sweep.yaml --out "$R/sweep" ;;
+      warmtrain)  # compile the fwd_bwd candidates of configs/training.yaml's cases, one process each
+        for i in 1 2 3 4 5 6 7 8; do python3 scripts/warm_triton_cache.py --part $i/8 --shapes dtts_dec_b19,nemo_fastconformer_L \
+          --dtypes float32,bfloat16 --modes fwd_bwd > "$R/warm.train$i.log" 2>&1 & done
+        wait; grep -c warmed "$R"/warm.*.log ;;
+      train1) cb run configs/training.yaml --out "$R/training" --quiet ;;
       training) cb run configs/training.yaml --out "$R/training" --quiet && cb run configs/launch_overhead.yaml --out "$R/launch_overhead" --quiet ;;
       precision) cb run configs/pointwise_precision.yaml --precision ieee --out "$R/pw_ieee" --quiet && cb run configs/pointwise_precision.yaml --precision tf32 --out "$R/pw_tf32" --quiet ;;
       full) cb run configs/gpu_full.yaml --out "$R/gpu_full" --quiet ;;

@@ -10,6 +10,7 @@
 #        ncu (Nsight Compute sections of tuned forward kernels; NCU_CASES=label:dtype:layout,...,
 #        NCU_ARGS=--all-plans for every candidate, NCU_METRICS="--metrics a,b")
 set -uo pipefail
+set -m  # job control: each step runs in its own process group, so a timeout kills all of it
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 R=$OUT/runs; mkdir -p "$R"
@@ -91,16 +92,19 @@ for arg in "$@"; do
       power) OUT=$R python3 scripts/gate_power.py --config configs/gate_power.yaml ;;
       gate_baseline) cb run configs/ci_gate.yaml --out "$R/ci_gate_baseline" --quiet ;;
       gate) bash scripts/ci_gate.sh results/ci_gate_baseline ;;
+      selftest) sleep "${SELFTEST_S:-30}" & sleep "${SELFTEST_S:-30}"; sleep "${SELFTEST_S:-30}"; wait ;;  # the watchdog's own test
       *) echo "unknown step $step" ;;
     esac
   ) > "$R/$step.log" 2>&1 &
   pid=$!
   # the watchdog kills its own sleep when the step ends first: an orphaned sleep kept the device
   # call running for the rest of the step's limit (session 8 lost ~700 s of device time to it)
-  ( sleep "$limit" && { pkill -TERM -P $pid; sleep 5; pkill -KILL -P $pid; } ) >/dev/null 2>&1 &
+  # (the whole process group: a step of commands chained with ';' would carry on past a kill of
+  # the step's direct children alone)
+  ( sleep "$limit" && { kill -TERM -- -$pid; sleep 5; kill -KILL -- -$pid; } ) >/dev/null 2>&1 &
   killer=$!
-  wait $pid; rc=$?
-  pkill -P $killer 2>/dev/null; kill $killer 2>/dev/null
+  wait $pid 2>/dev/null; rc=$?  # (stderr: job control reports a killed step with its whole source)
+  pkill -P $killer 2>/dev/null; kill $killer 2>/dev/null; wait $killer 2>/dev/null
   echo "=== $step rc=$rc in $((SECONDS - start))s"
   tail -n 25 "$R/$step.log"
   tar -czf "$OUT/evidence.tgz" -C "$R" .

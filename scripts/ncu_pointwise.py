@@ -1,0 +1,47 @@
+"""Profile target for Nsight Compute: the tuned Triton pointwise kernel and F.linear (cuBLAS) on
+one (N, L, C) shape, each run twice inside an NVTX range "prof" after tuning outside it, so
+that ncu sees only the tuned kernels (GPU machine; gpu_evidence.sh step `ncupw`).
+
+  ncu --nvtx --nvtx-include "prof/" --section SpeedOfLight ... \
+      python3 scripts/ncu_pointwise.py --shape 19,1024,512,517
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+from convbench.problem import Pointwise
+from convbench.registry import get
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--shape", default="19,1024,512,517", help="N,C_in,C_out,L")
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--bias", action="store_true")
+    args = ap.parse_args()
+    N, C_in, C_out, L = (int(v) for v in args.shape.split(","))
+    p = Pointwise(N=N, C_in=C_in, C_out=C_out, L=L, bias=args.bias)
+    inp = p.make_inputs(args.dtype, device="cuda", layout="nlc", seed=5)
+    x, w, b = inp.x, inp.weight, inp.bias
+    w2 = w.reshape(C_out, C_in)
+    tri = get("pointwise", "triton_nlc").build(p, inp)
+    paths = {"triton_nlc": tri, "linear_nlc": lambda: F.linear(x, w2, b)}
+    for name, fn in paths.items():
+        fn()  # tunes (Triton) or warms up (cuBLAS)
+        torch.cuda.synchronize()
+        print(f"{name}: {tri.plan() if name == 'triton_nlc' else 'cuBLAS'}", flush=True)
+        torch.cuda.nvtx.range_push("prof")
+        torch.cuda.nvtx.range_push(name)
+        for _ in range(2):
+            fn()
+        torch.cuda.nvtx.range_pop()
+        torch.cuda.nvtx.range_pop()
+        torch.cuda.synchronize()
+
+
+if __name__ == "__main__":
+    main()

@@ -42,7 +42,7 @@ GEN_CASES = {
     # rows exactly one 16-element group long: no flat group crosses a row
     "L16_K9": (_case(N=2, C=3, L=16, K=9), "float32"),
     # C not a power of two, rows of 129: flat groups cross rows and channels wrap
-    "odd_C_L129": (_case(N=8, C=5, L=129, K=9), "float16"),
+    "odd_C_L129": (_case(N=4, C=6, L=129, K=9), "float16"),
 }
 
 # which of GEN_CASES take the packed 16-bit kernels in (N, C, L)
@@ -71,7 +71,12 @@ SPLIT_CASES = ["anchor_y_S3", "anchor_y_S0", "K31", "packed_bf16_odd_rows", "pac
                "packed_rows_shorter_than_group", "packed_length_1_K7", "unpacked_16bit"]
 
 
-@pytest.mark.parametrize("name,layout", [(n, lay) for n in GEN_CASES for lay in ("ncl", "nlc", "nlc_roll")]
+# cases added for the flat (N, C, L) kernel: the (N, L, C) kernels have their own odd sizes
+NCL_ONLY = {"K_gt_L", "L16_K9", "odd_C_L129"}
+
+
+@pytest.mark.parametrize("name,layout", [(n, lay) for n in GEN_CASES for lay in ("ncl", "nlc", "nlc_roll")
+                                         if lay == "ncl" or n not in NCL_ONLY]
                          + [(n, "ncl_split") for n in SPLIT_CASES]
                          + [(n, "ncl_fp32_v8") for n in FP32_V8_CASES]
                          + [(n, "ncl_fp32_v8_split") for n in FP32_V8_CASES]
@@ -151,20 +156,31 @@ from triton.compiler import ASTSource
 import triton
 from convbench.impls import _dw_codegen as gen
 out = {}
-for K, padding, packed, split, V in json.loads(sys.argv[1]):
-    kern = gen.load(gen.ncl_forward_source(K, V, (-padding) % V, False, True, packed, split))
+for kind, K, padding, packed, split, V in json.loads(sys.argv[1]):
     xt = "*i32" if packed else "*fp32"
     yt = {"bf16": "*bf16", "fp16": "*fp16"}.get(packed, "*fp32")
-    sig = {"x_ptr": xt, "w_ptr": "*fp32", "b_ptr": "*fp32", "y_ptr": yt, "yw_ptr": xt, "N": "i32",
-           "C": "i32", "L_in": "i32", "L_out": "i32", "padding": "i32", "total_x": "i32",
-           "HAS_BIAS": "constexpr", "BLOCK_C": "constexpr", "G": "constexpr", "EDGE": "constexpr",
-           "EG": "constexpr"}
-    attrs = {(i,): [["tt.divisibility", 16]] for i in (0, 1, 2, 3, 4, 10)}
-    consts = {"HAS_BIAS": True, "BLOCK_C": 4, "G": 32, "EDGE": 1,
-              "EG": gen.ncl_edge_groups(K, V, padding, 400, 400)}
+    if kind == "flat":
+        kern = gen.load(gen.ncl_flat_source(K, V, (-padding) % V, False, packed))
+        sig = {"x_ptr": xt, "xe_ptr": yt, "w_ptr": "*fp32", "b_ptr": "*fp32", "y_ptr": yt, "yw_ptr": xt,
+               "C": "i32", "L": "i32", "padding": "i32", "total": "i32", "n_main": "i32", "n_edge": "i32",
+               "mix": "i32", "rows_total": "i32", "inv_L": "fp32", "inv_C": "fp32", "HAS_BIAS": "constexpr",
+               "BLOCK_C": "constexpr", "G": "constexpr", "E": "constexpr", "EB": "constexpr"}
+        aligned = (0, 1, 2, 3, 4, 5)
+        E = gen.ncl_flat_edge(K, V, padding)
+        consts = {"HAS_BIAS": True, "BLOCK_C": 1, "G": 128, "E": E, "EB": max(1, 128 // E)}
+    else:
+        kern = gen.load(gen.ncl_forward_source(K, V, (-padding) % V, False, True, packed, split))
+        sig = {"x_ptr": xt, "w_ptr": "*fp32", "b_ptr": "*fp32", "y_ptr": yt, "yw_ptr": xt, "N": "i32",
+               "C": "i32", "L_in": "i32", "L_out": "i32", "padding": "i32", "total_x": "i32",
+               "HAS_BIAS": "constexpr", "BLOCK_C": "constexpr", "G": "constexpr", "EDGE": "constexpr",
+               "EG": "constexpr"}
+        aligned = (0, 1, 2, 3, 4, 10)
+        consts = {"HAS_BIAS": True, "BLOCK_C": 4, "G": 32, "EDGE": 1,
+                  "EG": gen.ncl_edge_groups(K, V, padding, 400, 400)}
+    attrs = {(i,): [["tt.divisibility", 16]] for i in aligned}
     src = ASTSource(kern, sig, consts, attrs)
     ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4}).asm["ptx"]
-    out[f"{K},{padding},{packed},{split},{V}"] = {
+    out[f"{kind},{K},{padding},{packed},{split},{V}"] = {
         "v4_loads": len(re.findall(r"ld\.global[.\w]*\.v4", ptx)),
         "v4_stores": len(re.findall(r"st\.global[.\w]*\.v4", ptx)),
         "barriers": len(re.findall(r"bar\.sync", ptx)),
@@ -173,21 +189,15 @@ print(json.dumps(out))
 """
 
 
-def test_ncl_window_loads_and_stores_are_vectors():
-    """PTX for sm_90 (no GPU needed). Each window group is one 16-byte load: in fp32 for a window
-    shift S of 0 (even padding: this once compiled to scalar loads), 1 and 2, in 8-element fp32
-    groups (two vectors), and in packed 16-bit words; tiles store whole groups as 16-byte stores (edge tiles too, with a mask per
-    group, with and without the edge program); nothing goes through shared memory (8 16-bit elements split directly once did).
-    Compiled in a fresh process: Triton's NVIDIA backend cannot load once the interpreter ran."""
+def _assert_vector_ptx(cases) -> None:
+    """Compile (N, C, L) kernels (kind, K, padding, packed, split, V) to sm_90 PTX in a fresh
+    process (Triton's NVIDIA backend cannot load once the interpreter ran; no GPU needed) and
+    check: window loads are 16-byte vectors, stores too (at least two), no shared memory."""
     import json
     import os
     import subprocess
     import sys
 
-    cases = [(9, 4, None, True, 4), (11, 5, None, True, 4), (5, 2, None, True, 4), (9, 4, "bf16", True, 8),
-             (31, 15, "fp16", True, 8), (11, 5, None, False, 4), (9, 4, "bf16", False, 8),
-             (11, 5, None, False, 8), (11, 5, None, True, 8), (11, 5, None, False, 16),
-             (31, 15, None, False, 16), (9, 4, "bf16", False, 16), (11, 5, "fp16", True, 16)]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run([sys.executable, "-c", _PTX_SCRIPT, json.dumps(cases)], env=env,
                           capture_output=True, text=True, timeout=600)
@@ -198,9 +208,21 @@ def test_ncl_window_loads_and_stores_are_vectors():
     assert len(stats) == len(cases)
     for case, st in stats.items():
         assert st["v4_loads"] > 0, f"{case}: scalar window loads: {st}"
-        # interior tiles and edge tiles (whole groups) both store 16-byte vectors
         assert st["v4_stores"] >= 2, f"{case}: scalar stores: {st}"
         assert st["barriers"] == 0, f"{case}: shared-memory round trips: {st}"
+
+
+def test_ncl_window_loads_and_stores_are_vectors():
+    """PTX for sm_90 (no GPU needed). Each window group is one 16-byte load: in fp32 for a window
+    shift S of 0 (even padding: this once compiled to scalar loads), 1 and 2, in 8-element fp32
+    groups (two vectors), and in packed 16-bit words; tiles store whole groups as 16-byte stores (edge tiles too, with a mask per
+    group, with and without the edge program); nothing goes through shared memory (8 16-bit elements split directly once did).
+    Compiled in a fresh process: Triton's NVIDIA backend cannot load once the interpreter ran."""
+    cases = [(9, 4, None, True, 4), (11, 5, None, True, 4), (5, 2, None, True, 4), (9, 4, "bf16", True, 8),
+             (31, 15, "fp16", True, 8), (11, 5, None, False, 4), (9, 4, "bf16", False, 8),
+             (11, 5, None, False, 8), (11, 5, None, True, 8), (11, 5, None, False, 16),
+             (31, 15, None, False, 16), (9, 4, "bf16", False, 16), (11, 5, "fp16", True, 16)]
+    _assert_vector_ptx([("rows", *c) for c in cases])
 
 
 @pytest.mark.parametrize("K,padding,packed,V,vectors", [
@@ -261,6 +283,8 @@ def test_generated_kernels_are_named_for_traces_and_backend():
     sources = {
         "depthwise_ncl_gen_fwd_kernel": gen.ncl_forward_source(11, 4, 3, False, True),
         "depthwise_ncl_gen_gx_kernel": gen.ncl_forward_source(11, 4, 3, True, True),
+        "depthwise_ncl_flat_gen_fwd_kernel": gen.ncl_flat_source(11, 4, 3, False),
+        "depthwise_ncl_flat_gen_gx_kernel": gen.ncl_flat_source(11, 4, 3, True),
         "depthwise_ncl_gen_gw_kernel": gen.ncl_grad_w_source(11, 4, 3, True),
         "depthwise_nlc_gen_fwd_kernel": gen.nlc_forward_source(11, 16, False),
         "depthwise_nlc_gen_gx_kernel": gen.nlc_forward_source(11, 16, True),
@@ -274,56 +298,11 @@ def test_generated_kernels_are_named_for_traces_and_backend():
         assert backend_label(["triton"], [name]) == f"triton:{name}"
 
 
-_FLAT_PTX_SCRIPT = r"""
-import json, re, sys
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-import triton
-from convbench.impls import _dw_codegen as gen
-out = {}
-for K, padding, packed, V in json.loads(sys.argv[1]):
-    kern = gen.load(gen.ncl_flat_source(K, V, (-padding) % V, False, packed))
-    xt = "*i32" if packed else "*fp32"
-    yt = {"bf16": "*bf16", "fp16": "*fp16"}.get(packed, "*fp32")
-    sig = {"x_ptr": xt, "xe_ptr": yt, "w_ptr": "*fp32", "b_ptr": "*fp32", "y_ptr": yt, "yw_ptr": xt,
-           "C": "i32", "L": "i32", "padding": "i32", "total": "i32", "n_main": "i32", "n_edge": "i32",
-           "mix": "i32", "rows_total": "i32", "inv_L": "fp32", "inv_C": "fp32", "HAS_BIAS": "constexpr",
-           "BLOCK_C": "constexpr", "G": "constexpr", "E": "constexpr", "EB": "constexpr"}
-    attrs = {(i,): [["tt.divisibility", 16]] for i in (0, 1, 2, 3, 4, 5)}
-    E = gen.ncl_flat_edge(K, V, padding)
-    consts = {"HAS_BIAS": True, "BLOCK_C": 1, "G": 128, "E": E, "EB": max(1, 128 // E)}
-    src = ASTSource(kern, sig, consts, attrs)
-    ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4}).asm["ptx"]
-    out[f"{K},{padding},{packed},{V}"] = {
-        "v4_loads": len(re.findall(r"ld\.global[.\w]*\.v4", ptx)),
-        "v4_stores": len(re.findall(r"st\.global[.\w]*\.v4", ptx)),
-        "barriers": len(re.findall(r"bar\.sync", ptx)),
-    }
-print(json.dumps(out))
-"""
-
-
 def test_ncl_flat_window_loads_and_stores_are_vectors():
     """The flat kernel's main programs load each window vector and store each output group as
     16-byte vectors (interior and boundary programs), with no shared-memory round trip, in fp32
     (4-, 8- and 16-element groups) and packed 16-bit. PTX for sm_90, in a fresh process (see
     test_ncl_window_loads_and_stores_are_vectors)."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     cases = [(9, 4, None, 4), (11, 5, None, 8), (31, 15, None, 16), (9, 4, "bf16", 8), (5, 2, "fp16", 8),
              (31, 15, "fp16", 16)]
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, "-c", _FLAT_PTX_SCRIPT, json.dumps(cases)], env=env,
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        assert "CompilationError" not in proc.stderr, proc.stderr[-3000:]
-        pytest.skip(f"cannot compile for sm_90 here: {proc.stderr.strip().splitlines()[-1:]}")
-    stats = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(stats) == len(cases)
-    for case, st in stats.items():
-        assert st["v4_loads"] > 0, f"{case}: scalar window loads: {st}"
-        assert st["v4_stores"] >= 2, f"{case}: scalar stores: {st}"
-        assert st["barriers"] == 0, f"{case}: shared-memory round trips: {st}"
+    _assert_vector_ptx([("flat", K, padding, packed, False, V) for K, padding, packed, V in cases])

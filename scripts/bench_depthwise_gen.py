@@ -58,9 +58,12 @@ def compiled_stats(out):
 
     for digest, mod in gen._MODULES.items():
         src = open(mod.__file__).read()
-        kind = ("ncl" if "tl.split" in src else "nlc") + ("_gradw" if "n_split" in src else "_conv")
+        kind = ("ncl_flat" if "ncl_flat" in src else "ncl" if "tl.split" in src else "nlc") + (
+            "_gradw" if "n_split" in src else "_conv")
         K = len(re.findall(r"\bw\d+ = tl.load", src)) or len(re.findall(r"\ba\d+ = tl.zeros", src)) - 1
-        V = re.search(r"vv = tl.arange\(0, (\d+)\)", src)
+        # the group width: the row-tile kernels' row offset "m = (... % V)", the flat kernel's
+        # program stride "(G * V)"; (N, L, C) kernels have none
+        V = re.search(r"m = \(\(?rs_[xy].*?% (\d+)\)", src) or re.search(r"\(G \* (\d+)\)", src)
         V = V.group(1) if V else "-"
         kern = getattr(mod, gen.kernel_name(src))
         for dev_cache in getattr(kern, "device_caches", {}).values():

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .precision import current as current_precision
 from .problem import Depthwise, Inputs, Pointwise, Problem
 from .registry import Case, Impl, baseline, get, names
 
@@ -150,7 +151,8 @@ class _Conv1dBase(nn.Module):
         case = Case(p, str(x.dtype).removeprefix("torch."), self.layout, str(x.device),
                     "fwd_bwd" if training else "fwd")
         if self.backend == AUTO:
-            key = (tuple(x.shape), x.dtype, str(x.device), case.mode)
+            # the precision policy in force: float32 picks are measured per policy
+            key = (tuple(x.shape), x.dtype, str(x.device), case.mode, current_precision())
             choice = self._choices.get(key)
             if choice is None:
                 choice = self._choose(case)
@@ -181,7 +183,7 @@ class _Conv1dBase(nn.Module):
         if table is None:
             return fallback(source)
         entry, why = table.match(self.op, _device_name(case.device), case.dtype, self.layout,
-                                 case.problem, case.mode, _capability(case.device))
+                                 case.problem, case.mode, _capability(case.device), current_precision())
         if entry is None:
             return fallback(f"{why} ({source})")
         name = entry["impl"]

@@ -24,6 +24,13 @@ def triton_input_precision() -> str:
     return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
 
 
+def current() -> str | None:
+    """The named policy the switches are in now (None for a mix no policy sets: conv TF32 off
+    with matmul TF32 on). backend="auto" matches float32 table entries measured under it."""
+    conv, mm = bool(torch.backends.cudnn.allow_tf32), bool(torch.backends.cuda.matmul.allow_tf32)
+    return {(True, False): "default", (True, True): "tf32", (False, False): "ieee"}.get((conv, mm))
+
+
 @contextlib.contextmanager
 def policy(name: str):
     """Apply a policy: default leaves PyTorch's own defaults (conv TF32 on, matmul TF32 off)."""

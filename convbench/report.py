@@ -18,7 +18,8 @@ from .results import ROW_KEY, load, load_meta, run_dir_of
 
 SHAPE_COLS = ("N", "C_in", "C_out", "L", "K", "stride", "padding", "dilation", "bias")
 # One winner table per group; a case is a group plus a shape.
-GROUP_COLS = ("op", "device_name", "dtype", "layout", "mode")
+# precision: a float32 row timed under TF32 is not compared with one timed in IEEE float32
+GROUP_COLS = ("op", "device_name", "dtype", "layout", "mode", "precision")
 CASE_COLS = (*GROUP_COLS, *SHAPE_COLS)
 NOT_OK = ("skipped", "invalid", "wrong", "error", "oom", "timeout")
 
@@ -107,7 +108,10 @@ def load_runs(paths) -> Runs:
         raise ValueError("no run folders given")
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     df["device_type"] = df["device"].map(lambda v: str(v).split(":")[0])
-    key = [*ROW_KEY, "device_name"]
+    # rows of runs that did not record their precision policy (before it was a setting)
+    df["precision"] = df["precision"].fillna("unrecorded")
+    # the same case under two precision policies (e.g. --precision tf32 and ieee runs) is two rows
+    key = [*ROW_KEY, "device_name", "precision"]
     before = len(df)
     df = df.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
     return Runs(df, metas, before - len(df))
@@ -200,12 +204,13 @@ def winners(df: pd.DataFrame) -> pd.DataFrame:
     runner-up and margin (runner-up median / winner median), tie flag and tie set."""
     recs = []
     for key, g in df.groupby(list(CASE_COLS), sort=False, dropna=False):
-        recs.append({**dict(zip(CASE_COLS, key, strict=True)), **pick(g)})
+        # the case's own keys last: precision is one (the winner's row has the same)
+        recs.append({**pick(g), **dict(zip(CASE_COLS, key, strict=True))})
     cols = [*CASE_COLS, "winner", "winner_ms", "ci_low_ms", "ci_high_ms", "speedup", "baseline",
             "baseline_ms", "runner_up", "runner_up_ms", "margin", "tie", "tied_with", "fastest",
-            "backend", "precision", "tf32", "n_ok", "n_not_ok", "note"]
+            "backend", "tf32", "n_ok", "n_not_ok", "note"]
     w = pd.DataFrame(recs, columns=cols)
-    for c in ("winner", "runner_up", "fastest", "backend", "precision", "tf32"):
+    for c in ("winner", "runner_up", "fastest", "backend", "tf32"):
         w[c] = w[c].astype(object).where(w[c].notna(), None)  # None, not NaN, for "no winner"
     return w
 
@@ -339,13 +344,15 @@ class Selection:
         return next((d for d in same if any((op, d, dtype, layout, m) in self._index for m in modes)), None)
 
     def match(self, op: str, device_name: str, dtype: str, layout: str, problem,
-              mode: str = "fwd", capability=None) -> tuple[dict | None, str]:
+              mode: str = "fwd", capability=None, precision: str | None = None) -> tuple[dict | None, str]:
         """The entry that applies to this call (BETWEEN_RULE), or None; and why, in words. A device
         the table does not cover takes the picks measured on a device of the same compute
-        capability (`capability`, e.g. (9, 0)), and `why` says so."""
+        capability (`capability`, e.g. (9, 0)), and `why` says so. For float32, `precision` (the
+        caller's policy, precision.current()) keeps only entries measured under that policy
+        (entries that did not record one apply to any); other dtypes ignore it."""
         stand_in = self.stand_in(device_name, capability, op, dtype, layout, mode)
         if stand_in is not None:
-            e, why = self.match(op, stand_in, dtype, layout, problem, mode)
+            e, why = self.match(op, stand_in, dtype, layout, problem, mode, precision=precision)
             cc = ".".join(map(str, capability))
             return e, (f"no entries for {device_name!r}; measured on {stand_in!r} instead "
                        f"(same compute capability {cc}): {why}")
@@ -356,6 +363,14 @@ class Selection:
         if not cands and mode == "fwd_bwd":
             cands = self._index.get((op, device_name, dtype, layout, "fwd"), [])
             how = " (forward-only measurement)"
+        if cands and dtype == "float32" and precision:
+            kept = [e for e in cands if e.get("precision") in (None, "unrecorded", precision)]
+            if not kept:
+                measured = sorted({str(e.get("precision")) for e in cands})
+                return None, (f"the table's {where} entries were measured under precision "
+                              f"{', '.join(measured)}, not {precision!r}")
+            cands = kept
+            where += f" under precision {precision!r}"
         if not cands:
             known = sorted(self.device_names())
             if device_name not in known:
@@ -384,9 +399,9 @@ class Selection:
                       f"(log2 distance {d:.2f}) for {where} {shape_label(shape)}")
 
     def choose(self, op: str, device_name: str, dtype: str, layout: str, problem,
-               mode: str = "fwd", capability=None) -> tuple[str, str]:
+               mode: str = "fwd", capability=None, precision: str | None = None) -> tuple[str, str]:
         """(implementation name, why). When no entry applies: the layout's baseline."""
-        e, why = self.match(op, device_name, dtype, layout, problem, mode, capability)
+        e, why = self.match(op, device_name, dtype, layout, problem, mode, capability, precision)
         if e is None:
             base = baseline_name(op, layout)
             return base, f"{why}; using the {layout} baseline {base!r}"
@@ -542,8 +557,8 @@ def build_doc(runs: Runs) -> Doc:
           "`backend` is what really ran; `precision`/`tf32` say whether float32 ran in TF32.")
     w_all = winners(df)
     for key, g in df.groupby(list(GROUP_COLS), sort=True, dropna=False):
-        op, dev, dtype, layout, mode = key
-        doc.h(2, f"{op} · {dtype} · {layout} · {mode} · {dev}")
+        op, dev, dtype, layout, mode, prec = key
+        doc.h(2, f"{op} · {dtype} · {layout} · {mode} · precision {prec} · {dev}")
         wg = w_all
         for c, v in zip(GROUP_COLS, key, strict=True):
             wg = wg[wg[c] == v]

@@ -179,3 +179,26 @@ def test_no_stand_in_on_rocm(monkeypatch):
         assert cnn._capability("cuda:0") is None
     finally:
         cnn._capability.cache_clear()
+
+
+def test_float32_picks_apply_under_the_precision_policy_they_were_measured_in(table):
+    """A float32 entry measured under one precision policy is picked only while that policy is in
+    force (the choice is re-made when the policy changes); under another the module falls back
+    and says why. Entries that did not record a policy apply under any."""
+    from convbench.precision import current, policy
+
+    path = table({**entry("native"), "precision": "default"})
+    m = DepthWiseConv1d(16, 16, 5, padding=2, backend="auto", selection=path)
+    x = torch.randn(2, 16, 64)
+    with policy("default"):
+        assert current() == "default"
+        _run(m, x)
+        assert m.last_choice.impl == "native" and "under precision 'default'" in m.last_choice.why
+    with policy("ieee"):
+        assert current() == "ieee"
+        _run(m, x)
+        assert m.last_choice.fallback and "measured under precision default, not 'ieee'" in m.last_choice.why
+    m = DepthWiseConv1d(16, 16, 5, padding=2, backend="auto", selection=table(entry("native"), name="old.json"))
+    with policy("tf32"):
+        _run(m, x)
+        assert m.last_choice.impl == "native"

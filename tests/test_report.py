@@ -267,3 +267,35 @@ def test_report_and_selection_from_a_real_cpu_run(cpu_run, tmp_path):
     sel = json.loads(rp.write_selection(runs, tmp_path / "sel.json").read_text())
     assert len(sel["entries"]) == 6
     assert {e["impl"] for e in sel["entries"]} <= {"torch", "native", "torch_nlc", "matmul", "linear_nlc"}
+
+
+def _precision_rows(precision, triton_ms, torch_ms, dtype="float32"):
+    rows = [row("pointwise", "torch", "ncl", median=torch_ms, ci=0.005, C_out=256, dtype=dtype),
+            row("pointwise", "triton", "ncl", median=triton_ms, ci=0.005, C_out=256, dtype=dtype)]
+    for r in rows:
+        r["precision"] = precision
+    return rows
+
+
+def test_runs_under_two_precision_policies_keep_both_and_pick_per_policy(tmp_path):
+    """The same float32 case measured under --precision tf32 and --precision ieee is two cases:
+    loading both runs keeps every row (one was once dropped as a duplicate), winners are chosen
+    within a policy, the report says which, and the selection table's float32 picks apply only to
+    a caller under the policy they were measured in (16-bit picks to any)."""
+    tf32 = write_run(tmp_path / "tf32", _precision_rows("tf32", 0.5, 1.0)
+                     + _precision_rows("tf32", 0.5, 1.0, dtype="bfloat16"))
+    ieee = write_run(tmp_path / "ieee", _precision_rows("ieee", 2.0, 1.0))
+    runs = rp.load_runs([tf32, ieee])
+    assert len(runs.df) == 6 and runs.duplicates == 0
+    w = rp.winners(runs.df)
+    picks = {(r.dtype, r.precision): r.winner for r in w.itertuples()}
+    assert picks == {("float32", "tf32"): "triton", ("float32", "ieee"): "torch", ("bfloat16", "tf32"): "triton"}
+    text = rp.write_report([tf32, ieee], tmp_path / "r.md").read_text()
+    assert "precision tf32" in text and "precision ieee" in text
+    sel = rp.Selection(rp.selection_dict(runs)["entries"])
+    p = make_problem("pointwise", N=2, C_in=64, C_out=256, L=128)
+    assert sel.choose("pointwise", DEVICE, "float32", "ncl", p, precision="tf32")[0] == "triton"
+    assert sel.choose("pointwise", DEVICE, "float32", "ncl", p, precision="ieee")[0] == "torch"
+    impl, why = sel.choose("pointwise", DEVICE, "float32", "ncl", p, precision="default")
+    assert impl == "torch" and "measured under precision ieee, tf32, not 'default'" in why
+    assert sel.choose("pointwise", DEVICE, "bfloat16", "ncl", p, precision="ieee")[0] == "triton"

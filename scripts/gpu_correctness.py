@@ -46,6 +46,8 @@ def check_ncl_plans(device: str, families=("flat",), part=(1, 1)) -> tuple[list[
     from convbench.impls import triton_depthwise as td
     from convbench.reference import rel_err
 
+    if set(families) - {"flat"}:
+        raise SystemExit(f"--ncl-plans: unknown families {sorted(set(families) - {'flat'})}; allowed: flat")
     td.NCL_FLAT_MIN_L = 1  # every shape, not only the rows the tuner offers it on
     lines, checks, failures = [], 0, 0
     shapes = [shape for op, shape in SHAPES if op == "depthwise"]
@@ -68,9 +70,14 @@ def check_ncl_plans(device: str, families=("flat",), part=(1, 1)) -> tuple[list[
                 conv = (g.L_in, g.L_out, g.padding) if not flip else (g.L_out, g.L_in, g.K - 1 - g.padding)
                 plans, launch, _ = td._gen_conv("ncl", g.dtype, g.N, g.C_out, *conv[:2], g.K, conv[2], flip,
                                                 src, w, None if flip else inp.bias, dst)
-                for plan in plans():
-                    if not (isinstance(plan[0], str) and plan[0] in families):
-                        continue
+                mine = [pl for pl in plans() if isinstance(pl[0], str) and pl[0] in families]
+                if not mine and td._ncl_flat_fits(g.N, g.C_out, *conv[:2]):  # it should have had some
+                    checks += 1
+                    failures += 1
+                    line = f"FAIL  {'gx' if flip else 'fwd'} no flat candidates {p.label()} {dtype}"
+                    lines.append(line)
+                    print(line, flush=True)
+                for plan in mine:
                     checks += 1
                     dst.fill_(float("nan"))
                     launch(*plan)

@@ -12,6 +12,18 @@
 #        NCU_ARGS=--all-plans for every candidate, NCU_METRICS="--metrics a,b")
 set -uo pipefail
 set -m  # job control: each step runs in its own process group, so a timeout kills all of it
+# a kill of this script (e.g. `timeout`) takes the running step and its watchdog with it: in
+# their own process groups they would outlive it, on the GPU, for up to the step's limit
+cleanup() {
+  [ -n "${pid:-}" ] && kill -KILL -- -"$pid" 2>/dev/null
+  [ -n "${killer:-}" ] && kill -KILL -- -"$killer" 2>/dev/null
+  return 0
+}
+trap cleanup EXIT
+trap 'cleanup; exit 143' INT TERM
+# wait for every background job given and fail if any failed (a step's exit status is then its
+# processes', not that of the grep that shows their summaries)
+wait_all() { local p f=0; for p in "$@"; do wait "$p" || f=1; done; return $f; }
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 R=$OUT/runs; mkdir -p "$R"
@@ -24,13 +36,13 @@ for arg in "$@"; do
   (
     case $step in
       correctness)  # Triton compiles dominate: spread the shapes over 8 processes (16 cores)
-        for i in 1 2 3 4 5 6 7 8; do CONVBENCH_TUNE=0 python3 scripts/gpu_correctness.py --out "$R" --part $i/8 > "$R/correctness.part$i.log" 2>&1 & done
-        wait; cat "$R"/gpu_correctness.part*of8.txt > "$R/gpu_correctness.txt"; rm -f "$R"/gpu_correctness.part*of8.txt
-        grep -h "checks," "$R"/correctness.part*.log; grep -h "^FAIL" "$R"/correctness.part*.log ;;
+        ps=(); for i in 1 2 3 4 5 6 7 8; do CONVBENCH_TUNE=0 python3 scripts/gpu_correctness.py --out "$R" --part $i/8 > "$R/correctness.part$i.log" 2>&1 & ps+=($!); done
+        wait_all "${ps[@]}"; rc=$?; cat "$R"/gpu_correctness.part*of8.txt > "$R/gpu_correctness.txt"; rm -f "$R"/gpu_correctness.part*of8.txt
+        grep -h "checks," "$R"/correctness.part*.log; grep -h "^FAIL" "$R"/correctness.part*.log; exit $rc ;;
       flatcheck)  # every flat (N, C, L) candidate, fwd and grad_x, against float64 (8 processes)
-        for i in 1 2 3 4 5 6 7 8; do python3 scripts/gpu_correctness.py --ncl-plans flat --out "$R" --part $i/8 > "$R/flatcheck.part$i.log" 2>&1 & done
-        wait; cat "$R"/gpu_ncl_plans.part*of8.txt > "$R/gpu_ncl_plans.txt"; rm -f "$R"/gpu_ncl_plans.part*of8.txt
-        grep -h "checks," "$R"/flatcheck.part*.log; grep -h "^FAIL" "$R"/flatcheck.part*.log ;;
+        ps=(); for i in 1 2 3 4 5 6 7 8; do python3 scripts/gpu_correctness.py --ncl-plans flat --out "$R" --part $i/8 > "$R/flatcheck.part$i.log" 2>&1 & ps+=($!); done
+        wait_all "${ps[@]}"; rc=$?; cat "$R"/gpu_ncl_plans.part*of8.txt > "$R/gpu_ncl_plans.txt"; rm -f "$R"/gpu_ncl_plans.part*of8.txt
+        grep -h "checks," "$R"/flatcheck.part*.log; grep -h "^FAIL" "$R"/flatcheck.part*.log; exit $rc ;;
       flatprobe) OUT=$R python3 scripts/flat_probe.py ${PROBE_ARGS:-} > "$R/flat_probe.txt"; rc=$?; cat "$R/flat_probe.txt"; exit $rc ;;
       sweep2) cb run configs/sweep.yaml --out "$R/sweep_a" --quiet && cb run configs/sweep.yaml --out "$R/sweep_b" --quiet \
                 && python3 scripts/repeatability.py "$R/sweep_a" "$R/sweep_b" "$R/sweep_a/REPEATABILITY.md" ;;
@@ -99,7 +111,8 @@ for arg in "$@"; do
       power) OUT=$R python3 scripts/gate_power.py --config configs/gate_power.yaml ;;
       gate_baseline) cb run configs/ci_gate.yaml --out "$R/ci_gate_baseline" --quiet ;;
       gate) bash scripts/ci_gate.sh results/ci_gate_baseline ;;
-      selftest) sleep "${SELFTEST_S:-30}" & sleep "${SELFTEST_S:-30}"; sleep "${SELFTEST_S:-30}"; wait ;;  # the watchdog's own test
+      selftest)  # the watchdog's own test: a background child that ignores TERM, then a chain
+        bash -c "trap '' TERM; sleep ${SELFTEST_S:-30}" & sleep "${SELFTEST_S:-30}"; sleep "${SELFTEST_S:-30}"; wait ;;
       *) echo "unknown step $step" ;;
     esac
   ) > "$R/$step.log" 2>&1 &
@@ -111,7 +124,9 @@ for arg in "$@"; do
   ( sleep "$limit" && { kill -TERM -- -$pid; sleep 5; kill -KILL -- -$pid; } ) >/dev/null 2>&1 &
   killer=$!
   wait $pid 2>/dev/null; rc=$?  # (stderr: job control reports a killed step with its whole source)
-  pkill -P $killer 2>/dev/null; kill $killer 2>/dev/null; wait $killer 2>/dev/null
+  # whatever of the step is left (a process that ignored TERM, a background job), and the
+  # watchdog (its KILL escalation would be cancelled here with it)
+  kill -KILL -- -$pid 2>/dev/null; kill -KILL -- -$killer 2>/dev/null; wait $killer 2>/dev/null
   echo "=== $step rc=$rc in $((SECONDS - start))s"
   tail -n 25 "$R/$step.log"
   tar -czf "$OUT/evidence.tgz" -C "$R" .

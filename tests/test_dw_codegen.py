@@ -237,8 +237,9 @@ def test_ncl_window_loads_only_the_vectors_taps_read(K, padding, packed, V, vect
     assert src.count("tl.load(x_ptr") == 2 * vectors
 
 
-@pytest.mark.parametrize("name,V", [("packed_bf16_odd_rows", 8), ("packed16_bf16_odd_rows", 16)])
-def test_ready_launch_is_reused_and_keyed_by_alignment(name, V, monkeypatch):
+@pytest.mark.parametrize("name,V,family", [("packed_bf16_odd_rows", 8, "rows"), ("packed16_bf16_odd_rows", 16, "rows"),
+                                           ("packed_bf16_odd_rows", 8, "flat")])
+def test_ready_launch_is_reused_and_keyed_by_alignment(name, V, family, monkeypatch):
     """After the first call, a geometry's launch is cached (`_READY`): new tensors of the same
     shape take it and stay correct. A bf16 tensor at an odd element address cannot be read as
     int32 words, so it gets its own launch (4-element groups), also correct; for a plan tuned on
@@ -249,6 +250,9 @@ def test_ready_launch_is_reused_and_keyed_by_alignment(name, V, monkeypatch):
 
     monkeypatch.setattr(td, "INTERPRETER_NCL_V", V)
     monkeypatch.setattr(td, "NCL_V16_MIN_K", 1)
+    if family == "flat":
+        monkeypatch.setattr(td, "INTERPRETER_NCL", "flat")
+        monkeypatch.setattr(td, "NCL_FLAT_MIN_L", 1)
     p, dtype = GEN_CASES[name]
     td.reset_plans()
 
@@ -262,7 +266,8 @@ def test_ready_launch_is_reused_and_keyed_by_alignment(name, V, monkeypatch):
     run_and_check(inp.x, inp)
     g = td._geometry(inp.x, inp.weight, inp.bias, p.stride, p.padding, p.dilation, "ncl")
     assert set(td._READY) == {("fwd", g, td._align(inp.x))}
-    assert td._PLANS[("fwd_any", g)][4] == V
+    plan = td._PLANS[("fwd_any", g)]
+    assert plan[0] == ("flat" if family == "flat" else "gen") and plan[3 if family == "flat" else 4] == V
     inp2 = p.make_inputs(dtype, layout="ncl", seed=2)
     run_and_check(inp2.x, inp2)  # same geometry and alignment: the cached launch
     assert len(td._READY) == 1
@@ -306,3 +311,26 @@ def test_ncl_flat_window_loads_and_stores_are_vectors():
     cases = [(9, 4, None, 4), (11, 5, None, 8), (31, 15, None, 16), (9, 4, "bf16", 8), (5, 2, "fp16", 8),
              (31, 15, "fp16", 16)]
     _assert_vector_ptx([("flat", K, padding, packed, False, V) for K, padding, packed, V in cases])
+
+
+def test_flat_plans_offered_described_and_bounded(monkeypatch):
+    """Where the tuner offers the flat kernel (same rows from NCL_FLAT_MIN_L on, int32 flat
+    indices), which candidates (interleaving only where there are at least as many main programs
+    as edge programs), and how a flat plan reads in rows and traces."""
+    import torch
+
+    assert td._ncl_flat_fits(19, 1024, 517, 517)
+    assert not td._ncl_flat_fits(19, 1024, 511, 511)  # measured to lose at 418 and 209
+    assert not td._ncl_flat_fits(19, 1024, 518, 517)  # rows of different lengths
+    assert not td._ncl_flat_fits(4096, 1024, 512, 512)  # 2**31 elements: past int32
+    monkeypatch.setattr(td, "interpreting", lambda: False)  # the GPU candidate list (no launch)
+    plans = td._gen_conv_plans("ncl", torch.float32, 19, 1024, 517, 11, (8, 4), 132, flat=True)
+    flat = [p for p in plans if p[0] == "flat"]
+    assert len(flat) == 8 and {p[-1] for p in flat} == {0, 1}
+    assert all(p[0] != "flat" for p in td._gen_conv_plans("ncl", torch.float32, 19, 1024, 517, 11, (8, 4), 132))
+    # 16-element groups at K = 11 and G = 256: fewer main programs than edge programs, no mix
+    few = td._gen_conv_plans("ncl", torch.float32, 19, 1024, 517, 11, (16,), 132, flat=True)
+    assert ("flat", 256, 4, 16, 1) not in few and ("flat", 256, 4, 16, 0) in few
+    tagged, _ = td._with_tiles(lambda: plans, None, lambda: [], None, "ncl")
+    assert [p for p in tagged() if p[0] == "flat"] == flat  # kept as they are, not tagged "gen"
+    assert td._describe("ncl", "fwd_any", ("flat", 256, 4, 8, 1)) == "flat(G=256, warps=4, V=8, mix=1)"

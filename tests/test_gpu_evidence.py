@@ -1,41 +1,57 @@
-"""scripts/gpu_evidence.sh's per-step time limit (CPU: its `selftest` step only sleeps): a step
-past its limit is killed with everything it started (chained and background commands), and a step
-that ends early does not hold the call open for the rest of its limit."""
+"""scripts/gpu_evidence.sh's per-step time limit (CPU: its `selftest` step only sleeps, with a
+background child that ignores TERM): a step past its limit is killed with everything it started;
+a step that ends early leaves no watchdog behind (an orphaned watchdog sleep once held every
+device call open for the rest of its limit); a kill of the script itself takes the step along."""
 
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(tmp_path, limit: int, sleep_s: str) -> tuple[float, str]:
-    env = {**os.environ, "OUT": str(tmp_path), "SELFTEST_S": sleep_s}
+def _unique() -> int:
+    """A sleep length (s) that no other process here uses, to find leftovers by."""
+    return random.randint(1000, 9000)
+
+
+def _run(tmp_path, limit, sleep_s, outer_timeout=None) -> tuple[float, str, int]:
+    env = {**os.environ, "OUT": str(tmp_path), "SELFTEST_S": str(sleep_s)}
+    cmd = ["bash", "scripts/gpu_evidence.sh", f"selftest:{limit}"]
+    if outer_timeout:
+        cmd = ["timeout", str(outer_timeout), *cmd]
     t0 = time.monotonic()
-    proc = subprocess.run(["bash", "scripts/gpu_evidence.sh", f"selftest:{limit}"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
-    return time.monotonic() - t0, proc.stdout
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return time.monotonic() - t0, proc.stdout, proc.returncode
 
 
-def _left(marker: str) -> str:
-    return subprocess.run(["pgrep", "-af", f"sleep {marker}"], capture_output=True, text=True).stdout
+def _left(seconds) -> str:
+    time.sleep(0.5)
+    return subprocess.run(["pgrep", "-af", f"sleep {seconds}"], capture_output=True, text=True).stdout
 
 
 def test_step_over_its_limit_is_killed_with_its_children(tmp_path):
-    marker = f"{37 + uuid.uuid4().int % 1000}.5"  # a sleep length no other process uses
-    took, out = _run(tmp_path, 2, marker)
-    assert took < 20, out  # killed at 2 s (TERM, then KILL 5 s later), not after 3 x the sleep
+    s = _unique()
+    took, out, _ = _run(tmp_path, 2, s)
+    assert took < 20, out  # killed at 2 s, not after 2 x the sleep
     assert "selftest rc=143" in out, out
-    time.sleep(0.5)
-    assert _left(marker) == "", "a sleep of the killed step survived"
+    assert _left(s) == "", "a process of the killed step survived (one ignores TERM: KILL must follow)"
     assert (tmp_path / "evidence.tgz").exists()
 
 
-def test_step_that_ends_early_does_not_wait_for_its_limit(tmp_path):
-    took, out = _run(tmp_path, 60, "0.2")
-    assert "selftest rc=0" in out, out
-    assert took < 20, out
+def test_step_that_ends_early_leaves_no_watchdog(tmp_path):
+    limit = _unique()
+    took, out, _ = _run(tmp_path, limit, "0.2")
+    assert "selftest rc=0" in out and took < 20, out
+    assert _left(limit) == "", "the watchdog's sleep outlived its step"
+
+
+def test_killing_the_script_kills_the_running_step(tmp_path):
+    s, limit = _unique(), _unique()
+    took, out, rc = _run(tmp_path, limit, s, outer_timeout=3)
+    assert rc == 124 and took < 20, out
+    assert _left(s) == "" and _left(limit) == "", "the step or its watchdog outlived the script"

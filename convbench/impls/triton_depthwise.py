@@ -776,17 +776,22 @@ def _ncl_flat_fits(N: int, C: int, L_in: int, L_out: int) -> bool:
     indices in int32 and row positions well inside fp32's exact integers (its division by L is a
     float multiply)."""
     return (L_in == L_out and L_in >= NCL_FLAT_MIN_L and N * C * L_in + 4096 < 2**31
-            and L_in < 2**20)
+            and L_in < 2**20 and C + 4096 < 2**24)
+
+
+def _ncl_flat_grid(N, C, L, K, padding, G, V) -> tuple[int, int, int, int]:
+    """(E, EB, n_main, n_edge): edge slots a row end, rows an edge program, main and edge programs."""
+    E = gen.ncl_flat_edge(K, V, padding)
+    EB = max(1, 128 // E)
+    return E, EB, cdiv(N * C * L, G * V), cdiv(N * C, EB)
 
 
 def _ncl_flat_prepare(N, C, L, K, padding, flip, has_bias, packed, dtype, G, warps, V, mix):
     """go(x, w, bias, y) for the flat (N, C, L) kernel (plan ("flat", G, warps, V, mix)): main
     programs, then edge programs (mix = 0), or edge programs interleaved among them (mix = 1)."""
     V, kind = _ncl_group(V, packed, dtype.itemsize)
-    E = gen.ncl_flat_edge(K, V, padding)
-    EB = max(1, 128 // E)
+    E, EB, n_main, n_edge = _ncl_flat_grid(N, C, L, K, padding, G, V)
     total = N * C * L
-    n_main, n_edge = cdiv(total, G * V), cdiv(N * C, EB)
     m = n_main // n_edge if mix else 0
     kern = _gen_kernel("ncl_flat", K, V, (-padding) % V, flip, kind)
     # inv_L, inv_C: Triton passes Python floats as fp32
@@ -949,8 +954,12 @@ def _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, sms, flat=False) -> list[
         # split: inner tiles + an edge program, or edge tiles with masks (see _ncl_splits)
         cands = [(bc, G, 4, V, nb, split) for V in Vs for bc, G in _ncl_tiles(L_out, V)
                  for nb in ((1, 4) if N > 1 else (1,)) for split in _ncl_splits()]
-        if flat:  # the flat kernel: 1 or 2 groups a thread (notes/depthwise_kernel.md, session 9)
-            cands += [("flat", G, 4, V, mix) for V in Vs for G in (128, 256) for mix in (0, 1)]
+        if flat:  # the flat kernel: 1 or 2 groups a thread (notes/depthwise_kernel.md, session 9);
+            # interleaving needs at least one main program per edge program (else it is mix = 0)
+            for V in Vs:
+                for G in (128, 256):
+                    _, _, n_main, n_edge = _ncl_flat_grid(N, C, L_out, K, (K - 1) // 2, G, V)
+                    cands += [("flat", G, 4, V, mix) for mix in ((0, 1) if n_main >= n_edge else (0,))]
     elif interpreting():
         cands = [(2, 4, 1, 8 if INTERPRETER_NLC == "roll" else 0)]
     else:

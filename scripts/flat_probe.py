@@ -3,7 +3,7 @@ timer: CUDA-graph replays, cold L2) and check each against float64: the flat ker
 candidates against the row-tile plans the tuner picked. A probe for kernel work, quicker than a
 full tuning run (GPU machine).
 
-  python3 scripts/flat_probe.py --case nemo_fastconformer_L:bfloat16 --rows "4,32,4,8,4,0"
+  python3 scripts/flat_probe.py --case "nemo_fastconformer_L:bfloat16:4,32,4,8,4,0;8,16,4,8,4,0"
 """
 
 from __future__ import annotations

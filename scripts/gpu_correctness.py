@@ -52,8 +52,7 @@ def check_ncl_plans(device: str, families=("flat",), part=(1, 1)) -> tuple[list[
     lines, checks, failures = [], 0, 0
     shapes = [shape for op, shape in SHAPES if op == "depthwise"]
     for shape in shapes[part[0] - 1::part[1]]:
-        op = "depthwise"
-        p = make_problem(op, **shape)
+        p = make_problem("depthwise", **shape)
         for dtype in ("float32", "float16", "bfloat16"):
             inp = p.make_inputs(dtype, device, "ncl", seed=2)
             g = td._geometry(inp.x, inp.weight, inp.bias, p.stride, p.padding, p.dilation, "ncl")

@@ -46,8 +46,7 @@ def main() -> None:
                 launch(*plan)  # compiles
                 torch.cuda.synchronize()
                 torch.cuda.nvtx.range_push("prof")
-                tagged = plan if isinstance(plan[0], str) else ("gen", *plan)
-                torch.cuda.nvtx.range_push(f"{case}:{td._describe(layout, 'gen', tagged)}")
+                torch.cuda.nvtx.range_push(f"{case}:{td._describe(layout, 'gen', td._tagged(plan))}")
                 launch(*plan)
                 torch.cuda.nvtx.range_pop()
                 torch.cuda.nvtx.range_pop()

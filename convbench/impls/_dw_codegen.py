@@ -590,7 +590,7 @@ def ncl_grad_w_source(K: int, V: int, S: int, anchor_y: bool, packed: str | None
 
 
 # ------------------------------------------------------------------------------------------
-# (N, C, L), short rows: flat groups
+# (N, C, L): flat groups (rows of 512 or more: triton_depthwise.NCL_FLAT_MIN_L)
 # ------------------------------------------------------------------------------------------
 
 
@@ -612,13 +612,19 @@ def _floor_div_small(s: _Src, ind: int, q: str, num: str, den: str, inv: str) ->
     s(ind, f"{q} = {q} + (({num}) - {q} * {den} >= {den}).to(tl.int32) - (({num}) - {q} * {den} < 0).to(tl.int32)")
 
 
+def _flat_inner(l0: str, V: int, K: int) -> str:
+    """Whether a group of V starting at row position `l0` is inner: every tap of its outputs in
+    its row (so it cannot cross into the next). Main programs store exactly these groups, edge
+    programs every other element: the two must use this one test."""
+    return f"({l0} >= padding) & ({l0} + {V + K - 2} - padding < L)"
+
+
 def ncl_flat_source(K: int, V: int, S: int, flip: bool, packed: str | None = None) -> str:
     """Forward (or grad_x, `flip`) of (N, C, L) "same" convs (L_in = L_out = L) with the tensor
     read as one flat array of groups of V: the rows' own alignment no longer matters. A main
-    program owns
-    G consecutive groups: it reads the window of each (aligned vectors; S = (-padding) % V puts
-    window group 0 on the grid), gathers each group's row weights (w[c, k], c = row % C) and
-    stores only inner groups (every tap in the group's row). Edge programs (program ids from
+    program owns G consecutive groups: it reads the window of each (aligned vectors;
+    S = (-padding) % V puts window group 0 on the grid), gathers each group's row weights
+    (w[c, k], c = row % C) and stores only inner groups (_flat_inner). Edge programs (program ids from
     n_main on) compute, for EB rows each, the 2E slots at the rows' two ends (ncl_flat_edge)
     that are not in inner groups, one tap load per slot and tap. The flat index fits int32
     (callers check).
@@ -658,7 +664,7 @@ def ncl_flat_source(K: int, V: int, S: int, flip: bool, packed: str | None = Non
     s(2, "cc = c0 + qr")
     _floor_div_small(s, 2, "qc", "cc", "C", "inv_C")
     s(2, "cc = cc - qc * C")
-    s(2, f"inner = (F + jj * {V} < total) & (l0 >= padding) & (l0 + {V + K - 2} - padding < L)")
+    s(2, f"inner = (F + jj * {V} < total) & {_flat_inner('l0', V, K)}")
     for k in range(K):
         s(2, f"w{k} = tl.load(w_ptr + cc * {K} + {_wk(k, K, flip)}).to(tl.float32)[None, :]")
     s(2, "if HAS_BIAS:")
@@ -703,7 +709,7 @@ def ncl_flat_source(K: int, V: int, S: int, flip: bool, packed: str | None = Non
     s(2, "ok = rmask & (ls >= 0) & (ls < L) & ((js < E) | (ls >= E))")
     s(2, "fe = rows[:, None] * L + ls")
     s(2, f"ls0 = ls - fe % {V}  # row position of the slot's group start (< 0: the row before)")
-    s(2, f"keep = ok & ~((ls0 >= 0) & (ls0 >= padding) & (ls0 + {V + K - 2} - padding < L))")
+    s(2, f"keep = ok & ~((ls0 >= 0) & {_flat_inner('ls0', V, K)})")
     s(2, "if HAS_BIAS:")
     s(3, "acc = tl.load(b_ptr + ce).to(tl.float32) + tl.zeros((EB, 2 * E), dtype=tl.float32)")
     s(2, "else:")

@@ -971,19 +971,28 @@ def _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, sms, flat=False) -> list[
     return cands
 
 
+def _tagged(plan: tuple) -> tuple:
+    """A _gen_conv plan as the tuner keeps it: row-tile plans come untagged and are tagged
+    "gen"; flat plans carry their tag ("flat") already."""
+    return plan if isinstance(plan[0], str) else ("gen", *plan)
+
+
+def _untagged(plan: tuple) -> tuple:
+    """The inverse of _tagged: the arguments _gen_conv's launch and prepare take."""
+    return plan[1:] if plan[0] == "gen" else plan
+
+
 def _with_tiles(gen_plans, gen_launch, tile_plans, tile_launch, layout: str):
     """One candidate list over both kernel families. In (N, C, L) the tile kernels stay in the
     running: on rows shorter than two tiles every generated tile is an edge tile."""
     def plans():
-        out = [p if isinstance(p[0], str) else ("gen", *p) for p in gen_plans()]
+        out = [_tagged(p) for p in gen_plans()]
         if layout == "ncl" and not interpreting():
             out += [("tile", *p) for p in tile_plans()]
         return out
 
-    def launch(tag, *plan):
-        if tag == "tile":
-            return tile_launch(*plan)
-        return gen_launch(*plan) if tag == "gen" else gen_launch(tag, *plan)
+    def launch(*plan):
+        return tile_launch(*plan[1:]) if plan[0] == "tile" else gen_launch(*_untagged(plan))
 
     return plans, launch
 
@@ -1135,10 +1144,8 @@ def _tuned_gen(kind: str, g: Geometry, conv: tuple, src, w, bias, dst, tile_laun
                              tile_launch, g.layout)
     plan = _fastest((f"{kind}_any", g), plans, run)
     run(*plan)
-    if plan[0] == "gen":
-        _READY[(kind, g, _align(src))] = prepare(*plan[1:])
-    elif plan[0] == "flat":
-        _READY[(kind, g, _align(src))] = prepare(*plan)
+    if plan[0] != "tile":
+        _READY[(kind, g, _align(src))] = prepare(*_untagged(plan))
 
 
 def _forward(g: Geometry, x, w, bias):

@@ -76,45 +76,6 @@ def test_nlc_tma_kernel(dtype, config, bias):
         i.x, i.weight, i.bias, 1, 0, "nlc", "tf32", config=config, variant="nlc_tma"))
 
 
-# Row tail: 3 programs (the interpreter's "SMs"), 111 rows x 48 cols in 16x32 tiles = 14 tiles,
-# so 12 (two whole rounds, rows 0-95) run as big tiles and rows 96-110 as 16x16 tiles; programs
-# 2 and 0 ran one big tile fewer (big_tiles % 3 == 2 ran 5) and take the tail tiles first.
-TAIL_TILES = (TileConfig(16, 32, 16, 4, 2, group_m=2, tail_tile=(16, 16)),
-              TileConfig(16, 32, 16, 4, 2, group_m=2, split_epilogue=True, tail_tile=(16, 32)))
-
-
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("config", TAIL_TILES, ids=lambda c: c.label())
-@pytest.mark.parametrize("bias", [True, False])
-def test_nlc_tma_row_tail(dtype, config, bias):
-    p = Pointwise(N=3, C_in=40, C_out=48, L=37, bias=bias)
-    _run_and_check(p, dtype, "nlc", precision="tf32", forward=lambda i: _forward(
-        i.x, i.weight, i.bias, 1, 0, "nlc", "tf32", config=config, variant="nlc_tma"))
-
-
-def test_row_tail_start_fills_whole_rounds_only():
-    from convbench.impls.triton_pointwise import _row_tail_start
-
-    big = TileConfig(128, 256, 64, 8, 3, split_epilogue=True, tail_tile=(64, 128))
-    # DTTS 1024->512 on 132 SMs: 154 big tiles; 132 of them (66 row tiles) in one round
-    assert _row_tail_start(9823, 512, big, 132) == 66 * 128
-    assert _row_tail_start(9823, 512, TileConfig(128, 128, 64, 8, 4, tail_tile=(64, 128)), 132) == 66 * 128
-    assert _row_tail_start(111, 48, TAIL_TILES[0], 3) == 96
-    # a row tile count that does not split into rounds: the round is cut to whole row tiles
-    assert _row_tail_start(111, 64, TileConfig(16, 16, 16, 4, 2, tail_tile=(16, 16)), 3) == 6 * 16
-    assert _row_tail_start(128 * 132, 256, big, 132) is None  # one exact round: nothing to even out
-    assert _row_tail_start(128 * 100, 256, big, 132) is None  # fewer tiles than programs
-    assert _row_tail_start(128 * 264, 256, big, 132) is None  # whole rounds
-    assert _row_tail_start(9823, 512, TileConfig(128, 256, 64, 8, 3), 132) is None  # no tail configured
-
-
-def test_row_tail_is_refused_where_it_does_not_apply():
-    p = Pointwise(N=2, C_in=32, C_out=32, L=16, bias=False)  # 32 rows: 2 tiles of 16x32 on 3 programs
-    inp = p.make_inputs("bfloat16", layout="nlc")
-    with pytest.raises(ValueError, match="no row tail"):
-        _forward(inp.x, inp.weight, None, 1, 0, "nlc", None, config=TAIL_TILES[0], variant="nlc_tma")
-
-
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("config", TMA_TILES, ids=lambda c: c.label())
 @pytest.mark.parametrize("bias", [True, False])
@@ -153,8 +114,7 @@ def test_each_variant_is_tuned_over_its_own_configs():
     from convbench.impls.triton_pointwise import CONFIGS, TMA_CONFIGS, _candidates
 
     cands = _candidates(["ncl_tma_pad", "ncl"], "16bit", 512, 2048)
-    assert {c.config for c in cands if c.variant == "ncl_tma_pad"} == {
-        c for c in TMA_CONFIGS["16bit"] if c.tail_tile is None}
+    assert {c.config for c in cands if c.variant == "ncl_tma_pad"} == set(TMA_CONFIGS["16bit"])
     assert {c.config for c in cands if c.variant == "ncl"} == set(CONFIGS["16bit"])
 
 
@@ -167,8 +127,6 @@ def test_tma_configs_keep_ncl_tiles_inside_one_batch():
     assert _tma_configs("nlc_tma", "16bit", 520, 2050)  # (N,L,C) has no batch boundary in a tile
     assert _tma_configs("nlc_tma", "ieee", 512, 512) == ()
     assert _tma_configs("ncl_tma_pad", "16bit", 512, 520)  # element-wise stores: any C_out
-    assert any(c.tail_tile for c in _tma_configs("nlc_tma", "16bit", 1024, 512))
-    assert not any(c.tail_tile for v in ("ncl_tma", "ncl_tma_pad") for c in _tma_configs(v, "16bit", 512, 2048))
 
 
 def test_nlc_transposed_variant_default_tiles_no_bias():

@@ -161,12 +161,12 @@ def pointwise_ncl_kernel(
 
 @triton.jit
 def pointwise_tma_kernel(
-    a_src, b_src, y_src, bias_ptr, a2_src, b2_src, y2_src,
-    NB, ROWS, COLS, K, SA, SB, ROWS_BIG,
+    a_src, b_src, y_src, bias_ptr,
+    NB, ROWS, COLS, K, SA, SB,
     HAS_BIAS: tl.constexpr, NCL: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     SPLIT_EPILOGUE: tl.constexpr, PROGRAMS: tl.constexpr, WARP_SPECIALIZE: tl.constexpr,
-    DEVICE_DESC: tl.constexpr, Y_PTR: tl.constexpr, TAIL_M: tl.constexpr, TAIL_N: tl.constexpr,
+    DEVICE_DESC: tl.constexpr, Y_PTR: tl.constexpr,
 ):
     """Persistent GEMM on TMA tensor descriptors (Hopper): PROGRAMS programs (one or two per SM)
     walk the output tiles, each taking every PROGRAMS-th tile.
@@ -185,12 +185,6 @@ def pointwise_tma_kernel(
     - NCL=True, (N,C,L): y[n] (ROWS=C_out, COLS=L) = w (C_out, K) @ x[n] (K, L); a_desc over w,
       b_desc over x viewed as (N*K, L). The host guarantees K % BLOCK_K == 0 and
       ROWS % BLOCK_M == 0 so that no tile reads or writes across a batch boundary.
-
-    Row tail (TAIL_M > 0; (N,L,C) only): the (BLOCK_M, BLOCK_N) tiles cover rows [0, ROWS_BIG),
-    as many tiles as whole rounds of the PROGRAMS allow, and (TAIL_M, TAIL_N) tiles through the
-    descriptors a2/b2/y2 cover the rest, spread over every program, the programs with one big
-    tile fewer first. Without it, DTTS 1024->512's 154 tiles of 128x256 on 132 SMs run a second
-    round of 22 tiles while 110 SMs idle.
     """
     Y_BLOCK_N: tl.constexpr = BLOCK_N // 2 if SPLIT_EPILOGUE else BLOCK_N
     if DEVICE_DESC:
@@ -212,10 +206,7 @@ def pointwise_tma_kernel(
         b_desc = b_src
         y_desc = y_src
     start = tl.program_id(0)
-    if TAIL_M > 0:
-        num_pid_m = ROWS_BIG // BLOCK_M  # a whole number of row tiles (the host's choice)
-    else:
-        num_pid_m = tl.cdiv(ROWS, BLOCK_M)
+    num_pid_m = tl.cdiv(ROWS, BLOCK_M)
     num_pid_n = tl.cdiv(COLS, BLOCK_N)
     tiles_per_batch = num_pid_m * num_pid_n
     k_tiles = tl.cdiv(K, BLOCK_K)
@@ -264,47 +255,6 @@ def pointwise_tma_kernel(
             y_desc.store([row, n0 + BLOCK_N // 2], acc1.to(y_desc.dtype))
         else:
             y_desc.store([row, n0], acc.to(y_desc.dtype))
-    if TAIL_M > 0:
-        _row_tail(a2_src, b2_src, y2_src, bias_ptr, start, ROWS, COLS, K, SA, SB, ROWS_BIG,
-                  NB * tiles_per_batch, HAS_BIAS, PRECISION, UPCAST, BLOCK_K, GROUP_M, PROGRAMS,
-                  DEVICE_DESC, TAIL_M, TAIL_N)
-
-
-@triton.jit
-def _row_tail(a2_src, b2_src, y2_src, bias_ptr, start, ROWS, COLS, K, SA, SB, ROWS_BIG, big_tiles,
-              HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-              BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, PROGRAMS: tl.constexpr,
-              DEVICE_DESC: tl.constexpr, TAIL_M: tl.constexpr, TAIL_N: tl.constexpr):
-    """pointwise_tma_kernel's row tail, (N,L,C): y[ROWS_BIG:] = x[ROWS_BIG:] @ w^T (+ b) in
-    (TAIL_M, TAIL_N) tiles. The programs that ran one big tile fewer (big_tiles % PROGRAMS of
-    them ran one more) take the first tail tiles."""
-    if DEVICE_DESC:
-        a2 = tl.make_tensor_descriptor(a2_src, shape=[ROWS, K], strides=[SA, 1], block_shape=[TAIL_M, BLOCK_K])
-        b2 = tl.make_tensor_descriptor(b2_src, shape=[COLS, K], strides=[SB, 1], block_shape=[TAIL_N, BLOCK_K])
-        y2 = tl.make_tensor_descriptor(y2_src, shape=[ROWS, COLS], strides=[COLS, 1], block_shape=[TAIL_M, TAIL_N])
-    else:
-        a2 = a2_src
-        b2 = b2_src
-        y2 = y2_src
-    num_m = tl.cdiv(ROWS - ROWS_BIG, TAIL_M)
-    num_n = tl.cdiv(COLS, TAIL_N)
-    first = (start + PROGRAMS - big_tiles % PROGRAMS) % PROGRAMS
-    for t in range(first, num_m * num_n, PROGRAMS):
-        pid_m, pid_n = _grouped_tile(t, num_m, num_n, GROUP_M)
-        m0 = ROWS_BIG + pid_m * TAIL_M
-        n0 = pid_n * TAIL_N
-        acc = tl.zeros((TAIL_M, TAIL_N), dtype=tl.float32)
-        for ki in range(tl.cdiv(K, BLOCK_K)):
-            a = a2.load([m0, ki * BLOCK_K])
-            b = b2.load([n0, ki * BLOCK_K]).T
-            if UPCAST:
-                a = a.to(tl.float32)
-                b = b.to(tl.float32)
-            acc = tl.dot(a, b, acc, input_precision=PRECISION)
-        if HAS_BIAS:
-            offs = n0 + tl.arange(0, TAIL_N)
-            acc += tl.load(bias_ptr + offs, mask=offs < COLS, other=0.0).to(tl.float32)[None, :]
-        y2.store([m0, n0], acc.to(y2.dtype))
 
 
 @dataclass(frozen=True)
@@ -320,13 +270,11 @@ class TileConfig:
     split_epilogue: bool = False  # TMA kernel: store the output tile in two halves
     programs_per_sm: int = 1  # TMA kernel: persistent programs per SM (2 where two fit in shared memory)
     warp_specialize: bool = False  # TMA kernel: Triton's producer/consumer warp groups
-    tail_tile: tuple[int, int] | None = None  # TMA kernel, (N,L,C): (rows, cols) of the row tail's tiles
 
     def label(self) -> str:
         extra = " split" if self.split_epilogue else ""
         extra += f" p{self.programs_per_sm}" if self.programs_per_sm != 1 else ""
         extra += " ws" if self.warp_specialize else ""
-        extra += f" tail{self.tail_tile[0]}x{self.tail_tile[1]}" if self.tail_tile else ""
         return f"{self.block_m}x{self.block_n}x{self.block_k} w{self.num_warps} s{self.num_stages}{extra}"
 
 
@@ -372,11 +320,6 @@ TMA_CONFIGS: dict[str, tuple[TileConfig, ...]] = {
         TileConfig(128, 128, 128, 8, 3),
         TileConfig(128, 128, 64, 8, 4, warp_specialize=True),
         TileConfig(64, 128, 64, 4, 4, programs_per_sm=2, warp_specialize=True),
-        # whole rounds of big tiles, the rest of the rows in small tiles on every SM (offered only
-        # where the big tiles leave a partial last round: see _row_tail_start)
-        TileConfig(128, 256, 64, 8, 3, split_epilogue=True, tail_tile=(64, 128)),
-        TileConfig(128, 128, 64, 8, 4, tail_tile=(64, 128)),
-        TileConfig(128, 128, 64, 4, 4, tail_tile=(64, 64)),
         # One program per tile instead (commit 6093c47): its best was 13-20 % slower than the best
         # persistent config on every (N,L,C) bf16 key (DTTS 1024->512: 33.9 vs 30.0 µs) and it won
         # none (session 5, results/h100/session5/bench/tune_log_*_per_tile.txt); removed.
@@ -528,26 +471,9 @@ def _candidates(variants: list[str], kind: str, C_in: int, C_out: int) -> list[C
             for c in (_tma_configs(v, kind, C_in, C_out) if _is_tma(v) else CONFIGS[kind])]
 
 
-def _row_tail_start(rows: int, cols: int, cfg: TileConfig, programs: int) -> int | None:
-    """Where a row-tail config's small tiles start (ROWS_BIG): after the rows that the big tiles
-    fill in whole rounds of the programs. None where the tail has nothing to even out: the big
-    tiles fit in one round, or fill their last round exactly."""
-    if cfg.tail_tile is None:
-        return None
-    n_col = cdiv(cols, cfg.block_n)
-    tiles = cdiv(rows, cfg.block_m) * n_col
-    if tiles <= programs or tiles % programs == 0:
-        return None
-    start = (tiles // programs * programs) // n_col * cfg.block_m
-    return start if 0 < start < rows else None
-
-
 def _tma_configs(variant: str, kind: str, C_in: int, C_out: int) -> tuple[TileConfig, ...]:
-    """TMA tile configs; in (N,C,L) a tile must not straddle batches (see pointwise_tma_kernel);
-    the row tail is (N,L,C)'s only."""
+    """TMA tile configs; in (N,C,L) a tile must not straddle batches (see pointwise_tma_kernel)."""
     configs = TMA_CONFIGS[kind]
-    if variant != "nlc_tma":
-        configs = tuple(c for c in configs if c.tail_tile is None)
     if variant == "ncl_tma":
         configs = tuple(c for c in configs if C_in % c.block_k == 0 and C_out % c.block_m == 0)
     elif variant == "ncl_tma_pad":  # element-wise stores are masked to the batch; loads are not
@@ -595,36 +521,25 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         bm, bn, bk = cfg.block_m, cfg.block_n, cfg.block_k
         tiles = nb * cdiv(rows, bm) * cdiv(cols, bn)
         programs = min(_num_sms(device) * cfg.programs_per_sm, tiles)
-        rows_big = _row_tail_start(rows, cols, cfg, programs)
-        if cfg.tail_tile is not None and (rows_big is None or ncl or y_ptr):
-            raise ValueError(f"{cfg.label()}: no row tail on {rows}x{cols} ({'(N,C,L)' if ncl else programs} programs)")
-        tm, tn = cfg.tail_tile or (0, 0)
         device_desc = TMA_DESCRIPTORS == "device"
         run = Relaunch(pointwise_tma_kernel, (programs,), dict(
-            NB=nb, ROWS=rows, COLS=cols, K=C_in, SA=a_stride[0], SB=b_stride[0], ROWS_BIG=rows_big or rows,
+            NB=nb, ROWS=rows, COLS=cols, K=C_in, SA=a_stride[0], SB=b_stride[0],
             NCL=ncl, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=cfg.group_m,
             SPLIT_EPILOGUE=cfg.split_epilogue, PROGRAMS=programs, WARP_SPECIALIZE=cfg.warp_specialize,
-            DEVICE_DESC=device_desc, Y_PTR=y_ptr, TAIL_M=tm, TAIL_N=tn, **common),
-            dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages))
+            DEVICE_DESC=device_desc, Y_PTR=y_ptr, **common), dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages))
         if device_desc:
             def go(a, b, y, bias_t):
                 _ensure_allocator()
-                tail = dict(a2_src=a, b2_src=b, y2_src=y) if tm else dict(a2_src=None, b2_src=None, y2_src=None)
-                run(a_src=a, b_src=b, y_src=y, bias_ptr=bias_t, **tail)
+                run(a_src=a, b_src=b, y_src=y, bias_ptr=bias_t)
             return go
         a_block, b_block = ((bm, bk), (bk, bn)) if ncl else ((bm, bk), (bn, bk))
         y_block = (bm, bn // 2 if cfg.split_epilogue else bn)
         y_stride = (y_shape[1], 1)
 
         def go_host(a, b, y, bias_t):
-            tail = dict(a2_src=None, b2_src=None, y2_src=None)
-            if tm:  # (N,L,C): a is x, b is w
-                tail = dict(a2_src=TensorDescriptor(a, a_shape, a_stride, (tm, bk)),
-                            b2_src=TensorDescriptor(b, b_shape, b_stride, (tn, bk)),
-                            y2_src=TensorDescriptor(y, y_shape, y_stride, (tm, tn)))
             run(a_src=TensorDescriptor(a, a_shape, a_stride, a_block),
                 b_src=TensorDescriptor(b, b_shape, b_stride, b_block),
-                y_src=y if y_ptr else TensorDescriptor(y, y_shape, y_stride, y_block), bias_ptr=bias_t, **tail)
+                y_src=y if y_ptr else TensorDescriptor(y, y_shape, y_stride, y_block), bias_ptr=bias_t)
         return go_host
 
     if layout == "nlc":
@@ -723,8 +638,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         v = variants[0] if variant is not None else next(v for v in variants if not _is_tma(v))
         cand = Candidate(v, _interpreter_config(rows, cols, C_in))
     else:
-        cands = [c for c in _candidates(variants, kind, C_in, C_out) if c.config.tail_tile is None
-                 or _row_tail_start(rows, cols, c.config, _num_sms(x.device) * c.config.programs_per_sm)]
+        cands = _candidates(variants, kind, C_in, C_out)
         launches: dict[Candidate, object] = {}
 
         def trial(c):

@@ -7,7 +7,7 @@
 #        flush (scripts/flush_check.py: copies after a dirty, a clean and no L2 flush)
 #        warm (compile Triton tuning candidates in parallel) warmfwd (forward candidates of WARM_SHAPES) warmncl ncl (configs/depthwise_ncl_triton.yaml) median (configs/depthwise_median.yaml) dtts (configs/depthwise_dtts.yaml) warmnlc nlc (configs/depthwise_nlc_triton.yaml) longk (configs/depthwise_long_kernel.yaml) longktrain (its fwd+bwd) dw1 dw2 (configs/depthwise_kernels.yaml
 #        in two shards) devbench (scripts/bench_depthwise_gen.py) tunefwd (its forward tuning landscape)
-#        ncupw (Nsight Compute: Triton pointwise vs F.linear, PW_SHAPE=N,C_in,C_out,L)
+#        ncupw (Nsight Compute: Triton pointwise vs F.linear, PW_SHAPE=N,C_in,C_out,L; PW_CONFIGS: forced nlc_tma configs too)
 #        ncu (Nsight Compute sections of tuned forward kernels; NCU_CASES=label:dtype:layout,...,
 #        NCU_ARGS=--all-plans for every candidate, NCU_METRICS="--metrics a,b")
 set -uo pipefail
@@ -102,7 +102,7 @@ for arg in "$@"; do
         /usr/local/cuda/bin/ncu --nvtx --nvtx-include "prof/" --section SpeedOfLight --section MemoryWorkloadAnalysis \
           --section WarpStateStats --section Occupancy --section LaunchStats --section InstructionStats \
           --section SchedulerStats --print-details all --csv --page details \
-          python3 scripts/ncu_pointwise.py --shape ${PW_SHAPE:-19,1024,512,517} > "$R/ncu_pw_details.csv"
+          python3 scripts/ncu_pointwise.py --shape ${PW_SHAPE:-19,1024,512,517} ${PW_CONFIGS:+--configs "$PW_CONFIGS"} > "$R/ncu_pw_details.csv"
         rc=$?; grep -v '^"' "$R/ncu_pw_details.csv" | head -20; exit $rc ;;
       flush) OUT=$R python3 scripts/flush_check.py ;;
       timer) OUT=$R python3 scripts/timer_check.py ;;

@@ -9,9 +9,11 @@ that ncu sees only the tuned kernels (GPU machine; gpu_evidence.sh step `ncupw`)
 from __future__ import annotations
 
 import argparse
+import functools
 
 import torch
 
+from convbench.impls.triton_pointwise import TMA_CONFIGS, _forward
 from convbench.problem import Pointwise
 from convbench.registry import get
 
@@ -21,6 +23,9 @@ def main() -> None:
     ap.add_argument("--shape", default="19,1024,512,517", help="N,C_in,C_out,L")
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--bias", action="store_true")
+    ap.add_argument("--configs", default="",
+                    help="also profile these nlc_tma tile configs, forced (labels as in the tuning log, "
+                         "';'-separated, e.g. '64x128x64 w4 s4 p2;128x256x64 w8 s3 split')")
     args = ap.parse_args()
     N, C_in, C_out, L = (int(v) for v in args.shape.split(","))
     p = Pointwise(N=N, C_in=C_in, C_out=C_out, L=L, bias=args.bias)
@@ -28,10 +33,15 @@ def main() -> None:
     # the two implementations as convbench builds and times them
     tri = get("pointwise", "triton_nlc").build(p, inp)
     paths = {"triton_nlc": tri, "linear_nlc": get("pointwise", "linear_nlc").build(p, inp)}
+    by_label = {c.label(): c for c in TMA_CONFIGS["16bit"]}
+    for label in filter(None, (s.strip() for s in args.configs.split(";"))):
+        cfg = by_label[label]  # a KeyError names the label that is not in the set
+        paths[f"nlc_tma {label}"] = functools.partial(
+            _forward, inp.x, inp.weight, inp.bias, 1, 0, "nlc", None, config=cfg, variant="nlc_tma")
     for name, fn in paths.items():
         fn()  # tunes (Triton) or warms up (cuBLAS)
         torch.cuda.synchronize()
-        print(f"{name}: {tri.plan() if name == 'triton_nlc' else 'cuBLAS'}", flush=True)
+        print(f"{name}: {tri.plan() if name == 'triton_nlc' else name}", flush=True)
         torch.cuda.nvtx.range_push("prof")
         torch.cuda.nvtx.range_push(name)
         for _ in range(2):

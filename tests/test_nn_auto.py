@@ -127,7 +127,7 @@ def test_shipped_default_table_loads():
 
 def test_shipped_table_names_registered_impls_and_committed_runs():
     """Every pick is an implementation of its op and layout, and every source run is in the
-    repository (scripts/current_h100.sh rebuilds the table from them)."""
+    repository (scripts/current_tables.sh rebuilds the table from them)."""
     from convbench import registry
 
     path = cnn.Path(cnn.__file__).parent / "data" / "selection.json"

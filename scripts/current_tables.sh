@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# From the committed GPU runs, rebuild the selection table shipped in the package
+# (convbench/data/selection.json, what backend="auto" uses when no other table is given) and the
+# report of the current kernels per device (results/h100/current/, results/h200/current/).
+# Measures nothing.
+#
+# The table keys its picks by device name, so the H100 and the H200 runs do not mix: each device
+# gets the picks measured on it (another GPU of compute capability 9.0 takes the H100's).
+# Within a device, run folders are read in order and a row measured twice (same implementation,
+# case, device name and precision policy) keeps the later folder's row, so each folder below
+# supersedes what came before it for the implementations it re-measured.
+# H100:
+#   gpu_full                  every implementation, every SHAPES.md shape; its pointwise fp32 rows
+#                             stay (fp32 pointwise was not re-run under the default policy)
+#   session3/depthwise_kernels  every depthwise implementation on every shape, both layouts
+#   session3/depthwise_ncl_triton, session4/depthwise_long_kernel(_training)  focused re-runs
+#   session5/pointwise_kernels  TMA pointwise kernels against every torch path, bf16/fp16
+#   session6/.../training     fwd and fwd_bwd on the final depthwise kernels
+#   session6/depthwise_*_triton_final  the final depthwise kernels on every shape, last word
+# H200 (sessions 9-10, the current kernels):
+#   session9/.../training     fwd and fwd_bwd, dtts_dec_b19 fp32 and FastConformer-L bf16
+#   session10/depthwise_kernels  every depthwise implementation on every shape, both layouts (fwd)
+#   session10/.../pointwise_kernels  every pointwise implementation, bf16/fp16
+#   session10/call6_precision/pw_tf32, pw_ieee  fp32 pointwise under each stated policy
+# Usage: bash scripts/current_tables.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+H=results/h100
+RUNS=(
+  "$H/gpu_full"
+  "$H/session3/depthwise_kernels"
+  "$H/session3/depthwise_ncl_triton"
+  "$H/session4/depthwise_long_kernel"
+  "$H/session4/depthwise_long_kernel_training"
+  "$H/session5/pointwise_kernels"
+  "$H/session6/call3_63fb177/training"
+  "$H/session6/depthwise_nlc_triton_final"
+  "$H/session6/depthwise_ncl_triton_final"
+)
+G=results/h200
+H200_RUNS=(
+  "$G/session9/call7_c175ee2/training"
+  "$G/session10/depthwise_kernels"
+  "$G/session10/call2_5eac914_pointwise/pointwise_kernels"
+  "$G/session10/call6_precision/pw_tf32"
+  "$G/session10/call6_precision/pw_ieee"
+)
+python3 -m convbench select "${RUNS[@]}" "${H200_RUNS[@]}" -o convbench/data/selection.json
+mkdir -p $H/current $G/current
+for fmt in html md; do
+  python3 -m convbench report "${RUNS[@]}" -o $H/current/report.$fmt
+  python3 -m convbench report "${H200_RUNS[@]}" -o $G/current/report.$fmt
+done

@@ -257,31 +257,6 @@ def pointwise_tma_kernel(
             y_desc.store([row, n0], acc.to(y_desc.dtype))
 
 
-@triton.jit
-def transpose_kernel(src, dst, A, B, BLOCK_A: tl.constexpr, BLOCK_B: tl.constexpr):
-    """dst[n] (B, A) = src[n] (A, B)^T for contiguous (N, A, B) src and (N, B, A) dst; grid
-    (cdiv(A, BLOCK_A) * cdiv(B, BLOCK_B), N). The tile is loaded along B and stored along A;
-    Triton moves it through shared memory between the two, so both sides are coalesced. A and B
-    are specialised on their divisibility by 16, so the side whose rows are 16-byte aligned
-    (the channels) moves in vectors; an odd L stays element-wise, coalesced."""
-    pid = tl.program_id(0)
-    nb = tl.program_id(1).to(tl.int64)
-    n_b = tl.cdiv(B, BLOCK_B)
-    offs_a = (pid // n_b) * BLOCK_A + tl.arange(0, BLOCK_A)
-    offs_b = (pid % n_b) * BLOCK_B + tl.arange(0, BLOCK_B)
-    ok = (offs_a < A)[:, None] & (offs_b < B)[None, :]
-    base = nb * A * B
-    tile = tl.load(src + base + offs_a[:, None] * B + offs_b[None, :], mask=ok)
-    tl.store(dst + base + offs_b[None, :] * A + offs_a[:, None], tile, mask=ok)
-
-
-def _transpose(src: torch.Tensor, dst: torch.Tensor) -> None:
-    """dst (N, B, A) = src (N, A, B) transposed per batch; both contiguous."""
-    n, a, b = src.shape
-    ba = bb = 16 if interpreting() else 64
-    transpose_kernel[(cdiv(a, ba) * cdiv(b, bb), n)](src, dst, a, b, BLOCK_A=ba, BLOCK_B=bb, num_warps=4)
-
-
 @dataclass(frozen=True)
 class TileConfig:
     """One launch configuration: tile sizes in elements, warps per program, pipeline depth."""
@@ -362,8 +337,7 @@ TMA_CONFIGS: dict[str, tuple[TileConfig, ...]] = {
 class Candidate:
     """A kernel variant with a tile config. variant: "nlc" (x rows as A), "nlc_t" (the (N,L,C)
     GEMM transposed, y^T = W @ x^T, run by the ncl kernel), "ncl", "ncl_fold", and "nlc_tma",
-    "ncl_tma" (the persistent TMA kernel), "ncl_tma_pad" (the same on a row-padded copy of x),
-    "ncl_t" ((N,C,L) through (N,L,C): x transposed, the (N,L,C) TMA GEMM, y transposed back)."""
+    "ncl_tma" (the persistent TMA kernel), "ncl_tma_pad" (the same on a row-padded copy of x)."""
 
     variant: str
     config: TileConfig
@@ -488,7 +462,7 @@ def _tma_ok(x, weight, *row_strides: int) -> bool:
 
 
 def _is_tma(variant: str) -> bool:
-    return "_tma" in variant or variant == "ncl_t"
+    return "_tma" in variant
 
 
 def _candidates(variants: list[str], kind: str, C_in: int, C_out: int) -> list[Candidate]:
@@ -500,8 +474,6 @@ def _candidates(variants: list[str], kind: str, C_in: int, C_out: int) -> list[C
 def _tma_configs(variant: str, kind: str, C_in: int, C_out: int) -> tuple[TileConfig, ...]:
     """TMA tile configs; in (N,C,L) a tile must not straddle batches (see pointwise_tma_kernel)."""
     configs = TMA_CONFIGS[kind]
-    if variant == "ncl_t":  # the (N,L,C) GEMM: no batch boundary inside a tile
-        return configs
     if variant == "ncl_tma":
         configs = tuple(c for c in configs if C_in % c.block_k == 0 and C_out % c.block_m == 0)
     elif variant == "ncl_tma_pad":  # element-wise stores are masked to the batch; loads are not
@@ -615,8 +587,6 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
             variants.insert(0, "ncl_tma")
         elif plain and not fold and w_rows_ok and kind != "ieee" and _tma_ok(x, weight, swo):
             variants.insert(0, "ncl_tma_pad")  # rows of x not 16-byte aligned (odd L): pad a copy
-            if sxl == 1 and (N == 1 or sxn == C_in * sxc) and sxc == L and _tma_ok(x, weight, C_in, C_out):
-                variants.insert(0, "ncl_t")  # or run the (N,L,C) GEMM between two transposes
         key = ("ncl", fold, plain, str(x.dtype), prec, N, C_in, C_out, L, L_out, sxc, sxl, tuple(variants))
         rows, cols = C_out, cols_total
 
@@ -627,21 +597,6 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
                 go = tma_launch(cand, (C_out, C_in), (swo, 1), (N * C_in, L), (sxc, 1), (N * C_out, L_out),
                                 N, C_out, L_out, True, x.device)
                 return lambda x, w, b, y: go(w, x, y, b)
-            if cand.variant == "ncl_t":
-                # x (N, C_in, L) -> xt (N*L, C_in); yt (N*L, C_out) = xt @ W^T (+ b) by the
-                # (N,L,C) kernel; yt -> y (N, C_out, L). Both transposes are row-aligned on the
-                # channel side, and the GEMM runs on TMA-aligned rows whatever L is.
-                M = N * L
-                go = tma_launch(cand, (M, C_in), (C_in, 1), (C_out, C_in), (swo, 1), (M, C_out),
-                                1, M, C_out, False, x.device)
-
-                def through_nlc(x, w, b, y):
-                    xt = torch.empty((N, L, C_in), device=x.device, dtype=x.dtype)
-                    _transpose(x, xt)
-                    yt = torch.empty((N, L, C_out), device=x.device, dtype=x.dtype)
-                    go(xt.view(M, C_in), w, yt.view(M, C_out), b)
-                    _transpose(yt, y)
-                return through_nlc
             if cand.variant == "ncl_tma_pad":
                 per_16b = 16 // x.element_size()
                 Lp = -(-L // per_16b) * per_16b

@@ -15,6 +15,8 @@
 #   session3/depthwise_kernels  every depthwise implementation on every shape, both layouts
 #   session3/depthwise_ncl_triton, session4/depthwise_long_kernel(_training)  focused re-runs
 #   session5/pointwise_kernels  TMA pointwise kernels against every torch path, bf16/fp16
+#   session5/pw_tf32, pw_ieee  fp32 pointwise under each stated policy (picks for a caller that
+#                             sets that policy; the gpu_full rows serve the default one)
 #   session6/.../training     fwd and fwd_bwd on the final depthwise kernels
 #   session6/depthwise_*_triton_final  the final depthwise kernels on every shape, last word
 # H200 (sessions 9-10, the current kernels):
@@ -33,6 +35,8 @@ RUNS=(
   "$H/session4/depthwise_long_kernel"
   "$H/session4/depthwise_long_kernel_training"
   "$H/session5/pointwise_kernels"
+  "$H/session5/pw_tf32"
+  "$H/session5/pw_ieee"
   "$H/session6/call3_63fb177/training"
   "$H/session6/depthwise_nlc_triton_final"
   "$H/session6/depthwise_ncl_triton_final"

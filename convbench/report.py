@@ -330,31 +330,45 @@ class Selection:
     def device_names(self) -> set[str]:
         return {e["device_name"] for e in self.entries}
 
-    def stand_in(self, device_name: str, capability, op: str, dtype: str, layout: str,
-                 mode: str) -> str | None:
-        """For a device the table has no entries for: the table's device of the same compute
-        capability (first by name) that has entries for this op, dtype, layout and mode (or
-        forward entries, for fwd_bwd), whose picks then apply; None if there is none (or the
-        capability is unknown: a CPU, a ROCm GPU, or a table written before entries carried it)."""
-        if device_name in self.device_names() or not capability:
-            return None
-        same = sorted({e["device_name"] for e in self.entries
-                       if e.get("capability") and list(e["capability"]) == list(capability)})
+    def _usable(self, device_name: str, op: str, dtype: str, layout: str, mode: str,
+                precision: str | None) -> bool:
+        """Whether the table has entries that match() could use for this device and key."""
         modes = (mode, "fwd") if mode == "fwd_bwd" else (mode,)
-        return next((d for d in same if any((op, d, dtype, layout, m) in self._index for m in modes)), None)
+        for m in modes:
+            for e in self._index.get((op, device_name, dtype, layout, m), []):
+                if dtype != "float32" or not precision or e.get("precision") in (None, "unrecorded", precision):
+                    return True
+        return False
+
+    def stand_in(self, device_name: str, capability, op: str, dtype: str, layout: str,
+                 mode: str, precision: str | None = None) -> str | None:
+        """For a device without usable entries for this op, dtype, layout and mode (or forward
+        entries, for fwd_bwd; for float32, under the caller's precision policy): the table's
+        device of the same compute capability (first by name) that has them, whose picks then
+        apply; None if the device has its own, or no other device does (or the capability is
+        unknown: a CPU, a ROCm GPU, or a table written before entries carried it)."""
+        if not capability or self._usable(device_name, op, dtype, layout, mode, precision):
+            return None
+        same = sorted({e["device_name"] for e in self.entries if e["device_name"] != device_name
+                       and e.get("capability") and list(e["capability"]) == list(capability)})
+        return next((d for d in same if self._usable(d, op, dtype, layout, mode, precision)), None)
 
     def match(self, op: str, device_name: str, dtype: str, layout: str, problem,
               mode: str = "fwd", capability=None, precision: str | None = None) -> tuple[dict | None, str]:
         """The entry that applies to this call (BETWEEN_RULE), or None; and why, in words. A device
-        the table does not cover takes the picks measured on a device of the same compute
-        capability (`capability`, e.g. (9, 0)), and `why` says so. For float32, `precision` (the
-        caller's policy, precision.current()) keeps only entries measured under that policy
-        (entries that did not record one apply to any); other dtypes ignore it."""
-        stand_in = self.stand_in(device_name, capability, op, dtype, layout, mode)
+        without entries for this op, dtype, layout and mode takes the picks measured on a device
+        of the same compute capability (`capability`, e.g. (9, 0)), and `why` says so. For
+        float32, `precision` (the caller's policy, precision.current()) keeps only entries
+        measured under that policy (entries that did not record one apply to any); other dtypes
+        ignore it."""
+        stand_in = self.stand_in(device_name, capability, op, dtype, layout, mode, precision)
         if stand_in is not None:
             e, why = self.match(op, stand_in, dtype, layout, problem, mode, precision=precision)
             cc = ".".join(map(str, capability))
-            return e, (f"no entries for {device_name!r}; measured on {stand_in!r} instead "
+            under = f" under precision {precision!r}" if dtype == "float32" and precision else ""
+            what = ("no entries for" if device_name not in self.device_names()
+                    else f"no {op} {dtype} {layout} {mode} entries{under} for")
+            return e, (f"{what} {device_name!r}; measured on {stand_in!r} instead "
                        f"(same compute capability {cc}): {why}")
         shape = _shape_of(problem)
         where = f"{op} {dtype} {layout} {mode} on {device_name!r}"

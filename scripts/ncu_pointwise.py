@@ -33,7 +33,7 @@ def main() -> None:
     # the two implementations as convbench builds and times them
     tri = get("pointwise", "triton_nlc").build(p, inp)
     paths = {"triton_nlc": tri, "linear_nlc": get("pointwise", "linear_nlc").build(p, inp)}
-    by_label = {c.label(): c for c in TMA_CONFIGS["16bit"]}
+    by_label = {c.label(): c for c in TMA_CONFIGS["tf32" if args.dtype == "float32" else "16bit"]}
     for label in filter(None, (s.strip() for s in args.configs.split(";"))):
         cfg = by_label[label]  # a KeyError names the label that is not in the set
         paths[f"nlc_tma {label}"] = functools.partial(
@@ -41,7 +41,8 @@ def main() -> None:
     for name, fn in paths.items():
         fn()  # tunes (Triton) or warms up (cuBLAS)
         torch.cuda.synchronize()
-        print(f"{name}: {tri.plan() if name == 'triton_nlc' else name}", flush=True)
+        label = {"triton_nlc": tri.plan(), "linear_nlc": "cuBLAS"}.get(name, name)
+        print(f"{name}: {label}", flush=True)
         torch.cuda.nvtx.range_push("prof")
         torch.cuda.nvtx.range_push(name)
         for _ in range(2):

@@ -170,6 +170,26 @@ def test_a_gpu_without_entries_takes_those_of_the_same_compute_capability():
     assert name == "native" and "'NVIDIA H100 80GB HBM3' instead" in why
 
 
+def test_a_device_with_entries_takes_a_stand_in_for_the_keys_it_lacks():
+    """An H200 with picks of its own for one layout (or one precision policy) still takes the
+    H100's for what it lacks, and says which; where it has its own, they win."""
+    h100 = dict(entry("native", device="NVIDIA H100 80GB HBM3"), capability=[9, 0], precision="default")
+    h100_nlc = dict(entry("triton_nlc", layout="nlc", device="NVIDIA H100 80GB HBM3"), capability=[9, 0],
+                    precision="default")
+    h200_nlc = dict(entry("torch_nlc", layout="nlc", device="NVIDIA H200"), capability=[9, 0], precision="tf32")
+    sel = Selection([h100, h100_nlc, h200_nlc])
+    p = Depthwise(N=2, C_in=16, C_out=16, L=64, K=5, padding=2)
+    name, why = sel.choose("depthwise", "NVIDIA H200", "float32", "ncl", p, capability=(9, 0))
+    assert name == "native"
+    assert why.startswith("no depthwise float32 ncl fwd entries for 'NVIDIA H200'; measured on "
+                          "'NVIDIA H100 80GB HBM3' instead")
+    # its own nlc entry was measured under tf32: a caller under the default policy takes the H100's
+    assert sel.choose("depthwise", "NVIDIA H200", "float32", "nlc", p, capability=(9, 0),
+                      precision="default")[0] == "triton_nlc"
+    assert sel.choose("depthwise", "NVIDIA H200", "float32", "nlc", p, capability=(9, 0),
+                      precision="tf32")[0] == "torch_nlc"
+
+
 def test_no_stand_in_on_rocm(monkeypatch):
     """ROCm GPUs report HIP versions as the capability (an MI250: 9.0, like an H100)."""
     cnn._capability.cache_clear()

@@ -330,15 +330,26 @@ class Selection:
     def device_names(self) -> set[str]:
         return {e["device_name"] for e in self.entries}
 
+    def _keyed(self, device_name: str, op: str, dtype: str, layout: str, mode: str) -> tuple[list, str]:
+        """(entries, how): the entries of this device and key; for fwd_bwd without any, the
+        forward ones, and `how` says so."""
+        cands = self._index.get((op, device_name, dtype, layout, mode), [])
+        if not cands and mode == "fwd_bwd":
+            return self._index.get((op, device_name, dtype, layout, "fwd"), []), " (forward-only measurement)"
+        return cands, ""
+
+    @staticmethod
+    def _under(cands: list, dtype: str, precision: str | None) -> list:
+        """The entries that apply under the caller's precision policy: for float32, those
+        measured under it (or that recorded none); other dtypes ignore it."""
+        if dtype != "float32" or not precision:
+            return cands
+        return [e for e in cands if e.get("precision") in (None, "unrecorded", precision)]
+
     def _usable(self, device_name: str, op: str, dtype: str, layout: str, mode: str,
                 precision: str | None) -> bool:
-        """Whether the table has entries that match() could use for this device and key."""
-        modes = (mode, "fwd") if mode == "fwd_bwd" else (mode,)
-        for m in modes:
-            for e in self._index.get((op, device_name, dtype, layout, m), []):
-                if dtype != "float32" or not precision or e.get("precision") in (None, "unrecorded", precision):
-                    return True
-        return False
+        """Whether match() would find entries of its own for this device and key."""
+        return bool(self._under(self._keyed(device_name, op, dtype, layout, mode)[0], dtype, precision))
 
     def stand_in(self, device_name: str, capability, op: str, dtype: str, layout: str,
                  mode: str, precision: str | None = None) -> str | None:
@@ -372,13 +383,9 @@ class Selection:
                        f"(same compute capability {cc}): {why}")
         shape = _shape_of(problem)
         where = f"{op} {dtype} {layout} {mode} on {device_name!r}"
-        cands = self._index.get((op, device_name, dtype, layout, mode), [])
-        how = ""
-        if not cands and mode == "fwd_bwd":
-            cands = self._index.get((op, device_name, dtype, layout, "fwd"), [])
-            how = " (forward-only measurement)"
+        cands, how = self._keyed(device_name, op, dtype, layout, mode)
         if cands and dtype == "float32" and precision:
-            kept = [e for e in cands if e.get("precision") in (None, "unrecorded", precision)]
+            kept = self._under(cands, dtype, precision)
             if not kept:
                 measured = sorted({str(e.get("precision")) for e in cands})
                 return None, (f"the table's {where} entries were measured under precision "

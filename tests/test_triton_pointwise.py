@@ -98,6 +98,46 @@ def test_ncl_tma_on_a_padded_copy_for_odd_L(dtype, config, L):
         i.x, i.weight, i.bias, 1, 0, "ncl", "tf32", config=config, fold=False, variant="ncl_tma_pad"))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("config", TMA_TILES[:2], ids=lambda c: c.label())
+@pytest.mark.parametrize("L,bias", [(1, True), (37, True), (37, False)])
+def test_ncl_through_nlc_for_odd_L(dtype, config, L, bias):
+    """Odd L: x transposed to (N, L, C), the (N,L,C) TMA GEMM (its tiles cross batches), y
+    transposed back; C_out = 40 and L = 37 leave ragged transpose tiles on both axes."""
+    p = Pointwise(N=3, C_in=32, C_out=40, L=L, bias=bias)
+    _run_and_check(p, dtype, "ncl", precision="tf32", forward=lambda i: _forward(
+        i.x, i.weight, i.bias, 1, 0, "ncl", "tf32", config=config, fold=False, variant="ncl_t"))
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7), (1, 64, 65), (3, 70, 130)])
+def test_transpose_kernel(shape):
+    from convbench.impls.triton_pointwise import _transposer
+
+    src = torch.randn(shape)
+    dst = torch.empty(shape[0], shape[2], shape[1])
+    _transposer(*shape)(src=src, dst=dst)
+    assert torch.equal(dst, src.transpose(1, 2))
+
+
+def test_ncl_through_nlc_for_even_L_under_tf32_only():
+    """Even L: offered under tf32 (the direct kernel's x tile is N-major, which tf32 wgmma cannot
+    take) and checked there; in 16 bits the direct TMA kernel reads x as it is."""
+    p = Pointwise(N=2, C_in=32, C_out=48, L=40)
+    _run_and_check(p, "float32", "ncl", precision="tf32", forward=lambda i: _forward(
+        i.x, i.weight, i.bias, 1, 0, "ncl", "tf32", config=TMA_TILES[0], fold=False, variant="ncl_t"))
+    inp = p.make_inputs("bfloat16", layout="ncl")
+    with pytest.raises(ValueError, match="'ncl_t' does not apply"):
+        _forward(inp.x, inp.weight, None, 1, 0, "ncl", None, fold=False, variant="ncl_t")
+
+
+def test_ncl_through_nlc_needs_a_contiguous_x():
+    p = Pointwise(N=2, C_in=32, C_out=48, L=37)
+    inp = p.make_inputs("bfloat16", layout="ncl")
+    x = inp.x.transpose(1, 2).contiguous().transpose(1, 2)  # (N, C, L) values, (N, L, C) storage
+    with pytest.raises(ValueError, match="'ncl_t' does not apply"):
+        _forward(x, inp.weight, None, 1, 0, "ncl", None, fold=False, variant="ncl_t")
+
+
 @pytest.mark.parametrize("layout,L,stride,padding,why", [
     ("ncl", 37, 1, 0, "odd L: rows of x are not 16-byte aligned"),
     ("ncl", 40, 2, 0, "strided reads are not a tile of a 2-D view"),
@@ -115,6 +155,8 @@ def test_each_variant_is_tuned_over_its_own_configs():
 
     cands = _candidates(["ncl_tma_pad", "ncl"], "16bit", 512, 2048)
     assert {c.config for c in cands if c.variant == "ncl_tma_pad"} == set(TMA_CONFIGS["16bit"])
+    cands = _candidates(["ncl_t", "ncl_tma_pad", "ncl"], "16bit", 512, 2047)
+    assert {c.config for c in cands if c.variant == "ncl_t"} == set(TMA_CONFIGS["16bit"])
     assert {c.config for c in cands if c.variant == "ncl"} == set(CONFIGS["16bit"])
 
 

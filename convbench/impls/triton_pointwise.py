@@ -257,6 +257,31 @@ def pointwise_tma_kernel(
             y_desc.store([row, n0], acc.to(y_desc.dtype))
 
 
+@triton.jit
+def transpose_kernel(src, dst, A, B, BLOCK_A: tl.constexpr, BLOCK_B: tl.constexpr):
+    """dst[n] (B, A) = src[n] (A, B)^T for contiguous (N, A, B) src and (N, B, A) dst; grid
+    (cdiv(A, BLOCK_A) * cdiv(B, BLOCK_B), N). The tile is loaded along B and stored along A;
+    Triton moves it through shared memory between the two, so both sides are coalesced. A and B
+    are specialised on their divisibility by 16, so the side whose rows are 16-byte aligned
+    (the channels) moves in vectors; an odd L stays element-wise, coalesced."""
+    pid = tl.program_id(0)
+    nb = tl.program_id(1).to(tl.int64)
+    n_b = tl.cdiv(B, BLOCK_B)
+    offs_a = (pid // n_b) * BLOCK_A + tl.arange(0, BLOCK_A)
+    offs_b = (pid % n_b) * BLOCK_B + tl.arange(0, BLOCK_B)
+    ok = (offs_a < A)[:, None] & (offs_b < B)[None, :]
+    base = nb * A * B
+    tile = tl.load(src + base + offs_a[:, None] * B + offs_b[None, :], mask=ok)
+    tl.store(dst + base + offs_b[None, :] * A + offs_a[:, None], tile, mask=ok)
+
+
+def _transposer(n: int, a: int, b: int) -> Relaunch:
+    """The launch of transpose_kernel for (n, a, b) -> (n, b, a); call it with src= and dst=."""
+    ba = bb = 16 if interpreting() else 64
+    return Relaunch(transpose_kernel, (cdiv(a, ba) * cdiv(b, bb), n),
+                    dict(A=a, B=b, BLOCK_A=ba, BLOCK_B=bb), dict(num_warps=4))
+
+
 @dataclass(frozen=True)
 class TileConfig:
     """One launch configuration: tile sizes in elements, warps per program, pipeline depth."""
@@ -337,7 +362,8 @@ TMA_CONFIGS: dict[str, tuple[TileConfig, ...]] = {
 class Candidate:
     """A kernel variant with a tile config. variant: "nlc" (x rows as A), "nlc_t" (the (N,L,C)
     GEMM transposed, y^T = W @ x^T, run by the ncl kernel), "ncl", "ncl_fold", and "nlc_tma",
-    "ncl_tma" (the persistent TMA kernel), "ncl_tma_pad" (the same on a row-padded copy of x)."""
+    "ncl_tma" (the persistent TMA kernel), "ncl_tma_pad" (the same on a row-padded copy of x),
+    "ncl_t" ((N,C,L) through (N,L,C): x transposed, the (N,L,C) TMA GEMM, y transposed back)."""
 
     variant: str
     config: TileConfig
@@ -462,7 +488,7 @@ def _tma_ok(x, weight, *row_strides: int) -> bool:
 
 
 def _is_tma(variant: str) -> bool:
-    return "_tma" in variant
+    return "_tma" in variant or variant == "ncl_t"
 
 
 def _candidates(variants: list[str], kind: str, C_in: int, C_out: int) -> list[Candidate]:
@@ -474,6 +500,8 @@ def _candidates(variants: list[str], kind: str, C_in: int, C_out: int) -> list[C
 def _tma_configs(variant: str, kind: str, C_in: int, C_out: int) -> tuple[TileConfig, ...]:
     """TMA tile configs; in (N,C,L) a tile must not straddle batches (see pointwise_tma_kernel)."""
     configs = TMA_CONFIGS[kind]
+    if variant == "ncl_t":  # the (N,L,C) GEMM: no batch boundary inside a tile
+        return configs
     if variant == "ncl_tma":
         configs = tuple(c for c in configs if C_in % c.block_k == 0 and C_out % c.block_m == 0)
     elif variant == "ncl_tma_pad":  # element-wise stores are masked to the batch; loads are not
@@ -582,11 +610,18 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         out_shape = (N, C_out, L_out)
         cols_total = N * L_out if fold else L_out
         variants = ["ncl_fold" if fold else "ncl"]
-        if (plain and not fold and sxl == 1 and (N == 1 or sxn == C_in * sxc) and w_rows_ok
-                and kind != "ieee" and _tma_ok(x, weight, sxc, swo, L_out)):
+        dense = sxl == 1 and (N == 1 or sxn == C_in * sxc)
+        # x transposed to (N, L, C), the (N,L,C) GEMM, y transposed back: its operands are
+        # K-major and its rows TMA-aligned whatever L is
+        through = dense and sxc == L and _tma_ok(x, weight, C_in, C_out)
+        if plain and not fold and dense and w_rows_ok and kind != "ieee" and _tma_ok(x, weight, sxc, swo, L_out):
             variants.insert(0, "ncl_tma")
+            if through and kind == "tf32":  # x's tile here is N-major, and tf32 wgmma takes K-major only
+                variants.insert(1, "ncl_t")
         elif plain and not fold and w_rows_ok and kind != "ieee" and _tma_ok(x, weight, swo):
             variants.insert(0, "ncl_tma_pad")  # rows of x not 16-byte aligned (odd L): pad a copy
+            if through:  # or run the (N,L,C) GEMM between two transposes
+                variants.insert(0, "ncl_t")
         key = ("ncl", fold, plain, str(x.dtype), prec, N, C_in, C_out, L, L_out, sxc, sxl, tuple(variants))
         rows, cols = C_out, cols_total
 
@@ -597,6 +632,23 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
                 go = tma_launch(cand, (C_out, C_in), (swo, 1), (N * C_in, L), (sxc, 1), (N * C_out, L_out),
                                 N, C_out, L_out, True, x.device)
                 return lambda x, w, b, y: go(w, x, y, b)
+            if cand.variant == "ncl_t":
+                # x (N, C_in, L) -> xt (N*L, C_in); yt (N*L, C_out) = xt @ W^T (+ b) by the
+                # (N,L,C) kernel; yt -> y (N, C_out, L). Both transposes are row-aligned on the
+                # channel side, and the GEMM runs on TMA-aligned rows whatever L is.
+                M = N * L
+                go = tma_launch(cand, (M, C_in), (C_in, 1), (C_out, C_in), (swo, 1), (M, C_out),
+                                1, M, C_out, False, x.device)
+
+                to_nlc, to_ncl = _transposer(N, C_in, L), _transposer(N, L, C_out)
+
+                def through_nlc(x, w, b, y):
+                    xt = torch.empty((M, C_in), device=x.device, dtype=x.dtype)
+                    to_nlc(src=x, dst=xt)
+                    yt = torch.empty((M, C_out), device=x.device, dtype=x.dtype)
+                    go(xt, w, yt, b)
+                    to_ncl(src=yt, dst=y)
+                return through_nlc
             if cand.variant == "ncl_tma_pad":
                 per_16b = 16 // x.element_size()
                 Lp = -(-L // per_16b) * per_16b

@@ -130,6 +130,18 @@ def test_ncl_through_nlc_for_even_L_under_tf32_only():
         _forward(inp.x, inp.weight, None, 1, 0, "ncl", None, fold=False, variant="ncl_t")
 
 
+@pytest.mark.parametrize("stride,padding", [(1, 0), (2, 1)])
+def test_nlc_on_a_transposed_weight_copy_under_ieee(stride, padding):
+    """IEEE fp32 (N,L,C): the "nlc" kernel reading a contiguous W^T (strides passed, not the
+    weight's own); odd channel counts leave ragged tiles; strided/padded reads included."""
+    p = Pointwise(N=3, C_in=37, C_out=45, L=29, stride=stride, padding=padding)
+    _run_and_check(p, "float32", "nlc", precision="ieee", forward=lambda i: _forward(
+        i.x, i.weight, i.bias, stride, padding, "nlc", "ieee", fold=False, variant="nlc_wt"))
+    inp = p.make_inputs("float32", layout="nlc")
+    with pytest.raises(ValueError, match="'nlc_wt' does not apply"):
+        _forward(inp.x, inp.weight, None, stride, padding, "nlc", "tf32", variant="nlc_wt")
+
+
 def test_ncl_through_nlc_needs_a_contiguous_x():
     p = Pointwise(N=2, C_in=32, C_out=48, L=37)
     inp = p.make_inputs("bfloat16", layout="ncl")

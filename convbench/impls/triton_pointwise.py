@@ -363,7 +363,8 @@ class Candidate:
     """A kernel variant with a tile config. variant: "nlc" (x rows as A), "nlc_t" (the (N,L,C)
     GEMM transposed, y^T = W @ x^T, run by the ncl kernel), "ncl", "ncl_fold", and "nlc_tma",
     "ncl_tma" (the persistent TMA kernel), "ncl_tma_pad" (the same on a row-padded copy of x),
-    "ncl_t" ((N,C,L) through (N,L,C): x transposed, the (N,L,C) TMA GEMM, y transposed back)."""
+    "ncl_t" ((N,C,L) through (N,L,C): x transposed, the (N,L,C) TMA GEMM, y transposed back),
+    "nlc_wt" (the "nlc" kernel on a transposed copy of W, for IEEE fp32)."""
 
     variant: str
     config: TileConfig
@@ -578,6 +579,8 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         variants = ["nlc", "nlc_t"] if folded else ["nlc"]
         if folded and sxc == 1 and w_rows_ok and kind != "ieee" and _tma_ok(x, weight, sxl, swo, C_out):
             variants.insert(0, "nlc_tma")
+        if kind == "ieee":  # the FMA dot's B tile loads well along its N side: W^T's rows
+            variants.insert(0, "nlc_wt")
         key = ("nlc", folded, plain, str(x.dtype), prec, M, C_in, C_out, sxl, sxc, tuple(variants))
         rows, cols = M, C_out
 
@@ -591,10 +594,16 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
             meta = dict(EVEN_K=C_in % cfg.block_k == 0, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
                         BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m, **common)
             options = dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-            if cand.variant == "nlc":
+            if cand.variant in ("nlc", "nlc_wt"):
+                # nlc_wt: W^T (C_in, C_out) copied contiguous per call (C_out x C_in elements, a
+                # few µs against IEEE GEMMs of 0.3-12 ms), so B's tile rows are contiguous
+                wt = cand.variant == "nlc_wt"
                 run = Relaunch(pointwise_nlc_kernel, (cdiv(M, cfg.block_m) * cdiv(C_out, cfg.block_n),), dict(
-                    M=M, C_in=C_in, C_out=C_out, L_in=L, L_out=L_out, sxn=sxn, sxl=sxl, sxc=sxc, swo=swo,
-                    swi=swi, conv_stride=stride, padding=padding, FOLDED=folded, **meta), options)
+                    M=M, C_in=C_in, C_out=C_out, L_in=L, L_out=L_out, sxn=sxn, sxl=sxl, sxc=sxc,
+                    swo=1 if wt else swo, swi=C_out if wt else swi, conv_stride=stride, padding=padding,
+                    FOLDED=folded, **meta), options)
+                if wt:
+                    return lambda x, w, b, y: run(x_ptr=x, w_ptr=w[:, :, 0].t().contiguous(), b_ptr=b, y_ptr=y)
             else:  # y^T (C_out, M) = W @ x^T: the rows of x are the "positions" of one batch
                 run = Relaunch(pointwise_ncl_kernel, (cdiv(C_out, cfg.block_m) * cdiv(M, cfg.block_n),), dict(
                     NB=1, C_in=C_in, C_out=C_out, L_in=M, L_out=M, sxn=0, sxc=sxc, sxl=sxl, swo=swo, swi=swi,

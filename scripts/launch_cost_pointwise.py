@@ -26,6 +26,9 @@ CASES = (  # label, N, C_in, C_out, L, layout, bias
     ("anchor_384_768", 16, 384, 768, 1024, "nlc", True),
     ("dtts_pw_1024_512", 19, 1024, 512, 517, "nlc", False),
     ("anchor_384_768", 16, 384, 768, 1024, "ncl", False),
+    # odd L in (N, C, L): ncl_t's three launches (transpose, GEMM, transpose) per call
+    ("dtts_pw_1024_512", 19, 1024, 512, 517, "ncl", False),
+    ("fastconf_L_pw", 128, 512, 1024, 209, "ncl", True),
 )
 
 

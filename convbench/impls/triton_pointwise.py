@@ -275,11 +275,14 @@ def transpose_kernel(src, dst, A, B, BLOCK_A: tl.constexpr, BLOCK_B: tl.constexp
     tl.store(dst + base + offs_b[None, :] * A + offs_a[:, None], tile, mask=ok)
 
 
-def _transposer(n: int, a: int, b: int) -> Relaunch:
+TRANSPOSE_TILE = (64, 64, 4)  # BLOCK_A, BLOCK_B, num_warps (scripts/transpose_probe.py times others)
+
+
+def _transposer(n: int, a: int, b: int, tile: tuple[int, int, int] | None = None) -> Relaunch:
     """The launch of transpose_kernel for (n, a, b) -> (n, b, a); call it with src= and dst=."""
-    ba = bb = 16 if interpreting() else 64
+    ba, bb, warps = (16, 16, 4) if interpreting() else (tile or TRANSPOSE_TILE)
     return Relaunch(transpose_kernel, (cdiv(a, ba) * cdiv(b, bb), n),
-                    dict(A=a, B=b, BLOCK_A=ba, BLOCK_B=bb), dict(num_warps=4))
+                    dict(A=a, B=b, BLOCK_A=ba, BLOCK_B=bb), dict(num_warps=warps))
 
 
 @dataclass(frozen=True)

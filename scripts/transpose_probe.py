@@ -44,9 +44,9 @@ def main() -> None:
             dst.zero_()
             run(src=src, dst=dst)
             ok = torch.equal(dst, ref)
-            cells.append(f"{us(lambda run=run: run(src=src, dst=dst)):.1f}" + ("" if ok else " WRONG"))
+            cells.append(f"{us(lambda run=run, s=src, d=dst: run(src=s, dst=d)):.1f}" + ("" if ok else " WRONG"))
         mb = 2 * src.numel() * src.element_size() / 1e6
-        lines.append(f"| {label} | {mb:.0f} | {us(lambda: src.clone()):.1f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | {mb:.0f} | {us(lambda s=src: s.clone()):.1f} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     text = "\n".join(lines)
     print(text)

@@ -31,7 +31,7 @@ def us(fn) -> float:
 
 def main() -> None:
     lines = [f"device: {torch.cuda.get_device_name()}; torch {torch.__version__}; triton {triton.__version__}",
-             f"default tile (BLOCK_A, BLOCK_B, warps): {tp.TRANSPOSE_TILE}; cold-L2 do_bench medians", "",
+             f"tiles (BLOCK_A, BLOCK_B, warps) in use: x {tp.TRANSPOSE_TILE}, y back {tp.TRANSPOSE_TILE_TO_NCL}; cold-L2 do_bench medians", "",
              "| case | MB moved | copy µs | " + " | ".join(f"{a}x{b} w{w}" for a, b, w in TILES) + " |",
              "|---|---:|---:|" + "---:|" * len(TILES)]
     for label, (n, a, b) in CASES:

@@ -275,7 +275,12 @@ def transpose_kernel(src, dst, A, B, BLOCK_A: tl.constexpr, BLOCK_B: tl.constexp
     tl.store(dst + base + offs_b[None, :] * A + offs_a[:, None], tile, mask=ok)
 
 
-TRANSPOSE_TILE = (64, 64, 4)  # BLOCK_A, BLOCK_B, num_warps (scripts/transpose_probe.py times others)
+# (BLOCK_A, BLOCK_B, num_warps) of ncl_t's two transposes, from scripts/transpose_probe.py on the
+# H200 (results/h200/session11/call7_transpose): x (N, C, L) -> (N, L, C) at 128x32 w4 runs at
+# 0.99-1.14x a same-size copy's time; y back to (N, C, L), whose odd rows take element stores,
+# at 128x64 w8 takes 45.6 / 34.0 / 11.1 µs where 64x64 w4 took 52.8 / 38.8 / 10.9.
+TRANSPOSE_TILE = (128, 32, 4)
+TRANSPOSE_TILE_TO_NCL = (128, 64, 8)
 
 
 def _transposer(n: int, a: int, b: int, tile: tuple[int, int, int] | None = None) -> Relaunch:
@@ -652,7 +657,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
                 go = tma_launch(cand, (M, C_in), (C_in, 1), (C_out, C_in), (swo, 1), (M, C_out),
                                 1, M, C_out, False, x.device)
 
-                to_nlc, to_ncl = _transposer(N, C_in, L), _transposer(N, L, C_out)
+                to_nlc, to_ncl = _transposer(N, C_in, L), _transposer(N, L, C_out, TRANSPOSE_TILE_TO_NCL)
 
                 def through_nlc(x, w, b, y):
                     xt = torch.empty((M, C_in), device=x.device, dtype=x.dtype)

@@ -22,9 +22,8 @@
 # H200 (sessions 9-11, the current kernels):
 #   session9/.../training     fwd and fwd_bwd, dtts_dec_b19 fp32 and FastConformer-L bf16
 #   session10/depthwise_kernels  every depthwise implementation on every shape, both layouts (fwd)
-#   session11/call2_3/pointwise_kernels  every pointwise implementation, bf16/fp16 (with ncl_t)
-#   session11/call4_.../pw_tf32, pw_ieee  fp32 pointwise under each stated policy (with nlc_wt;
-#                             that call's branch differed from main only in 16-bit TMA configs)
+#   session11/final/pointwise_kernels  every pointwise implementation, bf16/fp16 (ncl_t, nlc_wt)
+#   session11/final/pw_tf32, pw_ieee  fp32 pointwise under each stated policy
 # Usage: bash scripts/current_tables.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,9 +45,9 @@ G=results/h200
 H200_RUNS=(
   "$G/session9/call7_c175ee2/training"
   "$G/session10/depthwise_kernels"
-  "$G/session11/call2_3/pointwise_kernels"
-  "$G/session11/call4_pwocc_precision_correctness/pw_tf32"
-  "$G/session11/call4_pwocc_precision_correctness/pw_ieee"
+  "$G/session11/final/pointwise_kernels"
+  "$G/session11/final/pw_tf32"
+  "$G/session11/final/pw_ieee"
 )
 python3 -m convbench select "${RUNS[@]}" "${H200_RUNS[@]}" -o convbench/data/selection.json
 mkdir -p $H/current $G/current

@@ -154,7 +154,8 @@ def compare(base, new, threshold, fmt, fail_on_noisy, impls, ops, normalize_to, 
             out_file):
     """Compare run NEW against baseline run BASE; exit 1 on a regression.
 
-    Rows are matched by case, implementation and device type. A row is `slower` when its
+    Rows are matched by case, implementation and device type (float32 rows also by precision
+    policy: a tf32 and an ieee row are different measurements). A row is `slower` when its
     new/base ratio of medians is above 1 + threshold and the bootstrap CI of the ratio lies
     above 1; a row whose status went from ok to wrong/error/oom/timeout/skipped is `broken`;
     rows on one side only are `missing`/`added`. All of these fail (exit 1); bad input exits 2.

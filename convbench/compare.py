@@ -25,7 +25,14 @@ FAIL_STATUSES = ("wrong", "error", "oom", "timeout")  # a row that ran and faile
 VERDICTS = ("broken", "missing", "added", "slower", "noisy", "faster", "fixed", "same", "unmeasured")
 FAILING = frozenset({"broken", "missing", "added", "slower"})
 
-_KEY_INDEX = {k: i for i, k in enumerate(("impl", *CASE_KEY, "device_type"))}
+_KEY_INDEX = {k: i for i, k in enumerate(("impl", *CASE_KEY, "device_type", "precision"))}
+
+
+def compare_key(row: dict) -> tuple:
+    """results.row_key plus, for a float32 row, the precision policy it ran under: a tf32 row
+    and an ieee row of one case are two measurements, not a before and after (the policy
+    changes only what float32 runs, so 16-bit rows still pair across it)."""
+    return (*row_key(row), row.get("precision") if row.get("dtype") == "float32" else None)
 
 
 # ---------------------------------------------------------------- parsing at the edge
@@ -109,7 +116,7 @@ def normalized_ratio_ci(
 class Comparison:
     """One row of the gate: a case x implementation x device type in both runs."""
 
-    key: tuple  # results.row_key
+    key: tuple  # compare_key
     verdict: str
     base_status: str | None
     new_status: str | None
@@ -125,7 +132,8 @@ class Comparison:
     reason: str | None = None  # the new run's reason for a non-ok status
 
     def get(self, name: str):
-        return self.key[_KEY_INDEX[name]]
+        i = _KEY_INDEX[name]
+        return self.key[i] if i < len(self.key) else None
 
     @property
     def impl(self) -> str:
@@ -155,8 +163,9 @@ class Comparison:
     @property
     def label(self) -> str:
         g = self.get
+        under = f" under {g('precision')}" if g("precision") else ""
         return (f"{g('op')}/{g('impl')} {g('dtype')} {g('layout')} {g('mode')} "
-                f"{g('device_type')} {self.shape_label}")
+                f"{g('device_type')} {self.shape_label}{under}")
 
     def to_dict(self) -> dict:
         d = {k: self.get(k) for k in _KEY_INDEX}
@@ -276,9 +285,9 @@ def compare_rows(
     impls: Sequence[str] | None = None, ops: Sequence[str] | None = None,
     resamples: int = RESAMPLES, seed: int = SEED,
 ) -> list[Comparison]:
-    """Match rows by results.row_key and give each a verdict; failures sort first."""
-    base = {row_key(r): r for r in base_rows}  # a duplicate key (a re-run row): the last wins
-    new = {row_key(r): r for r in new_rows}
+    """Match rows by compare_key and give each a verdict; failures sort first."""
+    base = {compare_key(r): r for r in base_rows}  # a duplicate key (a re-run row): the last wins
+    new = {compare_key(r): r for r in new_rows}
 
     def keep(key):
         return (not impls or key[0] in impls) and (not ops or key[1] in ops)

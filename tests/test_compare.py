@@ -236,6 +236,27 @@ def test_environment_difference_warns_but_does_not_fail(tmp_path):
     assert "| torch | 2.5.0 | 2.6.0 |" in md
 
 
+def test_float32_rows_pair_only_under_the_same_precision_policy(tmp_path):
+    """A tf32 baseline against an ieee run: its float32 rows are other measurements (missing and
+    added, named by policy), not a slowdown; the 16-bit row pairs whatever the policy."""
+    bf16 = dict(dtype="bfloat16")
+    base_rows = [{**row(ms=1.0, seed=1), "precision": "tf32"}, {**row(ms=1.0, seed=2, **bf16), "precision": "tf32"}]
+    new_rows = [{**row(ms=3.0, seed=3), "precision": "ieee"}, {**row(ms=1.0, seed=4, **bf16), "precision": "ieee"}]
+    base, new = runs(tmp_path, base_rows, new_rows)
+    res = cli(base, new, "--format", "json")
+    assert res.exit_code == 1, res.output
+    got = {(r["dtype"], r["precision"]): r["verdict"] for r in json.loads(res.stdout)["rows"]}
+    assert got == {("float32", "tf32"): "missing", ("float32", "ieee"): "added", ("bfloat16", None): "same"}
+    assert f"{LABEL} under tf32: in the baseline but not in the new run" in res.stderr
+    assert "slower" not in res.stderr
+    # the same policy on both sides: the float32 row pairs, and its 3x is a slowdown
+    (tmp_path / "b").mkdir()
+    base, new = runs(tmp_path / "b", base_rows, [{**r, "precision": "tf32"} for r in new_rows])
+    res = cli(base, new, "--format", "json")
+    got = {(r["dtype"], r["precision"]): r["verdict"] for r in json.loads(res.stdout)["rows"]}
+    assert got == {("float32", "tf32"): "slower", ("bfloat16", None): "same"}
+
+
 def test_md_and_output_file(tmp_path):
     base, new = runs(tmp_path, [row(seed=1), row("torch", 2.0, seed=2)],
                      [row(ms=1.1, seed=3), row("torch", 2.0, seed=4)])

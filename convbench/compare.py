@@ -132,8 +132,7 @@ class Comparison:
     reason: str | None = None  # the new run's reason for a non-ok status
 
     def get(self, name: str):
-        i = _KEY_INDEX[name]
-        return self.key[i] if i < len(self.key) else None
+        return self.key[_KEY_INDEX[name]]
 
     @property
     def impl(self) -> str:

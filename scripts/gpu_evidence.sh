@@ -3,7 +3,7 @@
 # every step's log, and re-pack the run folders into $OUT/evidence.tgz after each step, so a
 # call cut short still returns what finished.
 # Usage (GPU machine, repo root): bash scripts/gpu_evidence.sh STEP[:SECONDS]...
-# Steps: transpose (scripts/transpose_probe.py) warmtrain train1 (configs/training.yaml alone) correctness flatcheck (every flat (N, C, L) candidate) flatprobe (scripts/flat_probe.py, PROBE_ARGS) sweep2 warmpw pwbench pwlaunch pointwise (issue 8) sweep training precision full timer attribution fault power gate_baseline gate
+# Steps: warmtrain train1 (configs/training.yaml alone) correctness flatcheck (every flat (N, C, L) candidate) flatprobe (scripts/flat_probe.py, PROBE_ARGS) sweep2 warmpw pwbench pwlaunch transpose (scripts/transpose_probe.py) pointwise (issue 8) sweep training precision full timer attribution fault power gate_baseline gate
 #        flush (scripts/flush_check.py: copies after a dirty, a clean and no L2 flush)
 #        warm (compile Triton tuning candidates in parallel) warmfwd (forward candidates of WARM_SHAPES) warmncl ncl (configs/depthwise_ncl_triton.yaml) median (configs/depthwise_median.yaml) dtts (configs/depthwise_dtts.yaml) warmnlc nlc (configs/depthwise_nlc_triton.yaml) longk (configs/depthwise_long_kernel.yaml) longktrain (its fwd+bwd) dw1 dw2 (configs/depthwise_kernels.yaml
 #        in two shards) devbench (scripts/bench_depthwise_gen.py) tunefwd (its forward tuning landscape)
@@ -24,6 +24,16 @@ trap 'cleanup; exit 143' INT TERM
 # wait for every background job given and fail if any failed (a step's exit status is then its
 # processes', not that of the grep that shows their summaries)
 wait_all() { local p f=0; for p in "$@"; do wait "$p" || f=1; done; return $f; }
+# gpu_correctness.py in 8 processes (Triton compiles dominate; 16 cores): LOG TABLE [ARGS...];
+# logs $R/LOG.partI.log, joins its $R/TABLE.partIof8.txt files into $R/TABLE.txt, shows the
+# summaries and FAIL lines, and fails if any process failed
+correctness8() {
+  local log=$1 table=$2 i ps=() rc; shift 2
+  for i in 1 2 3 4 5 6 7 8; do python3 scripts/gpu_correctness.py "$@" --out "$R" --part $i/8 > "$R/$log.part$i.log" 2>&1 & ps+=($!); done
+  wait_all "${ps[@]}"; rc=$?
+  cat "$R"/$table.part*of8.txt > "$R/$table.txt"; rm -f "$R"/$table.part*of8.txt
+  grep -h "checks," "$R"/$log.part*.log; grep -h "^FAIL" "$R"/$log.part*.log; return $rc
+}
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 R=$OUT/runs; mkdir -p "$R"
@@ -35,14 +45,8 @@ for arg in "$@"; do
   start=$SECONDS
   (
     case $step in
-      correctness)  # Triton compiles dominate: spread the shapes over 8 processes (16 cores)
-        ps=(); for i in 1 2 3 4 5 6 7 8; do CONVBENCH_TUNE=0 python3 scripts/gpu_correctness.py --out "$R" --part $i/8 > "$R/correctness.part$i.log" 2>&1 & ps+=($!); done
-        wait_all "${ps[@]}"; rc=$?; cat "$R"/gpu_correctness.part*of8.txt > "$R/gpu_correctness.txt"; rm -f "$R"/gpu_correctness.part*of8.txt
-        grep -h "checks," "$R"/correctness.part*.log; grep -h "^FAIL" "$R"/correctness.part*.log; exit $rc ;;
-      flatcheck)  # every flat (N, C, L) candidate, fwd and grad_x, against float64 (8 processes)
-        ps=(); for i in 1 2 3 4 5 6 7 8; do python3 scripts/gpu_correctness.py --ncl-plans flat --out "$R" --part $i/8 > "$R/flatcheck.part$i.log" 2>&1 & ps+=($!); done
-        wait_all "${ps[@]}"; rc=$?; cat "$R"/gpu_ncl_plans.part*of8.txt > "$R/gpu_ncl_plans.txt"; rm -f "$R"/gpu_ncl_plans.part*of8.txt
-        grep -h "checks," "$R"/flatcheck.part*.log; grep -h "^FAIL" "$R"/flatcheck.part*.log; exit $rc ;;
+      correctness) CONVBENCH_TUNE=0 correctness8 correctness gpu_correctness ;;  # the GPU matrix, first tile each
+      flatcheck) correctness8 flatcheck gpu_ncl_plans --ncl-plans flat ;;  # every flat (N, C, L) candidate, fwd and grad_x
       flatprobe) OUT=$R python3 scripts/flat_probe.py ${PROBE_ARGS:-} > "$R/flat_probe.txt"; rc=$?; cat "$R/flat_probe.txt"; exit $rc ;;
       transpose) OUT=$R python3 scripts/transpose_probe.py ;;
       sweep2) cb run configs/sweep.yaml --out "$R/sweep_a" --quiet && cb run configs/sweep.yaml --out "$R/sweep_b" --quiet \

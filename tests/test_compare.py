@@ -94,7 +94,7 @@ def test_ratio_ci_is_seeded_and_covers_the_truth():
 
 
 def test_gate_fails_message_word_for_word():
-    key = ("triton", "depthwise", "ncl", "float32", "fwd", 5, 1024, 1024, 517, 11, 1, 5, 1, True, "cuda")
+    key = ("triton", "depthwise", "ncl", "float32", "fwd", 5, 1024, 1024, 517, 11, 1, 5, 1, True, "cuda", None)
     c = Comparison(key=key, verdict="slower", base_status="ok", new_status="ok", base_ms=1.0,
                    new_ms=1.1, ratio=1.1, ci_low=1.081, ci_high=1.125)
     assert Gate(0.05).fails(c) == (

@@ -49,6 +49,7 @@ for arg in "$@"; do
       flatcheck) correctness8 flatcheck gpu_ncl_plans --ncl-plans flat ;;  # every flat (N, C, L) candidate, fwd and grad_x
       flatprobe) OUT=$R python3 scripts/flat_probe.py ${PROBE_ARGS:-} > "$R/flat_probe.txt"; rc=$?; cat "$R/flat_probe.txt"; exit $rc ;;
       transpose) OUT=$R python3 scripts/transpose_probe.py ;;
+      gluon) OUT=$R python3 scripts/gluon_probe.py ;;
       sweep2) cb run configs/sweep.yaml --out "$R/sweep_a" --quiet && cb run configs/sweep.yaml --out "$R/sweep_b" --quiet \
                 && python3 scripts/repeatability.py "$R/sweep_a" "$R/sweep_b" "$R/sweep_a/REPEATABILITY.md" ;;
       sweep) cb run configs/sweep.yaml --out "$R/sweep" ;;

@@ -1,0 +1,176 @@
+"""PROBE (branch pw-gluon, not registered): the (N, L, C) pointwise GEMM y (M, N) = x (M, K) @ W^T
+(+ b) in Gluon, Triton's lower-level language, with the schedule cuBLAS uses on Hopper and that
+`tl.dot` does not give us: a producer warp that only issues TMA loads, and two consumer warp
+groups that take the program's tiles in turn ("ping-pong"), so that one group's epilogue (bias,
+cast, TMA store) runs while the other group's wgmma main loop runs.
+
+Why: on DTTS 1024->512 (M = 9823, K = 1024, N = 512) our `tl.dot` TMA kernel reaches 0.76-0.79
+of cuBLAS on the H200, and ncu put the gap in the main loop (tensor pipe 40-52 % against 66 %,
+2-3x the instructions; notes/pointwise_kernel.md, sessions 10-11). Gluon on triton 3.6 has no
+CTA clusters (cuBLAS also pairs CTAs and multicasts), so this is the part of cuBLAS's design that
+can be written here.
+
+Schedule, per persistent program (one per SM), tiles t = pid, pid + P, ... in local order j:
+- producer (1 warp): for every (tile j, k step) in order, waits until ring stage s is free
+  (`empty[s]`), then TMA-loads the x tile (BM, BK) and the W tile (BN, BK) into stage s, and
+  `ready[s]` completes when both bytes have landed;
+- consumer g (4 warps, g = 0 or 1) takes the local tiles j with j % 2 == g, the two groups
+  taking turns on the main loop (`turn` barriers, as CUTLASS's ping-pong order barrier): waits `ready[s]`,
+  issues an async wgmma, keeps one in flight and frees the previous stage; after the K loop adds
+  the bias in fp32, casts, stores through its own shared buffer and a TMA store.
+The ring is shared and filled in (tile, k) order, so the two groups' main loops alternate and
+each group's epilogue overlaps the other's main loop. TMA zero-fills reads past M or K and
+clips stores past M or N, so no masks are needed except on the bias.
+
+Works on triton 3.6 (TMA names async_copy_*) and newer (async_load / async_store). Gluon does
+not run under TRITON_INTERPRET: tests compile it for sm_90 on the CPU; correctness is checked
+on the GPU (scripts/gluon_probe.py).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import (
+    fence_async_shared,
+    mbarrier,
+    tma,
+    warpgroup_mma,
+    warpgroup_mma_wait,
+)
+from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+# triton 3.9 renamed the TMA copies and made the old names raise; 3.6 has only the old ones
+_tma_load = tma.async_load if hasattr(tma, "async_load") else tma.async_copy_global_to_shared
+_tma_store = tma.async_store if hasattr(tma, "async_store") else tma.async_copy_shared_to_global
+
+
+@gluon.jit
+def _producer(x_desc, w_desc, x_s, w_s, ready, empty, M, N, K,
+              BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr):
+    pid = gl.program_id(0)
+    progs = gl.num_programs(0)
+    tiles_n = gl.cdiv(N, BN)
+    tiles = gl.cdiv(M, BM) * tiles_n
+    k_tiles = gl.cdiv(K, BK)
+    c = 0
+    for t in range(pid, tiles, progs):
+        m0 = (t // tiles_n) * BM
+        n0 = (t % tiles_n) * BN
+        for ki in range(k_tiles):
+            s = c % STAGES
+            # a fresh barrier counts as having completed the phase before phase 0
+            mbarrier.wait(empty.index(s), ((c // STAGES) & 1) ^ 1)
+            bar = ready.index(s)
+            mbarrier.expect(bar, x_desc.block_type.nbytes + w_desc.block_type.nbytes)
+            _tma_load(x_desc, [m0, ki * BK], bar, x_s.index(s))
+            _tma_load(w_desc, [n0, ki * BK], bar, w_s.index(s))
+            c += 1
+
+
+@gluon.jit
+def _consumer(y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, turn, M, N, K,
+              HAS_BIAS: gl.constexpr, GROUP: gl.constexpr,
+              BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr):
+    layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                     instr_shape=[16, BN, 16])
+    pid = gl.program_id(0)
+    progs = gl.num_programs(0)
+    tiles_n = gl.cdiv(N, BN)
+    tiles = gl.cdiv(M, BM) * tiles_n
+    k_tiles = gl.cdiv(K, BK)
+    out = c_s.index(GROUP)
+    j = GROUP  # local tile index (the producer's order)
+    i = 0  # this group's own tile count
+    for t in range(pid + GROUP * progs, tiles, 2 * progs):
+        m0 = (t // tiles_n) * BM
+        n0 = (t % tiles_n) * BN
+        # Take turns on the main loop. Besides ordering the groups, this keeps every wait on a
+        # `ready` barrier at most one phase ahead of it: a group that waited on a slot of its
+        # next tile while the other group's tile still cycled the ring would match an earlier
+        # phase of the same parity and read the other tile's data.
+        if GROUP == 0:
+            mbarrier.wait(turn.index(0), (i - 1) & 1, pred=i > 0)
+        else:
+            mbarrier.wait(turn.index(1), i & 1)
+        base = j * k_tiles  # this tile's first ring slot: the ring is filled in (tile, k) order
+        acc = gl.zeros((BM, BN), dtype=gl.float32, layout=layout)
+        for ki in range(k_tiles):
+            c = base + ki
+            s = c % STAGES
+            mbarrier.wait(ready.index(s), (c // STAGES) & 1)
+            acc = warpgroup_mma(x_s.index(s), w_s.index(s).permute((1, 0)), acc, is_async=True)
+            # one wgmma in flight: the previous one has finished reading its stage
+            acc = warpgroup_mma_wait(1, deps=(acc,))
+            mbarrier.arrive(empty.index((c + STAGES - 1) % STAGES), count=1, pred=ki > 0)
+        acc = warpgroup_mma_wait(0, deps=(acc,))
+        mbarrier.arrive(empty.index((base + k_tiles - 1) % STAGES), count=1)
+        mbarrier.arrive(turn.index(1 - GROUP), count=1)  # the other group's main loop may start
+        if HAS_BIAS:
+            offs = n0 + gl.arange(0, BN, layout=gl.SliceLayout(0, layout))
+            acc = acc + gl.load(bias_ptr + offs, mask=offs < N, other=0.0).to(gl.float32)[None, :]
+        tma.store_wait(0)  # this group's previous tile has left its buffer
+        out.store(acc.to(y_desc.dtype))
+        fence_async_shared()
+        _tma_store(y_desc, [m0, n0], out)
+        j += 2
+        i += 1
+    tma.store_wait(0)
+
+
+@gluon.jit
+def pointwise_gluon_kernel(x_desc, w_desc, y_desc, bias_ptr, M, N, K,
+                           HAS_BIAS: gl.constexpr, STAGES: gl.constexpr):
+    BM: gl.constexpr = x_desc.block_type.shape[0]
+    BK: gl.constexpr = x_desc.block_type.shape[1]
+    BN: gl.constexpr = w_desc.block_type.shape[0]
+    x_s = gl.allocate_shared_memory(x_desc.dtype, [STAGES, BM, BK], x_desc.layout)
+    w_s = gl.allocate_shared_memory(w_desc.dtype, [STAGES, BN, BK], w_desc.layout)
+    c_s = gl.allocate_shared_memory(y_desc.dtype, [2, BM, BN], y_desc.layout)
+    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(STAGES):
+        mbarrier.init(ready.index(i), count=1)
+        mbarrier.init(empty.index(i), count=1)
+    for i in gl.static_range(2):
+        mbarrier.init(turn.index(i), count=1)
+    gl.warp_specialize([
+        (_consumer, (y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, turn, M, N, K, HAS_BIAS, 0, BM, BN, BK, STAGES)),
+        (_consumer, (y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, turn, M, N, K, HAS_BIAS, 1, BM, BN, BK, STAGES)),
+        (_producer, (x_desc, w_desc, x_s, w_s, ready, empty, M, N, K, BM, BN, BK, STAGES)),
+    ], [4, 1], [232, 40])
+
+
+def _layout(block, dtype):
+    return gl.NVMMASharedLayout.get_default_for(block, dtype)
+
+
+_GL_DTYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
+
+
+def pointwise_nlc_gluon(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                        block: tuple[int, int, int] = (128, 128, 64), stages: int = 4) -> torch.Tensor:
+    """y (N, L, C_out) = x (N, L, C_in) @ W^T (+ b) for 16-bit contiguous x; weight (C_out, C_in, 1)."""
+    if x.dtype not in _GL_DTYPES or not x.is_contiguous():
+        raise ValueError("the Gluon probe takes contiguous bf16/fp16 (N, L, C) x only")
+    n, length, k = x.shape
+    c_out = weight.shape[0]
+    m = n * length
+    bm, bn, bk = block
+    dt = _GL_DTYPES[x.dtype]
+    w = weight.reshape(c_out, k)
+    if not w.is_contiguous():
+        w = w.contiguous()
+    y = torch.empty((n, length, c_out), device=x.device, dtype=x.dtype)
+    x_desc = TensorDescriptor.from_tensor(x.view(m, k), [bm, bk], _layout([bm, bk], dt))
+    w_desc = TensorDescriptor.from_tensor(w, [bn, bk], _layout([bn, bk], dt))
+    y_desc = TensorDescriptor.from_tensor(y.view(m, c_out), [bm, bn], _layout([bm, bn], dt))
+    tiles = triton.cdiv(m, bm) * triton.cdiv(c_out, bn)
+    sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+    pointwise_gluon_kernel[(min(sms, tiles),)](
+        x_desc, w_desc, y_desc, bias if bias is not None else w, m, c_out, k,
+        HAS_BIAS=bias is not None, STAGES=stages, num_warps=4, maxnreg=168)
+    return y

@@ -126,6 +126,9 @@ def pointwise_gluon_kernel(x_desc, w_desc, y_desc, bias_ptr, M, N, K,
     BM: gl.constexpr = x_desc.block_type.shape[0]
     BK: gl.constexpr = x_desc.block_type.shape[1]
     BN: gl.constexpr = w_desc.block_type.shape[0]
+    # with one wgmma in flight a stage is freed only after the next one is waited on: STAGES = 1
+    # deadlocks (the producer waits for a release that comes after the consumer's next ready wait)
+    gl.static_assert(STAGES >= 2, "STAGES must be at least 2")
     x_s = gl.allocate_shared_memory(x_desc.dtype, [STAGES, BM, BK], x_desc.layout)
     w_s = gl.allocate_shared_memory(w_desc.dtype, [STAGES, BN, BK], w_desc.layout)
     c_s = gl.allocate_shared_memory(y_desc.dtype, [2, BM, BN], y_desc.layout)

@@ -101,12 +101,14 @@ def test_ncl_tma_on_a_padded_copy_for_odd_L(dtype, config, L):
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("config", TMA_TILES[:2], ids=lambda c: c.label())
 @pytest.mark.parametrize("L,bias", [(1, True), (37, True), (37, False)])
-def test_ncl_through_nlc_for_odd_L(dtype, config, L, bias):
+@pytest.mark.parametrize("variant", ["ncl_t", "ncl_ts"])
+def test_ncl_through_nlc_for_odd_L(dtype, config, L, bias, variant):
     """Odd L: x transposed to (N, L, C), the (N,L,C) TMA GEMM (its tiles cross batches), y
-    transposed back; C_out = 40 and L = 37 leave ragged transpose tiles on both axes."""
+    transposed back (ncl_ts: stored (N, C, L) by the GEMM's epilogue); C_out = 40 and L = 37
+    leave ragged transpose tiles on both axes, and GEMM tiles span batches."""
     p = Pointwise(N=3, C_in=32, C_out=40, L=L, bias=bias)
     _run_and_check(p, dtype, "ncl", precision="tf32", forward=lambda i: _forward(
-        i.x, i.weight, i.bias, 1, 0, "ncl", "tf32", config=config, fold=False, variant="ncl_t"))
+        i.x, i.weight, i.bias, 1, 0, "ncl", "tf32", config=config, fold=False, variant=variant))
 
 
 @pytest.mark.parametrize("shape", [(2, 5, 7), (1, 64, 65), (3, 70, 130)])
@@ -123,8 +125,9 @@ def test_ncl_through_nlc_for_even_L_under_tf32_only():
     """Even L: offered under tf32 (the direct kernel's x tile is N-major, which tf32 wgmma cannot
     take) and checked there; in 16 bits the direct TMA kernel reads x as it is."""
     p = Pointwise(N=2, C_in=32, C_out=48, L=40)
-    _run_and_check(p, "float32", "ncl", precision="tf32", forward=lambda i: _forward(
-        i.x, i.weight, i.bias, 1, 0, "ncl", "tf32", config=TMA_TILES[0], fold=False, variant="ncl_t"))
+    for v in ("ncl_t", "ncl_ts"):
+        _run_and_check(p, "float32", "ncl", precision="tf32", forward=lambda i, v=v: _forward(
+            i.x, i.weight, i.bias, 1, 0, "ncl", "tf32", config=TMA_TILES[0], fold=False, variant=v))
     inp = p.make_inputs("bfloat16", layout="ncl")
     with pytest.raises(ValueError, match="'ncl_t' does not apply"):
         _forward(inp.x, inp.weight, None, 1, 0, "ncl", None, fold=False, variant="ncl_t")
@@ -167,8 +170,10 @@ def test_each_variant_is_tuned_over_its_own_configs():
 
     cands = _candidates(["ncl_tma_pad", "ncl"], "16bit", 512, 2048)
     assert {c.config for c in cands if c.variant == "ncl_tma_pad"} == set(TMA_CONFIGS["16bit"])
-    cands = _candidates(["ncl_t", "ncl_tma_pad", "ncl"], "16bit", 512, 2047)
+    cands = _candidates(["ncl_t", "ncl_ts", "ncl_tma_pad", "ncl"], "16bit", 512, 2047)
     assert {c.config for c in cands if c.variant == "ncl_t"} == set(TMA_CONFIGS["16bit"])
+    ts = [c.config for c in cands if c.variant == "ncl_ts"]  # element-wise stores: no split variants
+    assert len(ts) == len(set(ts)) and not any(c.split_epilogue for c in ts)
     assert {c.config for c in cands if c.variant == "ncl"} == set(CONFIGS["16bit"])
 
 

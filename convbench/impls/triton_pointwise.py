@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from dataclasses import dataclass
@@ -166,7 +167,7 @@ def pointwise_tma_kernel(
     HAS_BIAS: tl.constexpr, NCL: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     SPLIT_EPILOGUE: tl.constexpr, PROGRAMS: tl.constexpr, WARP_SPECIALIZE: tl.constexpr,
-    DEVICE_DESC: tl.constexpr, Y_PTR: tl.constexpr,
+    DEVICE_DESC: tl.constexpr, Y_PTR: tl.constexpr, Y_NCL: tl.constexpr, YL,
 ):
     """Persistent GEMM on TMA tensor descriptors (Hopper): PROGRAMS programs (one or two per SM)
     walk the output tiles, each taking every PROGRAMS-th tile.
@@ -175,6 +176,8 @@ def pointwise_tma_kernel(
     row strides of a and b; the launch needs a Triton allocator for their global scratch);
     otherwise they are host-built TensorDescriptors, which the launcher encodes on every call.
     Y_PTR: y_src is a pointer and y is stored element-wise (its rows are not 16-byte aligned).
+    Y_NCL (with Y_PTR, NCL=False): the (N*L, C_out) GEMM's tile is stored into y (N, C_out, L),
+    L = YL: GEMM row r is batch r // YL, position r % YL, and a tile may span batches.
 
     The bulk copy engine brings each (BLOCK, BLOCK_K) operand tile into shared memory with no
     address arithmetic or masks in the program (out-of-range reads arrive as zeros, out-of-range
@@ -243,7 +246,22 @@ def pointwise_tma_kernel(
                 offs = n0 + tl.arange(0, BLOCK_N)
                 acc += tl.load(bias_ptr + offs, mask=offs < COLS, other=0.0).to(tl.float32)[None, :]
         row = nb * ROWS + m0
-        if Y_PTR:  # y rows not 16-byte aligned (odd L): element stores, rows masked to this batch
+        if Y_NCL:  # (N,L,C) rows into (N, C, L), one store per batch the tile spans
+            # Row m of batch b sits at y[b, c, m - b*YL] = y_src + b*(COLS-1)*YL + c*YL + m: for
+            # one batch the address is affine in m, so the store is contiguous along the rows
+            # (y's contiguous axis) and coalesces. (Session 11's first version computed
+            # m // YL and m % YL per element, which no analysis sees as contiguous: 4-5x slower.)
+            offs_m = m0 + tl.arange(0, BLOCK_M)
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            val = acc.to(y_src.dtype.element_ty)
+            cols = offs_n.to(tl.int64)[None, :] * YL
+            col_ok = (offs_n < COLS)[None, :]
+            for b in range(m0 // YL, (tl.minimum(m0 + BLOCK_M, ROWS) - 1) // YL + 1):
+                lo = b * YL
+                row_ok = (offs_m >= lo) & (offs_m < lo + YL) & (offs_m < ROWS)
+                y_ptrs = y_src + tl.cast(b, tl.int64) * (COLS - 1) * YL + cols + offs_m[:, None]
+                tl.store(y_ptrs, val, mask=row_ok[:, None] & col_ok)
+        elif Y_PTR:  # y rows not 16-byte aligned (odd L): element stores, rows masked to this batch
             offs_m = m0 + tl.arange(0, BLOCK_M)
             offs_n = n0 + tl.arange(0, BLOCK_N)
             y_ptrs = y_src + (nb * ROWS + offs_m).to(tl.int64)[:, None] * COLS + offs_n[None, :]
@@ -372,6 +390,8 @@ class Candidate:
     GEMM transposed, y^T = W @ x^T, run by the ncl kernel), "ncl", "ncl_fold", and "nlc_tma",
     "ncl_tma" (the persistent TMA kernel), "ncl_tma_pad" (the same on a row-padded copy of x),
     "ncl_t" ((N,C,L) through (N,L,C): x transposed, the (N,L,C) TMA GEMM, y transposed back),
+    "ncl_ts" (the same with y stored (N,C,L) by the GEMM's epilogue, no transpose back; PROBE,
+    branch pw-ncl-ts2),
     "nlc_wt" (the "nlc" kernel on a transposed copy of W, for IEEE fp32)."""
 
     variant: str
@@ -497,7 +517,7 @@ def _tma_ok(x, weight, *row_strides: int) -> bool:
 
 
 def _is_tma(variant: str) -> bool:
-    return "_tma" in variant or variant == "ncl_t"
+    return "_tma" in variant or variant in ("ncl_t", "ncl_ts")
 
 
 def _candidates(variants: list[str], kind: str, C_in: int, C_out: int) -> list[Candidate]:
@@ -511,6 +531,8 @@ def _tma_configs(variant: str, kind: str, C_in: int, C_out: int) -> tuple[TileCo
     configs = TMA_CONFIGS[kind]
     if variant == "ncl_t":  # the (N,L,C) GEMM: no batch boundary inside a tile
         return configs
+    if variant == "ncl_ts":  # its epilogue stores element-wise: no split (TMA) stores
+        return tuple(dict.fromkeys(dataclasses.replace(c, split_epilogue=False) for c in configs))
     if variant == "ncl_tma":
         configs = tuple(c for c in configs if C_in % c.block_k == 0 and C_out % c.block_m == 0)
     elif variant == "ncl_tma_pad":  # element-wise stores are masked to the batch; loads are not
@@ -552,8 +574,12 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
     common = dict(HAS_BIAS=has_bias, PRECISION=prec, UPCAST=upcast)
     w_rows_ok = swi == 1  # TMA needs the weight's C_in axis contiguous
 
-    def tma_launch(cand, a_shape, a_stride, b_shape, b_stride, y_shape, nb, rows, cols, ncl, device, y_ptr=False):
-        """A launch of the TMA kernel; a, b: the operand tensors (w or x), in the kernel's order."""
+    def tma_launch(cand, a_shape, a_stride, b_shape, b_stride, y_shape, nb, rows, cols, ncl, device, y_ptr=False,
+                   y_ncl_len=0):
+        """A launch of the TMA kernel; a, b: the operand tensors (w or x), in the kernel's order.
+        y_ncl_len > 0: the (N,L,C) GEMM stores into (N, C, L) y with L = y_ncl_len (Y_NCL)."""
+        y_ptr = y_ptr or y_ncl_len > 0
+        y_ncl = dict(Y_NCL=y_ncl_len > 0, YL=max(1, y_ncl_len))
         cfg = cand.config
         bm, bn, bk = cfg.block_m, cfg.block_n, cfg.block_k
         tiles = nb * cdiv(rows, bm) * cdiv(cols, bn)
@@ -563,7 +589,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
             NB=nb, ROWS=rows, COLS=cols, K=C_in, SA=a_stride[0], SB=b_stride[0],
             NCL=ncl, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=cfg.group_m,
             SPLIT_EPILOGUE=cfg.split_epilogue, PROGRAMS=programs, WARP_SPECIALIZE=cfg.warp_specialize,
-            DEVICE_DESC=device_desc, Y_PTR=y_ptr, **common), dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages))
+            DEVICE_DESC=device_desc, Y_PTR=y_ptr, **y_ncl, **common), dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages))
         if device_desc:
             def go(a, b, y, bias_t):
                 _ensure_allocator()
@@ -634,11 +660,11 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         if plain and not fold and dense and w_rows_ok and kind != "ieee" and _tma_ok(x, weight, sxc, swo, L_out):
             variants.insert(0, "ncl_tma")
             if through and kind == "tf32":  # x's tile here is N-major, and tf32 wgmma takes K-major only
-                variants.insert(1, "ncl_t")
+                variants[1:1] = ["ncl_t", "ncl_ts"]
         elif plain and not fold and w_rows_ok and kind != "ieee" and _tma_ok(x, weight, swo):
             variants.insert(0, "ncl_tma_pad")  # rows of x not 16-byte aligned (odd L): pad a copy
-            if through:  # or run the (N,L,C) GEMM between two transposes
-                variants.insert(0, "ncl_t")
+            if through:  # or run the (N,L,C) GEMM between two transposes (ncl_ts: y stored by its epilogue)
+                variants[0:0] = ["ncl_t", "ncl_ts"]
         key = ("ncl", fold, plain, str(x.dtype), prec, N, C_in, C_out, L, L_out, sxc, sxl, tuple(variants))
         rows, cols = C_out, cols_total
 
@@ -649,7 +675,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
                 go = tma_launch(cand, (C_out, C_in), (swo, 1), (N * C_in, L), (sxc, 1), (N * C_out, L_out),
                                 N, C_out, L_out, True, x.device)
                 return lambda x, w, b, y: go(w, x, y, b)
-            if cand.variant == "ncl_t":
+            if cand.variant in ("ncl_t", "ncl_ts"):
                 # x (N, C_in, L) -> xt (N*L, C_in); yt (N*L, C_out) = xt @ W^T (+ b) by the
                 # (N,L,C) kernel; yt -> y (N, C_out, L). Both transposes are row-aligned on the
                 # channel side, and the GEMM runs on TMA-aligned rows whatever L is.
@@ -657,6 +683,16 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
                 go = tma_launch(cand, (M, C_in), (C_in, 1), (C_out, C_in), (swo, 1), (M, C_out),
                                 1, M, C_out, False, x.device)
 
+                if cand.variant == "ncl_ts":  # y stored (N, C, L) by the GEMM's epilogue
+                    go = tma_launch(cand, (M, C_in), (C_in, 1), (C_out, C_in), (swo, 1), (M, C_out),
+                                    1, M, C_out, False, x.device, y_ncl_len=L)
+                    to_nlc = _transposer(N, C_in, L)
+
+                    def through_nlc_store_ncl(x, w, b, y):
+                        xt = torch.empty((M, C_in), device=x.device, dtype=x.dtype)
+                        to_nlc(src=x, dst=xt)
+                        go(xt, w, y, b)
+                    return through_nlc_store_ncl
                 to_nlc, to_ncl = _transposer(N, C_in, L), _transposer(N, L, C_out, TRANSPOSE_TILE_TO_NCL)
 
                 def through_nlc(x, w, b, y):

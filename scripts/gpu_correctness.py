@@ -92,6 +92,55 @@ def check_ncl_plans(device: str, families=("flat",), part=(1, 1)) -> tuple[list[
     return lines, checks, failures
 
 
+# every forced variant of the pointwise kernels, where it applies (_forward says which do not)
+PW_VARIANTS = ("nlc", "nlc_t", "nlc_wt", "nlc_tma", "nlc_gluon", "ncl", "ncl_fold", "ncl_tma", "ncl_tma_pad",
+               "ncl_t", "ncl_tg")
+PW_PLAN_SHAPES = [shape for op, shape in SHAPES if op == "pointwise"] + [
+    dict(N=2, C_in=1024, C_out=512, L=517),  # DTTS's channels, odd L: the TMA and Gluon variants
+    dict(N=3, C_in=384, C_out=768, L=64, bias=False),  # even L: ncl_tma
+]
+
+
+def check_pw_plans(device: str, part=(1, 1)) -> tuple[list[str], int, int]:
+    """Every pointwise variant forced, not only the one the tuner (or CONVBENCH_TUNE=0's first
+    plan) takes, on each shape it applies to, each dtype and float32 policy, both layouts,
+    forward, against float64: its first config, and every config of the Gluon variants."""
+    from convbench.impls import triton_pointwise as tp
+    from convbench.reference import rel_err
+
+    os.environ["CONVBENCH_TUNE"] = "0"
+    lines, checks, failures = [], 0, 0
+    for shape in PW_PLAN_SHAPES[part[0] - 1::part[1]]:
+        p = make_problem("pointwise", **shape)
+        for dtype, prec in (("float32", "ieee"), ("float32", "tf32"), ("float16", "ieee"), ("bfloat16", "ieee")):
+            for layout in ("ncl", "nlc"):
+                inp = p.make_inputs(dtype, device, layout, seed=3)
+                case = Case(p, "float64", layout, device, "fwd")
+                ref = reference_outputs(case, inp, None)[0]
+                for v in PW_VARIANTS:
+                    configs = tp.GLUON_CONFIGS if v in tp._GLUON_VARIANTS else (None,)
+                    for cfg in configs:
+                        try:
+                            y = tp._forward(inp.x, inp.weight, inp.bias, p.stride, p.padding, layout, prec,
+                                            config=cfg, variant=v)
+                        except ValueError as exc:
+                            if "does not apply" in str(exc):
+                                break
+                            raise
+                        checks += 1
+                        err = float(rel_err(y, ref))
+                        tol = tolerance(dtype, prec == "tf32")
+                        ok = err <= tol
+                        failures += not ok
+                        name = v if cfg is None else f"{v} {cfg.label()}"
+                        line = (f"{'PASS' if ok else 'FAIL'}  {name} {p.label()} {dtype}/{prec} {layout}: "
+                                f"max_rel_err {err:.2e} (tol {tol:.0e})")
+                        lines.append(line)
+                        if not ok:
+                            print(line, flush=True)
+    return lines, checks, failures
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda")
@@ -99,14 +148,20 @@ def main() -> int:
     ap.add_argument("--part", default="1/1", help="I/N: check every N-th shape from the I-th (parallel runs)")
     ap.add_argument("--ncl-plans", default="",
                     help="only check every generated (N, C, L) candidate of these families (e.g. flat)")
+    ap.add_argument("--pw-plans", action="store_true",
+                    help="only check every pointwise variant forced (its first config; every Gluon config)")
     args = ap.parse_args()
     i, n = (int(v) for v in args.part.split("/"))
-    if args.ncl_plans:
-        lines, checks, failures = check_ncl_plans(args.device, tuple(args.ncl_plans.split(",")), (i, n))
+    if args.ncl_plans or args.pw_plans:
+        if args.pw_plans:
+            lines, checks, failures = check_pw_plans(args.device, (i, n))
+        else:
+            lines, checks, failures = check_ncl_plans(args.device, tuple(args.ncl_plans.split(",")), (i, n))
         summary = f"{checks} checks, {failures} failures"
         print(summary)
+        table = "gpu_pw_plans" if args.pw_plans else "gpu_ncl_plans"
         if args.out:
-            with open(os.path.join(args.out, f"gpu_ncl_plans.part{i}of{n}.txt"), "w") as f:
+            with open(os.path.join(args.out, f"{table}.part{i}of{n}.txt"), "w") as f:
                 f.write("\n".join(lines + [summary]) + "\n")
         return 1 if failures else 0
     lines, failures, checks = [], 0, 0

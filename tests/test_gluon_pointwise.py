@@ -1,7 +1,8 @@
-"""The Gluon pointwise probe (branch pw-gluon) compiles for sm_90 here, where it cannot run (Gluon
-has no CPU interpreter): each config, with and without bias, to PTX and a cubin, with the warp
+"""The Gluon pointwise GEMM compiles for sm_90 here, where it cannot run (Gluon has no CPU
+interpreter): each tuning config, with and without bias, to PTX and a cubin, with the warp
 groups, TMA copies and register budget it was written for. Its numbers are checked on the GPU
-(scripts/gluon_probe.py)."""
+(scripts/gluon_probe.py; gpu_correctness.py --pw-plans forces every config). Off Hopper and in
+the interpreter the tuner never offers it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.experimental.gluon import language as gl  # noqa: E402
 
+import torch  # noqa: E402
+
+from convbench.impls import triton_pointwise as tp  # noqa: E402
 from convbench.impls.gluon_pointwise import pointwise_gluon_kernel  # noqa: E402
 
 
@@ -21,9 +25,10 @@ def _desc(shape):
     return f"tensordesc<bf16[{shape[0]},{shape[1]}],{layout!r}>"
 
 
-@pytest.mark.parametrize("bm,bn,bk,stages", [(128, 128, 64, 4), (128, 64, 64, 6), (64, 256, 64, 4)])
+@pytest.mark.parametrize("cfg", tp.GLUON_CONFIGS, ids=lambda c: c.label())
 @pytest.mark.parametrize("bias", [False, True])
-def test_compiles_for_sm90(bm, bn, bk, stages, bias):
+def test_compiles_for_sm90(cfg, bias):
+    bm, bn, bk, stages = cfg.block_m, cfg.block_n, cfg.block_k, cfg.num_stages
     sig = {"x_desc": _desc((bm, bk)), "w_desc": _desc((bn, bk)), "y_desc": _desc((bm, bn)),
            "bias_ptr": "*bf16", "M": "i32", "N": "i32", "K": "i32", "HAS_BIAS": "constexpr", "STAGES": "constexpr"}
     src = gluon_rt.GluonASTSource(pointwise_gluon_kernel, sig, constexprs={"HAS_BIAS": bias, "STAGES": stages})
@@ -33,3 +38,16 @@ def test_compiles_for_sm90(bm, bn, bk, stages, bias):
     assert "wgmma.mma_async" in ptx and "cp.async.bulk.tensor" in ptx and "setmaxnreg" in ptx
     assert k.metadata.shared <= 232448  # what an sm_90 CTA may have
     assert "cubin" in k.asm
+
+
+def test_tuner_offers_gluon_configs_only_on_a_gpu():
+    cands = tp._candidates(["nlc_gluon", "ncl_tg", "nlc_tma"], "16bit", 1024, 512)
+    assert [c.config for c in cands if c.variant == "ncl_tg"] == list(tp.GLUON_CONFIGS)
+    assert {c.variant for c in cands} == {"nlc_gluon", "ncl_tg", "nlc_tma"}
+    x = torch.randn(2, 16, 1024, dtype=torch.bfloat16)
+    w = torch.randn(512, 1024, 1, dtype=torch.bfloat16)
+    assert not tp._gluon_ok(x, "16bit")  # a CPU tensor: no Gluon, whatever the Triton
+    for layout, v in (("nlc", "nlc_gluon"), ("ncl", "ncl_tg")):
+        xl = x if layout == "nlc" else x.transpose(1, 2).contiguous()
+        with pytest.raises(ValueError, match="does not apply"):
+            tp._forward(xl, w, None, 1, 0, layout, "ieee", variant=v)

@@ -1,8 +1,12 @@
-"""PROBE (branch pw-gluon, not registered): the (N, L, C) pointwise GEMM y (M, N) = x (M, K) @ W^T
-(+ b) in Gluon, Triton's lower-level language, with the schedule cuBLAS uses on Hopper and that
+"""The (N, L, C) pointwise GEMM y (M, N) = x (M, K) @ W^T (+ b) in Gluon, Triton's lower-level language, with the schedule cuBLAS uses on Hopper and that
 `tl.dot` does not give us: a producer warp that only issues TMA loads, and two consumer warp
 groups that take the program's tiles in turn ("ping-pong"), so that one group's epilogue (bias,
 cast, TMA store) runs while the other group's wgmma main loop runs.
+
+Used by triton_pointwise as the variants "nlc_gluon" ((N, L, C)) and "ncl_tg" (the GEMM of the
+(N, C, L) path through (N, L, C)), 16-bit, on Hopper; the tuner times them beside the tl.dot
+kernels. Measured on the H200 (results/h200/session12/call1, CUDA graphs): 17.5 µs against
+F.linear's 16.6 and tl.dot's 21.2 on DTTS 1024->512; 1.11-1.21x F.linear on the other shapes.
 
 Why: on DTTS 1024->512 (M = 9823, K = 1024, N = 512) our `tl.dot` TMA kernel reaches 0.76-0.79
 of cuBLAS on the H200, and ncu put the gap in the main loop (tensor pipe 40-52 % against 66 %,
@@ -24,10 +28,12 @@ clips stores past M or N, so no masks are needed except on the bias.
 
 Works on triton 3.6 (TMA names async_copy_*) and newer (async_load / async_store). Gluon does
 not run under TRITON_INTERPRET: tests compile it for sm_90 on the CPU; correctness is checked
-on the GPU (scripts/gluon_probe.py).
+on the GPU (scripts/gluon_probe.py, and the GPU correctness matrix through triton_pointwise).
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import triton
@@ -147,33 +153,59 @@ def pointwise_gluon_kernel(x_desc, w_desc, y_desc, bias_ptr, M, N, K,
     ], [4, 1], [232, 40])
 
 
-def _layout(block, dtype):
-    return gl.NVMMASharedLayout.get_default_for(block, dtype)
+@functools.cache
+def _layout(block: tuple[int, int], dtype):
+    return gl.NVMMASharedLayout.get_default_for(list(block), dtype)
 
 
 _GL_DTYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}
 
 
+def available(x: torch.Tensor) -> bool:
+    """The kernel can run on x's device: a Hopper GPU (wgmma is sm_90's; Blackwell has tcgen05)
+    and a 16-bit dtype."""
+    return (x.is_cuda and x.dtype in _GL_DTYPES
+            and torch.cuda.get_device_capability(x.device)[0] == 9)
+
+
+def launcher(M: int, K: int, N: int, sx: int, sw: int, block: tuple[int, int, int], stages: int,
+             has_bias: bool, dtype: torch.dtype, sms: int):
+    """y (M, N) = x (M, K) @ w (N, K)^T (+ b) as go(x, w, y, bias): x's rows sx apart, w's sw
+    apart, y contiguous; the bases may be any tensors holding those views (a descriptor takes
+    base, shape and strides). One persistent program per SM at most. The launch goes through
+    Relaunch (compiled once, then the launcher straight away); the three descriptors are built
+    per call, from layouts cached per block shape."""
+    from ._triton_common import Relaunch, cdiv
+
+    bm, bn, bk = block
+    dt = _GL_DTYPES[dtype]
+    lx, lw, ly = _layout((bm, bk), dt), _layout((bn, bk), dt), _layout((bm, bn), dt)
+    tiles = cdiv(M, bm) * cdiv(N, bn)
+    run = Relaunch(pointwise_gluon_kernel, (min(sms, tiles),), dict(M=M, N=N, K=K, HAS_BIAS=has_bias, STAGES=stages),
+                   dict(num_warps=4, maxnreg=168))
+    xs, ws, ys = [M, K], [N, K], [M, N]
+    xst, wst, yst = [sx, 1], [sw, 1], [N, 1]
+    xb, wb, yb = [bm, bk], [bn, bk], [bm, bn]
+
+    def go(x, w, y, bias):
+        run(x_desc=TensorDescriptor(x, xs, xst, xb, lx), w_desc=TensorDescriptor(w, ws, wst, wb, lw),
+            y_desc=TensorDescriptor(y, ys, yst, yb, ly), bias_ptr=bias)
+    return go
+
+
 def pointwise_nlc_gluon(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                         block: tuple[int, int, int] = (128, 128, 64), stages: int = 4) -> torch.Tensor:
-    """y (N, L, C_out) = x (N, L, C_in) @ W^T (+ b) for 16-bit contiguous x; weight (C_out, C_in, 1)."""
+    """y (N, L, C_out) = x (N, L, C_in) @ W^T (+ b) for 16-bit contiguous x; weight (C_out, C_in, 1).
+    One config, no plan cache: for scripts/gluon_probe.py (convbench's path is triton_pointwise's
+    "nlc_gluon" variant, which tunes the config)."""
     if x.dtype not in _GL_DTYPES or not x.is_contiguous():
-        raise ValueError("the Gluon probe takes contiguous bf16/fp16 (N, L, C) x only")
+        raise ValueError("the Gluon kernel takes contiguous bf16/fp16 (N, L, C) x only")
     n, length, k = x.shape
     c_out = weight.shape[0]
     m = n * length
-    bm, bn, bk = block
-    dt = _GL_DTYPES[x.dtype]
-    w = weight.reshape(c_out, k)
-    if not w.is_contiguous():
-        w = w.contiguous()
+    w = weight.reshape(c_out, k).contiguous()
     y = torch.empty((n, length, c_out), device=x.device, dtype=x.dtype)
-    x_desc = TensorDescriptor.from_tensor(x.view(m, k), [bm, bk], _layout([bm, bk], dt))
-    w_desc = TensorDescriptor.from_tensor(w, [bn, bk], _layout([bn, bk], dt))
-    y_desc = TensorDescriptor.from_tensor(y.view(m, c_out), [bm, bn], _layout([bm, bn], dt))
-    tiles = triton.cdiv(m, bm) * triton.cdiv(c_out, bn)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-    pointwise_gluon_kernel[(min(sms, tiles),)](
-        x_desc, w_desc, y_desc, bias if bias is not None else w, m, c_out, k,
-        HAS_BIAS=bias is not None, STAGES=stages, num_warps=4, maxnreg=168)
+    go = launcher(m, k, c_out, k, k, block, stages, bias is not None, x.dtype, sms)
+    go(x, w, y, bias if bias is not None else w)
     return y

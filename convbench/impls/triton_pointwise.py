@@ -382,6 +382,15 @@ TMA_CONFIGS: dict[str, tuple[TileConfig, ...]] = {
     ),
     "ieee": (),  # an IEEE float32 dot runs on CUDA cores from registers: TMA buys nothing
 }
+# The Gluon ping-pong GEMM (gluon_pointwise.py; 16-bit, Hopper): (BM, BN, BK) and ring stages;
+# num_warps is each consumer group's 4. Each was the fastest on at least one of the four probe
+# shapes, or within 3 % of it (results/h200/session12/call1/gluon_probe.md).
+GLUON_CONFIGS: tuple[TileConfig, ...] = (
+    TileConfig(128, 128, 64, 4, 4),
+    TileConfig(128, 64, 64, 4, 6),
+    TileConfig(64, 128, 64, 4, 6),
+    TileConfig(64, 256, 64, 4, 4),
+)
 
 
 @dataclass(frozen=True)
@@ -390,9 +399,10 @@ class Candidate:
     GEMM transposed, y^T = W @ x^T, run by the ncl kernel), "ncl", "ncl_fold", and "nlc_tma",
     "ncl_tma" (the persistent TMA kernel), "ncl_tma_pad" (the same on a row-padded copy of x),
     "ncl_t" ((N,C,L) through (N,L,C): x transposed, the (N,L,C) TMA GEMM, y transposed back),
-    "ncl_ts" (the same with y stored (N,C,L) by the GEMM's epilogue, no transpose back; PROBE,
-    branch pw-ncl-ts2),
-    "nlc_wt" (the "nlc" kernel on a transposed copy of W, for IEEE fp32)."""
+    "ncl_ts" (the same with y stored (N,C,L) by the GEMM's epilogue, no transpose back; PROBE:
+    run only when forced, see scripts/ncl_ts_probe.py),
+    "nlc_wt" (the "nlc" kernel on a transposed copy of W, for IEEE fp32),
+    "nlc_gluon" and "ncl_tg" (the Gluon ping-pong GEMM for (N,L,C), and as ncl_t's GEMM)."""
 
     variant: str
     config: TileConfig
@@ -522,8 +532,33 @@ def _is_tma(variant: str) -> bool:
 
 def _candidates(variants: list[str], kind: str, C_in: int, C_out: int) -> list[Candidate]:
     """What the tuner times: each variant with its own config set."""
-    return [Candidate(v, c) for v in variants
-            for c in (_tma_configs(v, kind, C_in, C_out) if _is_tma(v) else CONFIGS[kind])]
+    def configs(v: str) -> tuple[TileConfig, ...]:
+        if v in _GLUON_VARIANTS:
+            return GLUON_CONFIGS
+        return _tma_configs(v, kind, C_in, C_out) if _is_tma(v) else CONFIGS[kind]
+    return [Candidate(v, c) for v in variants for c in configs(v)]
+
+
+_GLUON_VARIANTS = ("nlc_gluon", "ncl_tg")
+
+
+@functools.cache
+def _gluon_module():
+    """gluon_pointwise, or None where this Triton has no Gluon Hopper API."""
+    try:
+        from . import gluon_pointwise
+    except ImportError:
+        return None
+    return gluon_pointwise
+
+
+def _gluon_ok(x, kind: str) -> bool:
+    """The Gluon GEMM may run: 16-bit operands on a Hopper GPU, not the interpreter (Gluon has
+    none), and a Triton with Gluon. The caller checks TMA alignment (_tma_ok)."""
+    if kind != "16bit" or not x.is_cuda or interpreting():
+        return False
+    g = _gluon_module()
+    return g is not None and g.available(x)
 
 
 def _tma_configs(variant: str, kind: str, C_in: int, C_out: int) -> tuple[TileConfig, ...]:
@@ -613,6 +648,8 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         variants = ["nlc", "nlc_t"] if folded else ["nlc"]
         if folded and sxc == 1 and w_rows_ok and kind != "ieee" and _tma_ok(x, weight, sxl, swo, C_out):
             variants.insert(0, "nlc_tma")
+            if _gluon_ok(x, kind):
+                variants.insert(0, "nlc_gluon")
         if kind == "ieee":  # the FMA dot's B tile loads well along its N side: W^T's rows
             variants.insert(0, "nlc_wt")
         key = ("nlc", folded, plain, str(x.dtype), prec, M, C_in, C_out, sxl, sxc, tuple(variants))
@@ -621,6 +658,10 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         def make_launch(cand: Candidate):
             """cand's launch as f(x, w, b, y), its scalar arguments fixed."""
             cfg = cand.config
+            if cand.variant == "nlc_gluon":
+                go = _gluon_module().launcher(M, C_in, C_out, sxl, swo, (cfg.block_m, cfg.block_n, cfg.block_k),
+                                              cfg.num_stages, has_bias, x.dtype, _num_sms(x.device))
+                return lambda x, w, b, y: go(x, w, y, b)
             if cand.variant == "nlc_tma":
                 go = tma_launch(cand, (M, C_in), (sxl, 1), (C_out, C_in), (swo, 1), (M, C_out),
                                 1, M, C_out, False, x.device)
@@ -660,11 +701,13 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         if plain and not fold and dense and w_rows_ok and kind != "ieee" and _tma_ok(x, weight, sxc, swo, L_out):
             variants.insert(0, "ncl_tma")
             if through and kind == "tf32":  # x's tile here is N-major, and tf32 wgmma takes K-major only
-                variants[1:1] = ["ncl_t", "ncl_ts"]
+                variants.insert(1, "ncl_t")
         elif plain and not fold and w_rows_ok and kind != "ieee" and _tma_ok(x, weight, swo):
             variants.insert(0, "ncl_tma_pad")  # rows of x not 16-byte aligned (odd L): pad a copy
-            if through:  # or run the (N,L,C) GEMM between two transposes (ncl_ts: y stored by its epilogue)
-                variants[0:0] = ["ncl_t", "ncl_ts"]
+            if through:  # or run the (N,L,C) GEMM between two transposes, tl.dot's or Gluon's
+                variants[0:0] = ["ncl_tg", "ncl_t"] if _gluon_ok(x, kind) else ["ncl_t"]
+        if variant == "ncl_ts" and "ncl_t" in variants:  # the probe: offered only when forced
+            variants.append("ncl_ts")
         key = ("ncl", fold, plain, str(x.dtype), prec, N, C_in, C_out, L, L_out, sxc, sxl, tuple(variants))
         rows, cols = C_out, cols_total
 
@@ -675,13 +718,18 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
                 go = tma_launch(cand, (C_out, C_in), (swo, 1), (N * C_in, L), (sxc, 1), (N * C_out, L_out),
                                 N, C_out, L_out, True, x.device)
                 return lambda x, w, b, y: go(w, x, y, b)
-            if cand.variant in ("ncl_t", "ncl_ts"):
+            if cand.variant in ("ncl_t", "ncl_ts", "ncl_tg"):
                 # x (N, C_in, L) -> xt (N*L, C_in); yt (N*L, C_out) = xt @ W^T (+ b) by the
-                # (N,L,C) kernel; yt -> y (N, C_out, L). Both transposes are row-aligned on the
-                # channel side, and the GEMM runs on TMA-aligned rows whatever L is.
+                # (N,L,C) kernel (ncl_tg: the Gluon one); yt -> y (N, C_out, L). Both transposes
+                # are row-aligned on the channel side, and the GEMM runs on TMA-aligned rows
+                # whatever L is.
                 M = N * L
-                go = tma_launch(cand, (M, C_in), (C_in, 1), (C_out, C_in), (swo, 1), (M, C_out),
-                                1, M, C_out, False, x.device)
+                if cand.variant == "ncl_tg":
+                    go = _gluon_module().launcher(M, C_in, C_out, C_in, swo, (cfg.block_m, cfg.block_n, cfg.block_k),
+                                                  cfg.num_stages, has_bias, x.dtype, _num_sms(x.device))
+                else:
+                    go = tma_launch(cand, (M, C_in), (C_in, 1), (C_out, C_in), (swo, 1), (M, C_out),
+                                    1, M, C_out, False, x.device)
 
                 if cand.variant == "ncl_ts":  # y stored (N, C, L) by the GEMM's epilogue
                     go = tma_launch(cand, (M, C_in), (C_in, 1), (C_out, C_in), (swo, 1), (M, C_out),
@@ -736,6 +784,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         if variant not in variants:
             raise ValueError(f"variant {variant!r} does not apply here; allowed: {variants}")
         variants = [variant]
+        key = (*key, ("forced", variant))  # a forced pick must not become the key's tuned choice
     if config is not None:
         cand = Candidate(variants[0], config)
     elif interpreting() or not x.is_cuda:

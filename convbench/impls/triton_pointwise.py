@@ -785,6 +785,9 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
             raise ValueError(f"variant {variant!r} does not apply here; allowed: {variants}")
         variants = [variant]
         key = (*key, ("forced", variant))  # a forced pick must not become the key's tuned choice
+        if config is None and x.is_cuda and not interpreting() and not _candidates(variants, kind, C_in, C_out):
+            raise ValueError(f"variant {variant!r} does not apply here: none of its tile configs fits "
+                             f"C_in={C_in}, C_out={C_out} at {kind}")
     if config is not None:
         cand = Candidate(variants[0], config)
     elif interpreting() or not x.is_cuda:

@@ -36,10 +36,11 @@ def one(index: int) -> None:
         ref = F.conv1d(x.double(), w.double(), b.double())
         configs = tp._tma_configs("ncl_ts", "16bit", C_in, C_out)
         if index < 0:
-            runs = {"tuned": lambda: tp.pointwise_conv1d(x, w, b, layout="ncl")}
+            runs = {"tuned": lambda x=x, w=w, b=b: tp.pointwise_conv1d(x, w, b, layout="ncl")}
         else:
             cfg = configs[index]
-            runs = {f"{v} {cfg.label()}": (lambda v=v, cfg=cfg: tp._forward(x, w, b, 1, 0, "ncl", "ieee", config=cfg, variant=v))
+            runs = {f"{v} {cfg.label()}": (lambda v=v, cfg=cfg, x=x, w=w, b=b: tp._forward(x, w, b, 1, 0, "ncl", "ieee", config=cfg,
+                                                                   variant=v))
                     for v in ("ncl_ts", "ncl_t")}
         for name, fn in runs.items():
             y = fn()

@@ -10,11 +10,10 @@ import pytest
 
 gluon_rt = pytest.importorskip("triton.experimental.gluon._runtime")
 
+import torch  # noqa: E402
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.experimental.gluon import language as gl  # noqa: E402
-
-import torch  # noqa: E402
 
 from convbench.impls import triton_pointwise as tp  # noqa: E402
 from convbench.impls.gluon_pointwise import pointwise_gluon_kernel  # noqa: E402

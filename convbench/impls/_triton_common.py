@@ -140,3 +140,41 @@ def _driver():
     import triton
 
     return triton.runtime.driver.active
+
+
+_FLUSH: dict[int, tuple[torch.Tensor, float]] = {}
+
+
+def _flush(device: torch.device) -> tuple[torch.Tensor, float]:
+    """A buffer of twice the L2 (zeroing it evicts the L2) and the device ms one zeroing takes."""
+    idx = device.index if device.index is not None else torch.cuda.current_device()
+    if idx not in _FLUSH:
+        from triton.testing import do_bench_cudagraph
+
+        l2 = torch.cuda.get_device_properties(idx).L2_cache_size or 64 * 2**20
+        buf = torch.empty(2 * l2 // 4, dtype=torch.int32, device=device)
+        _FLUSH[idx] = (buf, do_bench_cudagraph(buf.zero_, rep=20, return_mode="median"))
+    return _FLUSH[idx]
+
+
+def device_ms(fn) -> float:
+    """Median device time of fn with a cold L2, as convbench measures: CUDA-graph replays of
+    (L2 flush, fn) less replays of the flush alone. Graphs keep the host's launch cost (50-100
+    µs per Triton launch on the device VM) out of the choice; a warm L2 would favour plans that
+    lose on data read from memory. Plain do_bench (events, L2 flushed) if capture fails.
+    Both Triton tuners time their candidates with it (pointwise since session 12: with
+    triton.testing.do_bench its three-launch (N, C, L) plans lost picks to slower one-launch
+    ones on the host's cost, e.g. ncl_tma_pad at 61.9 µs over ncl_tg at about 44)."""
+    from triton.testing import do_bench, do_bench_cudagraph
+
+    try:
+        buf, flush_ms = _flush(torch.device("cuda"))
+
+        def cold():
+            buf.zero_()
+            fn()
+
+        return do_bench_cudagraph(cold, rep=20, return_mode="median") - flush_ms
+    except Exception:  # noqa: BLE001 - e.g. a capture already in progress; time without a graph
+        torch.cuda.synchronize()
+        return do_bench(fn, warmup=5, rep=20, return_mode="median")

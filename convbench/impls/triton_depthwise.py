@@ -22,6 +22,7 @@ from . import _dw_codegen as gen
 from ._triton_common import (
     Relaunch,
     cdiv,
+    device_ms,
     device_reason,
     interpreting,
     split_layout,
@@ -383,39 +384,6 @@ def _candidates(layout: str, C: int, L: int, itemsize: int, kind: str) -> list[T
     return out
 
 
-_FLUSH: dict[int, tuple[torch.Tensor, float]] = {}
-
-
-def _flush(device: torch.device) -> tuple[torch.Tensor, float]:
-    """A buffer of twice the L2 (zeroing it evicts the L2) and the device ms one zeroing takes."""
-    idx = device.index if device.index is not None else torch.cuda.current_device()
-    if idx not in _FLUSH:
-        from triton.testing import do_bench_cudagraph
-
-        l2 = torch.cuda.get_device_properties(idx).L2_cache_size or 64 * 2**20
-        buf = torch.empty(2 * l2 // 4, dtype=torch.int32, device=device)
-        _FLUSH[idx] = (buf, do_bench_cudagraph(buf.zero_, rep=20, return_mode="median"))
-    return _FLUSH[idx]
-
-
-def _device_ms(fn) -> float:
-    """Median device time of fn with a cold L2, as convbench measures: CUDA-graph replays of
-    (L2 flush, fn) less replays of the flush alone. Graphs keep the host's launch cost (50-100
-    µs per Triton launch on the device VM) out of the choice; a warm L2 would favour plans that
-    lose on data read from memory. Plain do_bench (events, L2 flushed) if capture fails."""
-    from triton.testing import do_bench, do_bench_cudagraph
-
-    try:
-        buf, flush_ms = _flush(torch.device("cuda"))
-
-        def cold():
-            buf.zero_()
-            fn()
-
-        return do_bench_cudagraph(cold, rep=20, return_mode="median") - flush_ms
-    except Exception:  # noqa: BLE001 - e.g. a capture already in progress; time without a graph
-        torch.cuda.synchronize()
-        return do_bench(fn, warmup=5, rep=20, return_mode="median")
 
 
 # every candidate's tuning time, by key: what scripts/bench_depthwise_gen.py reports
@@ -425,7 +393,7 @@ TUNING_LOG: dict[tuple, list[tuple[tuple, float]]] = {}
 def _timed_or_inf(launch, plan) -> float:
     """A candidate's time, or inf where it cannot run on this device (shared memory)."""
     try:
-        return _device_ms(lambda: launch(*plan))
+        return device_ms(lambda: launch(*plan))
     except triton.runtime.errors.OutOfResources:
         return float("inf")
 

@@ -18,6 +18,7 @@ from ..registry import Case, Impl, register
 from ._triton_common import (
     Relaunch,
     cdiv,
+    device_ms,
     device_reason,
     interpreting,
     split_layout,
@@ -462,7 +463,7 @@ def _pick(key: tuple, candidates: list[Candidate], run) -> Candidate:
             if not tuning_enabled():
                 best = cand
                 break
-            ms = triton.testing.do_bench(lambda c=cand: run(c), warmup=5, rep=20, return_mode="median")
+            ms = device_ms(lambda c=cand: run(c))
         except Exception as exc:  # noqa: BLE001 - e.g. OutOfResources: shared memory
             TUNE_LOG.append(TuneRecord(key, f"{cand.label()} failed: {type(exc).__name__}", float("inf")))
             continue
@@ -473,7 +474,7 @@ def _pick(key: tuple, candidates: list[Candidate], run) -> Candidate:
     if best is None:
         raise RuntimeError(f"no pointwise tile config could run for {key}")
     for cand in sorted(timed, key=timed.get)[:FINALISTS] if len(timed) > 1 else ():
-        ms = triton.testing.do_bench(lambda c=cand: run(c), warmup=5, rep=20, return_mode="median")
+        ms = device_ms(lambda c=cand: run(c))
         TUNE_LOG.append(TuneRecord(key, f"{cand.label()} (again)", ms))
         if ms < best_ms:
             best, best_ms = cand, ms

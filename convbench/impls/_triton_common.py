@@ -164,7 +164,8 @@ def device_ms(fn) -> float:
     lose on data read from memory. Plain do_bench (events, L2 flushed) if capture fails.
     Both Triton tuners time their candidates with it (pointwise since session 12: with
     triton.testing.do_bench its three-launch (N, C, L) plans lost picks to slower one-launch
-    ones on the host's cost, e.g. ncl_tma_pad at 61.9 µs over ncl_tg at about 44)."""
+    ones on the host's cost: session 12, results/h200/session12/call3, ncl_tma_pad at 61.9 µs
+    over ncl_tg at about 44)."""
     from triton.testing import do_bench, do_bench_cudagraph
 
     try:

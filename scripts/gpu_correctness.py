@@ -37,6 +37,19 @@ SHAPES = [
 ]
 
 
+def _verdict(lines: list[str], what: str, out, ref, tol: float) -> bool:
+    """One check's PASS/FAIL line (kept in lines; a FAIL is printed at once); True if it passed."""
+    from convbench.reference import rel_err
+
+    err = float(rel_err(out, ref))
+    ok = err <= tol
+    line = f"{'PASS' if ok else 'FAIL'}  {what}: max_rel_err {err:.2e} (tol {tol:.0e})"
+    lines.append(line)
+    if not ok:
+        print(line, flush=True)
+    return ok
+
+
 def check_ncl_plans(device: str, families=("flat",), part=(1, 1)) -> tuple[list[str], int, int]:
     """Every generated (N, C, L) candidate of the named families (the GPU matrix above runs only
     the untuned first plan) on each depthwise shape that takes them, forward and grad_x (the
@@ -44,7 +57,6 @@ def check_ncl_plans(device: str, families=("flat",), part=(1, 1)) -> tuple[list[
     import torch.nn.functional as F
 
     from convbench.impls import triton_depthwise as td
-    from convbench.reference import rel_err
 
     if set(families) - {"flat"}:
         raise SystemExit(f"--ncl-plans: unknown families {sorted(set(families) - {'flat'})}; allowed: flat")
@@ -80,15 +92,8 @@ def check_ncl_plans(device: str, families=("flat",), part=(1, 1)) -> tuple[list[
                     checks += 1
                     dst.fill_(float("nan"))
                     launch(*plan)
-                    err = float(rel_err(dst, ref))
-                    tol = tolerance(dtype, False)
-                    ok = err <= tol
-                    failures += not ok
-                    line = (f"{'PASS' if ok else 'FAIL'}  {'gx' if flip else 'fwd'} {plan} {p.label()} {dtype}: "
-                            f"max_rel_err {err:.2e} (tol {tol:.0e})")
-                    lines.append(line)
-                    if not ok:
-                        print(line, flush=True)
+                    failures += not _verdict(lines, f"{'gx' if flip else 'fwd'} {plan} {p.label()} {dtype}", dst, ref,
+                                             tolerance(dtype, False))
     return lines, checks, failures
 
 
@@ -106,7 +111,6 @@ def check_pw_plans(device: str, part=(1, 1)) -> tuple[list[str], int, int]:
     plan) takes, on each shape it applies to, each dtype and float32 policy, both layouts,
     forward, against float64: its first config, and every config of the Gluon variants."""
     from convbench.impls import triton_pointwise as tp
-    from convbench.reference import rel_err
 
     os.environ["CONVBENCH_TUNE"] = "0"
     lines, checks, failures = [], 0, 0
@@ -128,16 +132,9 @@ def check_pw_plans(device: str, part=(1, 1)) -> tuple[list[str], int, int]:
                                 break
                             raise
                         checks += 1
-                        err = float(rel_err(y, ref))
-                        tol = tolerance(dtype, prec == "tf32")
-                        ok = err <= tol
-                        failures += not ok
                         name = v if cfg is None else f"{v} {cfg.label()}"
-                        line = (f"{'PASS' if ok else 'FAIL'}  {name} {p.label()} {dtype}/{prec} {layout}: "
-                                f"max_rel_err {err:.2e} (tol {tol:.0e})")
-                        lines.append(line)
-                        if not ok:
-                            print(line, flush=True)
+                        failures += not _verdict(lines, f"{name} {p.label()} {dtype}/{prec} {layout}", y, ref,
+                                                 tolerance(dtype, prec == "tf32"))
     return lines, checks, failures
 
 

@@ -194,17 +194,10 @@ def _assert_vector_ptx(cases) -> None:
     process (Triton's NVIDIA backend cannot load once the interpreter ran; no GPU needed) and
     check: window loads are 16-byte vectors, stores too (at least two), no shared memory."""
     import json
-    import os
-    import subprocess
-    import sys
 
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, "-c", _PTX_SCRIPT, json.dumps(cases)], env=env,
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        assert "CompilationError" not in proc.stderr, proc.stderr[-3000:]  # our source, not the machine
-        pytest.skip(f"cannot compile for sm_90 here: {proc.stderr.strip().splitlines()[-1:]}")
-    stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    from conftest import compile_in_fresh_process
+
+    stats = json.loads(compile_in_fresh_process(_PTX_SCRIPT, json.dumps(cases)))
     assert len(stats) == len(cases)
     for case, st in stats.items():
         assert st["v4_loads"] > 0, f"{case}: scalar window loads: {st}"

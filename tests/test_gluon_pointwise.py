@@ -10,11 +10,9 @@ set TRITON_INTERPRET=1), Triton's compiler paths are patched there and Gluon fai
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from conftest import compile_in_fresh_process
 
 pytest.importorskip("triton.experimental.gluon._runtime")
 
@@ -50,13 +48,7 @@ print(json.dumps(out))
 @pytest.fixture(scope="module")
 def compiled() -> dict:
     cases = [(c.block_m, c.block_n, c.block_k, c.num_stages, bias) for c in tp.GLUON_CONFIGS for bias in (False, True)]
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, "-c", _COMPILE, json.dumps(cases)], env=env,
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        assert "CompilationError" not in proc.stderr, proc.stderr[-3000:]  # our source, not the machine
-        pytest.skip(f"cannot compile for sm_90 here: {proc.stderr.strip().splitlines()[-1:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(compile_in_fresh_process(_COMPILE, json.dumps(cases)))
 
 
 @pytest.mark.parametrize("cfg", tp.GLUON_CONFIGS, ids=lambda c: c.label())

@@ -1,12 +1,14 @@
-"""The (N, L, C) pointwise GEMM y (M, N) = x (M, K) @ W^T (+ b) in Gluon, Triton's lower-level language, with the schedule cuBLAS uses on Hopper and that
-`tl.dot` does not give us: a producer warp that only issues TMA loads, and two consumer warp
-groups that take the program's tiles in turn ("ping-pong"), so that one group's epilogue (bias,
-cast, TMA store) runs while the other group's wgmma main loop runs.
+"""The (N, L, C) pointwise GEMM y (M, N) = x (M, K) @ W^T (+ b) in Gluon, Triton's lower-level
+language, with the schedule cuBLAS uses on Hopper and that `tl.dot` does not give us: a producer
+warp that only issues TMA loads, and two consumer warp groups that take the program's tiles in
+turn ("ping-pong"), so that one group's epilogue (bias, cast, TMA store) runs while the other
+group's wgmma main loop runs.
 
 Used by triton_pointwise as the variants "nlc_gluon" ((N, L, C)) and "ncl_tg" (the GEMM of the
 (N, C, L) path through (N, L, C)), 16-bit, on Hopper; the tuner times them beside the tl.dot
-kernels. Measured on the H200 (results/h200/session12/call1, CUDA graphs): 17.5 µs against
-F.linear's 16.6 and tl.dot's 21.2 on DTTS 1024->512; 1.11-1.21x F.linear on the other shapes.
+kernels. Measured on the H200 (results/h200/session12/call1, CUDA graphs, no bias): 17.5 µs
+against F.linear's 16.6 and tl.dot's 21.2 on DTTS 1024->512; 1.11-1.21x F.linear on the other
+shapes (1.02-1.14x with bias).
 
 Why: on DTTS 1024->512 (M = 9823, K = 1024, N = 512) our `tl.dot` TMA kernel reaches 0.76-0.79
 of cuBLAS on the H200, and ncu put the gap in the main loop (tensor pipe 40-52 % against 66 %,
@@ -174,7 +176,7 @@ def launcher(M: int, K: int, N: int, sx: int, sw: int, block: tuple[int, int, in
     base, shape and strides). One persistent program per SM at most. The launch goes through
     Relaunch (compiled once, then the launcher straight away); the three descriptors are built
     once, from layouts cached per block shape (session 12: a Gluon launch with three
-    descriptors built per call cost 33-40 µs of host time against F.linear's 20,
+    descriptors built per call cost 33-53 µs of host time against F.linear's 20,
     results/h200/session12/call4_pwlaunch)."""
     from ._triton_common import Relaunch, cdiv
 

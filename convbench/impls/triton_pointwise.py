@@ -385,7 +385,7 @@ TMA_CONFIGS: dict[str, tuple[TileConfig, ...]] = {
 }
 # The Gluon ping-pong GEMM (gluon_pointwise.py; 16-bit, Hopper): (BM, BN, BK) and ring stages;
 # num_warps is each consumer group's 4. Each was the fastest on at least one of the four probe
-# shapes, or within 3 % of it (results/h200/session12/call1/gluon_probe.md).
+# shapes, or within 4 % of it (results/h200/session12/call1/gluon_probe.md).
 GLUON_CONFIGS: tuple[TileConfig, ...] = (
     TileConfig(128, 128, 64, 4, 4),
     TileConfig(128, 64, 64, 4, 6),

@@ -3,7 +3,7 @@
 # every step's log, and re-pack the run folders into $OUT/evidence.tgz after each step, so a
 # call cut short still returns what finished.
 # Usage (GPU machine, repo root): bash scripts/gpu_evidence.sh STEP[:SECONDS]...
-# Steps: warmtrain train1 (configs/training.yaml alone) correctness flatcheck (every flat (N, C, L) candidate) flatprobe (scripts/flat_probe.py, PROBE_ARGS) sweep2 warmpw pwbench pwlaunch transpose (scripts/transpose_probe.py) gluon nclts (probes) pwplans (every pointwise variant forced) pointwise (issue 8) sweep training precision full timer attribution fault power gate_baseline gate
+# Steps: warmtrain train1 (configs/training.yaml alone) correctness flatcheck (every flat (N, C, L) candidate) flatprobe (scripts/flat_probe.py, PROBE_ARGS) sweep2 warmpw pwbench pwlaunch transpose (scripts/transpose_probe.py) gluon nclts nclts_memcheck (probes) pwplans (every pointwise variant forced) pointwise (issue 8) sweep training precision full timer attribution fault power gate_baseline gate
 #        flush (scripts/flush_check.py: copies after a dirty, a clean and no L2 flush)
 #        warm (compile Triton tuning candidates in parallel) warmfwd (forward candidates of WARM_SHAPES) warmncl ncl (configs/depthwise_ncl_triton.yaml) median (configs/depthwise_median.yaml) dtts (configs/depthwise_dtts.yaml) warmnlc nlc (configs/depthwise_nlc_triton.yaml) longk (configs/depthwise_long_kernel.yaml) longktrain (its fwd+bwd) dw1 dw2 (configs/depthwise_kernels.yaml
 #        in two shards) devbench (scripts/bench_depthwise_gen.py) tunefwd (its forward tuning landscape)
@@ -51,6 +51,10 @@ for arg in "$@"; do
       transpose) OUT=$R python3 scripts/transpose_probe.py ;;
       gluon) OUT=$R python3 scripts/gluon_probe.py ;;
       nclts) OUT=$R python3 scripts/ncl_ts_probe.py ;;  # PROBE: every ncl_ts config, one process each
+      nclts_memcheck)  # compute-sanitizer on the ncl_ts config that faults (NCLTS_CONFIG, default 8: 128x128x64 w4 s4 ws)
+        CS=/usr/local/cuda/bin/compute-sanitizer; [ -x "$CS" ] || CS=$(command -v compute-sanitizer) || { echo "no compute-sanitizer"; exit 1; }
+        "$CS" --tool memcheck --print-limit 20 python3 scripts/ncl_ts_probe.py --one ${NCLTS_CONFIG:-8} --check-only > "$R/nclts_memcheck.txt" 2>&1; rc=$?
+        head -80 "$R/nclts_memcheck.txt"; exit $rc ;;
       pwplans) CONVBENCH_TUNE=0 correctness8 pwplans gpu_pw_plans --pw-plans ;;  # every pointwise variant forced
       sweep2) cb run configs/sweep.yaml --out "$R/sweep_a" --quiet && cb run configs/sweep.yaml --out "$R/sweep_b" --quiet \
                 && python3 scripts/repeatability.py "$R/sweep_a" "$R/sweep_b" "$R/sweep_a/REPEATABILITY.md" ;;
@@ -106,7 +110,7 @@ for arg in "$@"; do
           --section MemoryWorkloadAnalysis_Tables --section WarpStateStats --section Occupancy --section LaunchStats \
           --section SourceCounters --section InstructionStats --print-details all ${NCU_METRICS:-} --csv --page details python3 scripts/ncu_depthwise.py --cases "$cases" ${NCU_ARGS:-} > "$R/ncu_details.csv"
         rc=$?; grep -v '^"' "$R/ncu_details.csv" | head -20; exit $rc ;;
-      ncupw)  # Nsight Compute: tuned Triton (N, L, C) pointwise vs F.linear on PW_SHAPE (DTTS 1024->512)
+      ncupw)  # Nsight Compute: tuned Triton (N, L, C) pointwise vs F.linear on PW_SHAPE (DTTS 1024->512); PW_CONFIGS="[nlc_tma:|nlc_gluon:]LABEL;..." forced configs too
         /usr/local/cuda/bin/ncu --nvtx --nvtx-include "prof/" --section SpeedOfLight --section MemoryWorkloadAnalysis \
           --section WarpStateStats --section Occupancy --section LaunchStats --section InstructionStats \
           --section SchedulerStats --print-details all --csv --page details \

@@ -5,6 +5,7 @@ CUDA_LAUNCH_BLOCKING=1 so a fault names its config. Each config: error against f
 graph time on the odd-L (N, C, L) shapes, beside ncl_t with the same config and the tuned path.
 
 Usage (GPU): OUT=dir python3 scripts/ncl_ts_probe.py
+             python3 scripts/ncl_ts_probe.py --one INDEX [--check-only]   (one config; no timing)
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ SHAPES = (  # label, N, C_in, C_out, L
 )
 
 
-def one(index: int) -> None:
-    """Config `index` of ncl_ts (-1: the tuned path), every shape, one line each."""
+def one(index: int, timed: bool = True) -> None:
+    """Config `index` of ncl_ts (-1: the tuned path), every shape, one line each; timed=False
+    runs and checks each once (for compute-sanitizer, under which timing is meaningless)."""
     import torch
     import torch.nn.functional as F
     import triton.testing
@@ -46,15 +48,15 @@ def one(index: int) -> None:
             y = fn()
             torch.cuda.synchronize()
             err = ((y.double() - ref).norm() / ref.norm()).item()
-            us = triton.testing.do_bench_cudagraph(fn, rep=40, return_mode="median") * 1e3
+            us = triton.testing.do_bench_cudagraph(fn, rep=40, return_mode="median") * 1e3 if timed else float("nan")
             plan = getattr(list(tp._PLANS.values())[-1], "label", "") if index < 0 and tp._PLANS else ""
             flag = "" if err < 2e-2 else " WRONG"
             print(f"| {label} | {name} {plan} | {err:.1e}{flag} | {us:.1f} |", flush=True)
 
 
 def main() -> int:
-    if len(sys.argv) > 2 and sys.argv[1] == "--one":
-        one(int(sys.argv[2]))
+    if len(sys.argv) > 2 and sys.argv[1] == "--one":  # --one INDEX [--check-only]
+        one(int(sys.argv[2]), timed="--check-only" not in sys.argv[3:])
         return 0
     from convbench.impls import triton_pointwise as tp
 

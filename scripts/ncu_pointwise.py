@@ -13,7 +13,7 @@ import functools
 
 import torch
 
-from convbench.impls.triton_pointwise import TMA_CONFIGS, _forward
+from convbench.impls.triton_pointwise import GLUON_CONFIGS, TMA_CONFIGS, _forward
 from convbench.problem import Pointwise
 from convbench.registry import get
 
@@ -24,8 +24,9 @@ def main() -> None:
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--bias", action="store_true")
     ap.add_argument("--configs", default="",
-                    help="also profile these nlc_tma tile configs, forced (labels as in the tuning log, "
-                         "';'-separated, e.g. '64x128x64 w4 s4 p2;128x256x64 w8 s3 split')")
+                    help="also profile these tile configs, forced: [VARIANT:]LABEL as in the tuning log, "
+                         "';'-separated; VARIANT nlc_tma (the default) or nlc_gluon, e.g. "
+                         "'64x128x64 w4 s4 p2;nlc_gluon:128x128x64 w4 s4'")
     args = ap.parse_args()
     N, C_in, C_out, L = (int(v) for v in args.shape.split(","))
     p = Pointwise(N=N, C_in=C_in, C_out=C_out, L=L, bias=args.bias)
@@ -33,11 +34,13 @@ def main() -> None:
     # the two implementations as convbench builds and times them
     tri = get("pointwise", "triton_nlc").build(p, inp)
     paths = {"triton_nlc": tri, "linear_nlc": get("pointwise", "linear_nlc").build(p, inp)}
-    by_label = {c.label(): c for c in TMA_CONFIGS["tf32" if args.dtype == "float32" else "16bit"]}
-    for label in filter(None, (s.strip() for s in args.configs.split(";"))):
-        cfg = by_label[label]  # a KeyError names the label that is not in the set
-        paths[f"nlc_tma {label}"] = functools.partial(
-            _forward, inp.x, inp.weight, inp.bias, 1, 0, "nlc", None, config=cfg, variant="nlc_tma")
+    sets = {"nlc_tma": TMA_CONFIGS["tf32" if args.dtype == "float32" else "16bit"], "nlc_gluon": GLUON_CONFIGS}
+    for item in filter(None, (s.strip() for s in args.configs.split(";"))):
+        variant, _, label = item.rpartition(":")
+        variant = variant or "nlc_tma"
+        cfg = {c.label(): c for c in sets[variant]}[label]  # a KeyError names what is not in the set
+        paths[f"{variant} {label}"] = functools.partial(  # precision None: the process's policy
+            _forward, inp.x, inp.weight, inp.bias, 1, 0, "nlc", None, config=cfg, variant=variant)
     for name, fn in paths.items():
         fn()  # tunes (Triton) or warms up (cuBLAS)
         torch.cuda.synchronize()

@@ -7,13 +7,13 @@ Usage (GPU): OUT=dir python3 scripts/gluon_probe.py
 
 from __future__ import annotations
 
-import os
 import traceback
 
 import torch
 import torch.nn.functional as F
 import triton
 import triton.testing
+from probe_io import emit
 
 from convbench.impls import triton_pointwise as tp
 from convbench.impls.gluon_pointwise import pointwise_nlc_gluon
@@ -75,11 +75,7 @@ def main() -> None:
     for case in SHAPES:
         for bias in (False, True):
             lines += case_lines(*case, bias)
-    text = "\n".join(lines)
-    print(text)
-    if os.environ.get("OUT"):
-        with open(os.path.join(os.environ["OUT"], "gluon_probe.md"), "w") as f:
-            f.write(text + "\n")
+    emit(lines, "gluon_probe.md")
 
 
 if __name__ == "__main__":

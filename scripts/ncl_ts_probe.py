@@ -14,6 +14,8 @@ import os
 import subprocess
 import sys
 
+from probe_io import emit
+
 SHAPES = (  # label, N, C_in, C_out, L
     ("dtts_pw_1024_512", 19, 1024, 512, 517),
     ("dtts_pw_512_2048", 19, 512, 2048, 517),
@@ -71,11 +73,7 @@ def main() -> int:
             err = [ln for ln in r.stderr.splitlines() if "Error" in ln or "error" in ln][-1:]
             lines.append(f"| config {i} | FAILED rc={r.returncode}: {' '.join(err)[:200]} | | |")
         print("\n".join(lines[-7:]), flush=True)
-    text = "\n".join(lines)
-    print(text)
-    if os.environ.get("OUT"):
-        with open(os.path.join(os.environ["OUT"], "ncl_ts_probe.md"), "w") as f:
-            f.write(text + "\n")
+    emit(lines, "ncl_ts_probe.md")
     return 0
 
 

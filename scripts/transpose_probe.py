@@ -6,11 +6,10 @@ Usage (GPU): OUT=dir python3 scripts/transpose_probe.py
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.testing
+from probe_io import emit
 
 from convbench.impls import triton_pointwise as tp
 
@@ -48,11 +47,7 @@ def main() -> None:
         mb = 2 * src.numel() * src.element_size() / 1e6
         lines.append(f"| {label} | {mb:.0f} | {us(lambda s=src: s.clone()):.1f} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
-    text = "\n".join(lines)
-    print(text)
-    if os.environ.get("OUT"):
-        with open(os.path.join(os.environ["OUT"], "transpose_probe.md"), "w") as f:
-            f.write(text + "\n")
+    emit(lines, "transpose_probe.md")
 
 
 if __name__ == "__main__":

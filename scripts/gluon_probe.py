@@ -1,4 +1,4 @@
-"""PROBE (branch pw-gluon): the Gluon ping-pong pointwise GEMM (convbench/impls/gluon_pointwise.py)
+"""Probe (session 12): the Gluon ping-pong pointwise GEMM (convbench/impls/gluon_pointwise.py)
 on the (N, L, C) pointwise shapes, each config checked against a float64 reference, timed
 against F.linear and our tuned tl.dot kernel (triton_nlc) in CUDA graphs and with a cold L2.
 

@@ -55,7 +55,7 @@ for arg in "$@"; do
         CS=/usr/local/cuda/bin/compute-sanitizer; [ -x "$CS" ] || CS=$(command -v compute-sanitizer) || { echo "no compute-sanitizer"; exit 1; }
         "$CS" --tool memcheck --print-limit 20 python3 scripts/ncl_ts_probe.py --one ${NCLTS_CONFIG:-8} --check-only > "$R/nclts_memcheck.txt" 2>&1; rc=$?
         head -80 "$R/nclts_memcheck.txt"; exit $rc ;;
-      pwplans) CONVBENCH_TUNE=0 correctness8 pwplans gpu_pw_plans --pw-plans ;;  # every pointwise variant forced
+      pwplans) correctness8 pwplans gpu_pw_plans --pw-plans ;;  # every pointwise variant forced (the script sets CONVBENCH_TUNE=0)
       sweep2) cb run configs/sweep.yaml --out "$R/sweep_a" --quiet && cb run configs/sweep.yaml --out "$R/sweep_b" --quiet \
                 && python3 scripts/repeatability.py "$R/sweep_a" "$R/sweep_b" "$R/sweep_a/REPEATABILITY.md" ;;
       sweep) cb run configs/sweep.yaml --out "$R/sweep" ;;

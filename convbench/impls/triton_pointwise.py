@@ -740,21 +740,17 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
                 if cand.variant == "ncl_tg":
                     go = _gluon_module().launcher(M, C_in, C_out, C_in, swo, (cfg.block_m, cfg.block_n, cfg.block_k),
                                                   cfg.num_stages, has_bias, x.dtype, _num_sms(x.device))
-                else:
+                else:  # ncl_ts: y stored (N, C, L) by the GEMM's epilogue
                     go = tma_launch(cand, (M, C_in), (C_in, 1), (C_out, C_in), (swo, 1), (M, C_out),
-                                    1, M, C_out, False, x.device)
-
-                if cand.variant == "ncl_ts":  # y stored (N, C, L) by the GEMM's epilogue
-                    go = tma_launch(cand, (M, C_in), (C_in, 1), (C_out, C_in), (swo, 1), (M, C_out),
-                                    1, M, C_out, False, x.device, y_ncl_len=L)
-                    to_nlc = _transposer(N, C_in, L)
-
+                                    1, M, C_out, False, x.device, y_ncl_len=L if cand.variant == "ncl_ts" else 0)
+                to_nlc = _transposer(N, C_in, L)
+                if cand.variant == "ncl_ts":
                     def through_nlc_store_ncl(x, w, b, y):
                         xt = torch.empty((M, C_in), device=x.device, dtype=x.dtype)
                         to_nlc(src=x, dst=xt)
                         go(xt, w, y, b)
                     return through_nlc_store_ncl
-                to_nlc, to_ncl = _transposer(N, C_in, L), _transposer(N, L, C_out, TRANSPOSE_TILE_TO_NCL)
+                to_ncl = _transposer(N, L, C_out, TRANSPOSE_TILE_TO_NCL)
 
                 def through_nlc(x, w, b, y):
                     xt = torch.empty((M, C_in), device=x.device, dtype=x.dtype)

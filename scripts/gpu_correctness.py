@@ -28,6 +28,10 @@ SHAPES = [
     # long K on tensor cores: K > L, and padding > K - 1 (grad_x's flipped padding < 0)
     ("depthwise", dict(N=3, C_in=5, L=7, K=65, padding=32)),
     ("depthwise", dict(N=17, C_in=4, L=50, K=40, padding=45, bias=False)),
+    # x and y rows of different lengths (even K): (N, C, L) row classes, packed 16-bit words;
+    # L_out = L + 1 (long_seq's case), and L_out = L - 3 (d = -3, zero padding) with odd rows
+    ("depthwise", dict(N=2, C_in=64, L=1030, K=4, padding=2)),
+    ("depthwise", dict(N=3, C_in=40, L=129, K=4, padding=0)),
     ("pointwise", dict(N=2, C_in=6, C_out=10, L=1)),
     ("pointwise", dict(N=2, C_in=5, C_out=12, L=7, padding=1, stride=2)),
     ("pointwise", dict(N=1, C_in=12, C_out=6, L=129, bias=False)),
@@ -58,8 +62,9 @@ def check_ncl_plans(device: str, families=("flat",), part=(1, 1)) -> tuple[list[
 
     from convbench.impls import triton_depthwise as td
 
-    if set(families) - {"flat"}:
-        raise SystemExit(f"--ncl-plans: unknown families {sorted(set(families) - {'flat'})}; allowed: flat")
+    if set(families) - {"flat", "cls"}:
+        raise SystemExit(f"--ncl-plans: unknown families {sorted(set(families) - {'flat', 'cls'})}; "
+                         "allowed: flat, cls")
     td.NCL_FLAT_MIN_L = 1  # every shape, not only the rows the tuner offers it on
     lines, checks, failures = [], 0, 0
     shapes = [shape for op, shape in SHAPES if op == "depthwise"]
@@ -82,12 +87,16 @@ def check_ncl_plans(device: str, families=("flat",), part=(1, 1)) -> tuple[list[
                 plans, launch, _ = td._gen_conv("ncl", g.dtype, g.N, g.C_out, *conv[:2], g.K, conv[2], flip,
                                                 src, w, None if flip else inp.bias, dst)
                 mine = [pl for pl in plans() if isinstance(pl[0], str) and pl[0] in families]
-                if not mine and td._ncl_flat_fits(g.N, g.C_out, *conv[:2]):  # it should have had some
-                    checks += 1
-                    failures += 1
-                    line = f"FAIL  {'gx' if flip else 'fwd'} no flat candidates {p.label()} {dtype}"
-                    lines.append(line)
-                    print(line, flush=True)
+                packed_c = td._ncl_class_packed(g.dtype, g.N, g.C_out, *conv, src)
+                offered = {"flat": td._ncl_flat_fits(g.N, g.C_out, *conv[:2]),
+                           "cls": bool(td._ncl_class_widths(packed_c, g.dtype.itemsize, g.N, g.C_out, *conv))}
+                for fam in families:  # where a family applies, it should have had candidates
+                    if offered[fam] and not any(pl[0] == fam for pl in mine):
+                        checks += 1
+                        failures += 1
+                        line = f"FAIL  {'gx' if flip else 'fwd'} no {fam} candidates {p.label()} {dtype}"
+                        lines.append(line)
+                        print(line, flush=True)
                 for plan in mine:
                     checks += 1
                     dst.fill_(float("nan"))
@@ -144,7 +153,7 @@ def main() -> int:
     ap.add_argument("--out", default=os.environ.get("OUT"))
     ap.add_argument("--part", default="1/1", help="I/N: check every N-th shape from the I-th (parallel runs)")
     ap.add_argument("--ncl-plans", default="",
-                    help="only check every generated (N, C, L) candidate of these families (e.g. flat)")
+                    help="only check every generated (N, C, L) candidate of these families (flat, cls)")
     ap.add_argument("--pw-plans", action="store_true",
                     help="only check every pointwise variant forced (its first config; every Gluon config)")
     args = ap.parse_args()

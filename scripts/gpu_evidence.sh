@@ -3,9 +3,9 @@
 # every step's log, and re-pack the run folders into $OUT/evidence.tgz after each step, so a
 # call cut short still returns what finished.
 # Usage (GPU machine, repo root): bash scripts/gpu_evidence.sh STEP[:SECONDS]...
-# Steps: warmtrain train1 (configs/training.yaml alone) correctness flatcheck (every flat (N, C, L) candidate) flatprobe (scripts/flat_probe.py, PROBE_ARGS) sweep2 warmpw pwbench pwlaunch transpose (scripts/transpose_probe.py) gluon nclts nclts_memcheck (probes) pwplans (every pointwise variant forced) pointwise (issue 8) sweep training precision full timer attribution fault power gate_baseline gate
+# Steps: warmtrain train1 (configs/training.yaml alone) correctness flatcheck (every flat (N, C, L) candidate) clscheck (every row-class one) flatprobe (scripts/flat_probe.py, PROBE_ARGS) sweep2 warmpw pwbench pwlaunch transpose (scripts/transpose_probe.py) gluon nclts nclts_memcheck (probes) pwplans (every pointwise variant forced) pointwise (issue 8) sweep training precision full timer attribution fault power gate_baseline gate
 #        flush (scripts/flush_check.py: copies after a dirty, a clean and no L2 flush)
-#        warm (compile Triton tuning candidates in parallel) warmfwd (forward candidates of WARM_SHAPES) warmncl ncl (configs/depthwise_ncl_triton.yaml) median (configs/depthwise_median.yaml) dtts (configs/depthwise_dtts.yaml) warmnlc nlc (configs/depthwise_nlc_triton.yaml) longk (configs/depthwise_long_kernel.yaml) longktrain (its fwd+bwd) dw1 dw2 (configs/depthwise_kernels.yaml
+#        warm (compile Triton tuning candidates in parallel) warmfwd (forward candidates of WARM_SHAPES) warmncl ncl (configs/depthwise_ncl_triton.yaml) median (configs/depthwise_median.yaml) dtts (configs/depthwise_dtts.yaml) longseq (configs/depthwise_long_seq.yaml) warmnlc nlc (configs/depthwise_nlc_triton.yaml) longk (configs/depthwise_long_kernel.yaml) longktrain (its fwd+bwd) dw1 dw2 (configs/depthwise_kernels.yaml
 #        in two shards) devbench (scripts/bench_depthwise_gen.py) tunefwd (its forward tuning landscape)
 #        ncupw (Nsight Compute: Triton pointwise vs F.linear, PW_SHAPE=N,C_in,C_out,L; PW_CONFIGS: forced nlc_tma configs too)
 #        ncu (Nsight Compute sections of tuned forward kernels; NCU_CASES=label:dtype:layout,...,
@@ -47,6 +47,7 @@ for arg in "$@"; do
     case $step in
       correctness) CONVBENCH_TUNE=0 correctness8 correctness gpu_correctness ;;  # the GPU matrix, first tile each
       flatcheck) correctness8 flatcheck gpu_ncl_plans --ncl-plans flat ;;  # every flat (N, C, L) candidate, fwd and grad_x
+      clscheck) correctness8 clscheck gpu_ncl_plans --ncl-plans cls ;;  # every row-class (N, C, L) candidate, fwd and grad_x
       flatprobe) OUT=$R python3 scripts/flat_probe.py ${PROBE_ARGS:-} > "$R/flat_probe.txt"; rc=$?; cat "$R/flat_probe.txt"; exit $rc ;;
       transpose) OUT=$R python3 scripts/transpose_probe.py ;;
       gluon) OUT=$R python3 scripts/gluon_probe.py ;;
@@ -94,6 +95,7 @@ for arg in "$@"; do
       longktrain) cb run configs/depthwise_long_kernel_training.yaml --out "$R/depthwise_long_kernel_training" --quiet ;;
       median) cb run configs/depthwise_median.yaml --out "$R/depthwise_median" --quiet ;;
       dtts) cb run configs/depthwise_dtts.yaml --out "$R/depthwise_dtts" --quiet ;;
+      longseq) cb run configs/depthwise_long_seq.yaml --out "$R/depthwise_long_seq" --quiet ;;
       ncl) cb run configs/depthwise_ncl_triton.yaml --out "$R/depthwise_ncl_triton" --quiet ;;
       dw1|dw2) cb run configs/depthwise_kernels.yaml --shard "${step#dw}/2" --out "$R/depthwise_kernels_${step#dw}" --quiet ;;
       devbench) OUT=$R python3 scripts/bench_depthwise_gen.py --budget-s $((limit - 60)) \

@@ -74,6 +74,20 @@ SPLIT_CASES = ["anchor_y_S3", "anchor_y_S0", "K31", "packed_bf16_odd_rows", "pac
 # cases added for the flat (N, C, L) kernel: the (N, L, C) kernels have their own odd sizes
 NCL_ONLY = {"K_gt_L", "L16_K9", "odd_C_L129"}
 
+# x and y rows of different lengths, d = L_out - L_in not a multiple of the group: row-class
+# plans ("cls"), where each program holds rows of one class and anchors them to y
+CLASS_CASES = {
+    "cls_bf16_d1": (_case(N=2, C=8, L=129, K=4, padding=2), "bfloat16"),  # packed words, 8 classes
+    "cls_fp16_shrink": (_case(N=3, C=16, L=100, K=4, padding=0), "float16"),  # d = -3
+    "cls_bf16_d2": (_case(N=2, C=8, L=50, K=3, padding=2), "bfloat16"),  # d = 2: 4 classes
+    "cls_fp32_d1": (_case(N=2, C=4, L=37, K=6, padding=3), "float32"),  # 4-element groups
+    "cls_K_gt_L": (_case(N=2, C=8, L=1, K=4, padding=2), "float16"),  # rows of 1 and 2
+    "anchor_x": GEN_CASES["anchor_x"],  # C = 4: too few channels for 8 classes; 4-element groups
+}
+CLASS_V8_CASES = ["cls_fp32_v8"]  # fp32 in 8-element groups (two vectors)
+CLASS_CASES["cls_fp32_v8"] = (_case(N=2, C=8, L=61, K=4, padding=2), "float32")
+ALL_CASES = {**GEN_CASES, **CLASS_CASES}
+
 
 @pytest.mark.parametrize("name,layout", [(n, lay) for n in GEN_CASES for lay in ("ncl", "nlc", "nlc_roll")
                                          if lay == "ncl" or n not in NCL_ONLY]
@@ -84,18 +98,20 @@ NCL_ONLY = {"K_gt_L", "L16_K9", "odd_C_L129"}
                          + [(n, "ncl_v16_split") for n in ("anchor_y_S3", "K31", "packed16_bf16_odd_rows")]
                          + [(n, "ncl_flat") for n in FLAT_CASES]
                          + [(n, "ncl_flat_mix") for n in ("packed_bf16_odd_rows", "K31_fp32", "packed_length_1_K7")]
-                         + [(n, f"ncl_flat_v{v}") for n, v in FLAT_V_CASES])
+                         + [(n, f"ncl_flat_v{v}") for n, v in FLAT_V_CASES]
+                         + [(n, "ncl_cls") for n in CLASS_CASES if n not in CLASS_V8_CASES]
+                         + [(n, "ncl_cls_fp32_v8") for n in CLASS_V8_CASES])
 def test_generated_kernels_match_float64(name, layout, monkeypatch):
     """ncl: without the edge program (edge tiles store whole groups as vectors, partial groups
     element by element: what the tuner runs) and with it (inner tiles store whole groups, one
     more program column the row edges). nlc: the
     tile kernel and the rolling window (segments of 8 rows, 4 a step, so rows of 1 to 517 end
-    inside a first step, a segment or a step)."""
+    inside a first step, a segment or a step). ncl_cls: rows anchored to y by class."""
     monkeypatch.setattr(td, "_PLANS", {})  # plans are cached by shape, not by variant
     monkeypatch.setattr(td, "_READY", {})
     if layout.startswith("ncl"):
         monkeypatch.setattr(td, "INTERPRETER_NCL", "split" if layout.endswith("_split") else
-                            "flat" if "flat" in layout else "nosplit")
+                            "flat" if "flat" in layout else "classes" if "cls" in layout else "nosplit")
         if "flat" in layout:  # the tuner offers it from L = 512; the code paths run at any L
             monkeypatch.setattr(td, "NCL_FLAT_MIN_L", 1)
             monkeypatch.setattr(td, "INTERPRETER_FLAT_MIX", int("mix" in layout))
@@ -107,7 +123,7 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
     else:
         monkeypatch.setattr(td, "INTERPRETER_NLC", "roll" if layout == "nlc_roll" else "tile")
         layout = "nlc"
-    p, dtype = GEN_CASES[name]
+    p, dtype = ALL_CASES[name]
     inp = p.make_inputs(dtype, layout=layout, seed=1)
     g = td._geometry(inp.x, inp.weight, inp.bias, p.stride, p.padding, p.dilation, layout)
     assert td._uses_gen(g), f"{name} {layout} no longer takes the generated kernels"
@@ -118,8 +134,9 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
     if layout == "ncl":  # the edge handling asked for is the one that ran (the edge program
         # runs only where rows anchor to y: prepare() takes split and anchor_y)
         plan = td._PLANS[("fwd_any", g)]
-        if td.INTERPRETER_NCL == "flat":  # forward and grad_x both ran flat
-            assert plan[0] == "flat" and td._PLANS[("bwd_x_any", g)][0] == "flat", (plan, td._PLANS)
+        if td.INTERPRETER_NCL in ("flat", "classes"):  # forward and grad_x both ran that family
+            family = "flat" if td.INTERPRETER_NCL == "flat" else "cls"
+            assert plan[0] == family and td._PLANS[("bwd_x_any", g)][0] == family, (plan, td._PLANS)
         else:
             V = td._ncl_group(plan[4], td._ncl_packed(inp.x.dtype, g.N, g.C_in, g.L_in, g.L_out, g.padding,
                                                       inp.x), inp.x.dtype.itemsize)[0]
@@ -127,7 +144,8 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
             assert (plan[-1] and anchor_y) == (td.INTERPRETER_NCL == "split"), (plan, anchor_y)
     if layout == "ncl" and wide:  # the wide groups ran (forward, grad_x, grad_w)
         assert td._PLANS[("fwd_any", g)][4 if td.INTERPRETER_NCL != "flat" else 3] == wide, td._PLANS[("fwd_any", g)]
-        assert td._PLANS[("gen_w", g)][-1] == wide, td._PLANS[("gen_w", g)]
+        if td.INTERPRETER_NCL != "classes":  # grad_w has no row classes: its rows anchor to x
+            assert td._PLANS[("gen_w", g)][-1] == wide, td._PLANS[("gen_w", g)]
     if layout == "nlc":  # the variant asked for is the one that ran (forward and grad_x)
         seg = td._PLANS[("fwd_any", g)][-1]
         assert (seg > 0) == (td.INTERPRETER_NLC == "roll"), td._PLANS[("fwd_any", g)]
@@ -159,7 +177,16 @@ out = {}
 for kind, K, padding, packed, split, V in json.loads(sys.argv[1]):
     xt = "*i32" if packed else "*fp32"
     yt = {"bf16": "*bf16", "fp16": "*fp16"}.get(packed, "*fp32")
-    if kind == "flat":
+    if kind == "cls":  # row classes of rows one longer in y than in x (d = 1)
+        classes = tuple((-c - padding) % V for c in range(V))
+        kern = gen.load(gen.ncl_forward_source(K, V, None, False, True, packed, False, classes))
+        sig = {"x_ptr": xt, "w_ptr": "*fp32", "b_ptr": "*fp32", "y_ptr": yt, "yw_ptr": xt, "N": "i32",
+               "C": "i32", "L_in": "i32", "L_out": "i32", "padding": "i32", "total_x": "i32",
+               "HAS_BIAS": "constexpr", "BLOCK_C": "constexpr", "G": "constexpr", "EDGE": "constexpr",
+               "EG": "constexpr"}
+        aligned = (0, 1, 2, 3, 4, 10)
+        consts = {"HAS_BIAS": True, "BLOCK_C": 4, "G": 32, "EDGE": 0, "EG": 1}
+    elif kind == "flat":
         kern = gen.load(gen.ncl_flat_source(K, V, (-padding) % V, False, packed))
         sig = {"x_ptr": xt, "xe_ptr": yt, "w_ptr": "*fp32", "b_ptr": "*fp32", "y_ptr": yt, "yw_ptr": xt,
                "C": "i32", "L": "i32", "padding": "i32", "total": "i32", "n_main": "i32", "n_edge": "i32",
@@ -327,3 +354,51 @@ def test_flat_plans_offered_described_and_bounded(monkeypatch):
     tagged, _ = td._with_tiles(lambda: plans, None, lambda: [], None, "ncl")
     assert [p for p in tagged() if p[0] == "flat"] == flat  # kept as they are, not tagged "gen"
     assert td._describe("ncl", "fwd_any", ("flat", 256, 4, 8, 1)) == "flat(G=256, warps=4, V=8, mix=1)"
+
+
+def test_row_classes_anchor_every_row_to_both_tensors():
+    """_ncl_classes: for every row R (n * C + row) of shapes whose x and y rows differ in length,
+    the class of its program column gives a shift S with which both the y tile (anchored to y's
+    group grid: l0 = -(R * L_out mod V)) and the x window start (R * L_in + l0 - padding - S) fall
+    on group boundaries; and where a class could not be one shift for all n, none is offered."""
+    for N, C, L_in, L_out, padding, V in [(1, 4096, 8192, 8193, 2, 8), (1, 4096, 8193, 8192, 1, 8),
+                                          (3, 16, 100, 97, 0, 8), (2, 8, 50, 52, 2, 8), (2, 4, 37, 38, 3, 4),
+                                          (1, 6, 40, 41, 3, 4), (2, 12, 40, 41, 3, 4)]:
+        classes = td._ncl_classes(N, C, L_in, L_out, padding, V)
+        P = len(classes)
+        assert P == V // __import__("math").gcd((L_out - L_in) % V, V)
+        for n in range(N):
+            for row in range(C):
+                R = n * C + row
+                l0 = -(R * L_out % V)
+                assert (R * L_in + l0 - padding - classes[row % P]) % V == 0, (N, C, L_in, L_out, R)
+    assert td._ncl_classes(1, 4096, 8192, 8192, 2, 8) is None  # same lengths: rows anchor to y as they are
+    assert td._ncl_classes(2, 6, 40, 41, 3, 4) is None  # C * d = 6: row 0 of n = 1 is of class 2
+
+
+def test_row_class_plans_offered_and_described(monkeypatch):
+    """The GPU tuner offers row-class plans where rows differ in length (long_seq: bf16, K = 4,
+    L_out = L + 1), in packed 8-element and 4-element groups, next to the row tiles (which anchor
+    such rows to x); a class plan reads as cls(...) in rows and traces."""
+    import torch
+
+    long_seq = (1, 4096, 8192, 8193, 2)
+    x = torch.empty(4, dtype=torch.bfloat16)
+    assert td._ncl_class_packed(torch.bfloat16, *long_seq, x) == "bf16"
+    assert td._ncl_packed(torch.bfloat16, *long_seq, x) is None  # one S cannot anchor every row
+    monkeypatch.setattr(td, "interpreting", lambda: False)
+    Vc = td._ncl_class_widths("bf16", 2, *long_seq)
+    assert Vc == (8, 4)
+    plans = td._gen_conv_plans("ncl", torch.bfloat16, 1, 4096, 8193, 4, (4,), 132, Vc=Vc)
+    cls = [p for p in plans if p[0] == "cls"]
+    assert len(cls) == 8 and len(plans) > len(cls) and {p[4] for p in cls} == {8, 4}
+    assert td._gen_conv_plans("ncl", torch.bfloat16, 1, 4096, 8193, 4, (4,), 132) == plans[:len(plans) - 8]
+    assert td._describe("ncl", "fwd_any", ("cls", 4, 32, 4, 8, 1)) == "cls(block_c=4, G=32, warps=4, V=8, nb=1)"
+
+
+def test_row_class_window_loads_and_stores_are_vectors():
+    """Row-class kernels (one branch per class, each with its own window shift) keep 16-byte
+    window loads and stores in packed 16-bit and fp32 groups, with no shared memory. PTX for
+    sm_90, in a fresh process (see test_ncl_window_loads_and_stores_are_vectors)."""
+    _assert_vector_ptx([("cls", 4, 2, "bf16", False, 8), ("cls", 4, 2, None, False, 4),
+                        ("cls", 4, 2, None, False, 8)])

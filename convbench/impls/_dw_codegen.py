@@ -438,8 +438,9 @@ def ncl_edge_groups(K: int, V: int, padding: int, L_in: int, L_out: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
-def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
-                       packed: str | None = None, split: bool = True) -> str:
+def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool,
+                       packed: str | None = None, split: bool = True,
+                       classes: tuple[int, ...] | None = None) -> str:
     """Forward (or, with `flip`, grad_x) of (N, C, L) rows in tiles of (BLOCK_C rows, G groups);
     each program loops over batch items n = pid, pid + num_programs(2), ... so the K weights it
     loads per row serve several tiles.
@@ -450,16 +451,27 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
     no zeroing and their stores are whole vectors; the last program column (EDGE = 1) computes
     the EG first and EG last groups of each row, where the rest lie, with zeroed windows and
     element stores. Without it, edge tiles zero their windows and store with element masks
-    (short rows, where the edge groups are a large share, can be faster so)."""
+    (short rows, where the edge groups are a large share, can be faster so).
+
+    `classes` (rows whose x and y lengths differ by d, not a multiple of V: even K with "same"
+    padding gives d = 1): anchoring a row to y then shifts its x window by an S that depends on
+    the row, S = (-row * d - padding) mod V, which repeats with period P = len(classes). Program
+    column pc then holds only rows of class pc mod P (rows pc // P * BLOCK_C * P + pc mod P + P * j),
+    so every row of a program has the one shift classes[pc mod P], a constant in one of P
+    branches of the kernel; rows anchor to y (vector stores, packed 16-bit words) and there is
+    no edge program. The caller makes sure the class of row n * C + row is that of row (C * d a
+    multiple of V, or N = 1)."""
+    if classes is not None:
+        assert anchor_y and not split, "row classes anchor rows to y and have no edge program"
     if packed:
         assert anchor_y and V in (8, 16), "packed 16-bit groups need rows aligned to y and V = 8 or 16"
     split = split and anchor_y
     W = _words(V, packed)
-    Q1 = ncl_window(K, V, S)
-    need = (S, S + V + K - 2)  # the window elements output taps read
     inner = (f"(gp >= lo) & (gp + {V + K - 2} - padding < L_in) & (gp + {V} <= L_out)")
 
-    def body(ind: int, masked: bool) -> None:
+    def body(ind: int, masked: bool, S: int) -> None:
+        Q1 = ncl_window(K, V, S)
+        need = (S, S + V + K - 2)  # the window elements output taps read
         e = _ncl_load_window(s, ind, V, packed, Q1, masked, "G", "x_ptr", "xa[:, None, None] + goff",
                              "total_x", "L_in", _ncl_x_pos(V, S), "e", True, zero=masked and not split,
                              need=need)
@@ -497,6 +509,8 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
                 s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3 & (lpos.to(tl.uint32, bitcast=True) < L_out))")
 
     def edge(ind: int) -> None:
+        Q1 = ncl_window(K, V, S)
+        need = (S, S + V + K - 2)
         # names differ from the tile branch's: Triton wants one type per name across branches
         s(ind, "je = tl.arange(0, 2 * EG)[None, :]")
         s(ind, "first = (-m)[:, None]")
@@ -525,7 +539,13 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
     s(0, "           HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr, G: tl.constexpr,")
     s(0, "           EDGE: tl.constexpr, EG: tl.constexpr):")
     s(1, "pid_l = tl.program_id(0)")
-    s(1, "rows = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)")
+    if classes is None:
+        s(1, "rows = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)")
+    else:
+        P = len(classes)
+        s(1, "pc = tl.program_id(1)")
+        s(1, f"cls = pc % {P}  # the row class: every row of this program has shift classes[cls]")
+        s(1, f"rows = (pc // {P}) * (BLOCK_C * {P}) + cls + {P} * tl.arange(0, BLOCK_C)")
     s(1, "rm2 = (rows < C)[:, None]")
     s(1, "rm3 = rm2[:, :, None]")
     s(1, "rows = tl.minimum(rows, C - 1)")
@@ -542,7 +562,13 @@ def ncl_forward_source(K: int, V: int, S: int, flip: bool, anchor_y: bool,
         s(3, "pass")
     s(2, "else:")
     s(3, f"l_start = pid_l * (G * {V})")
-    _ncl_tile(s, 3, V, S, Q1, anchor_y, packed, body)
+    if classes is None:
+        _ncl_tile(s, 3, V, S, ncl_window(K, V, S), anchor_y, packed, lambda i, m: body(i, m, S))
+    else:
+        for c, Sc in enumerate(classes):
+            s(3, f"if cls == {c}:  # S = {Sc}")
+            _ncl_tile(s, 4, V, Sc, ncl_window(K, V, Sc), anchor_y, packed,
+                      lambda i, m, Sc=Sc: body(i, m, Sc))
     return s.text()
 
 

@@ -10,6 +10,7 @@ Three kernel families, chosen per shape by a cold-L2 tuner (plans cached by geom
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import dataclass
 
@@ -689,6 +690,42 @@ def _ncl_packed(dtype, N, C, L_in, L_out, padding, x) -> str | None:
     return kind
 
 
+def _ncl_classes(N: int, C: int, L_in: int, L_out: int, padding: int, V: int) -> tuple[int, ...] | None:
+    """The window shift S of each row class (ncl_forward_source's `classes`) where x and y rows
+    differ in length by d, d not a multiple of V (even K with "same" padding: d = 1), so rows
+    cannot all anchor to y with one S. Row R = n * C + row has S = (-R * d - padding) mod V, with
+    period P = V / gcd(d, V) in R. A program holds rows of one class of `row`, so the class of R
+    must be that of row: C * d a multiple of V, or N = 1. None where the classes do not apply."""
+    d = L_out - L_in
+    if d % V == 0 or (N > 1 and (C * d) % V):
+        return None
+    P = V // math.gcd(d % V, V)
+    return tuple((-c * d - padding) % V for c in range(P))
+
+
+def _ncl_class_widths(packed: str | None, itemsize: int, N: int, C: int, L_in: int, L_out: int,
+                      padding: int) -> tuple[int, ...]:
+    """Group widths of the row-class plans ("cls"), widest first: packed 16-bit words or fp32
+    pairs of vectors (V = 8) where the tensors are whole 8-element groups, and V = 4."""
+    top = (8, NCL_V) if (packed or itemsize == 4) and _ncl_fits(N, C, L_in, L_out, 8) else (NCL_V,)
+    ws = tuple(v for v in top if _ncl_classes(N, C, L_in, L_out, padding, v) is not None
+               and _ncl_fits(N, C, L_in, L_out, v))
+    if interpreting():  # as _ncl_widths: the narrowest groups unless a test asks for wider
+        ws = tuple(v for v in ws if v <= (INTERPRETER_NCL_V or (8 if packed else NCL_V)))
+    return ws
+
+
+def _ncl_class_packed(dtype, N, C, L_in, L_out, padding, x) -> str | None:
+    """The packed kind of 8-element word groups in row-class plans: as _ncl_packed, with rows that
+    anchor to y by class (_ncl_classes) instead of all alike."""
+    kind = PACKED.get(dtype)
+    if kind is None or _ncl_classes(N, C, L_in, L_out, padding, 8) is None:
+        return None
+    if not _ncl_fits(N, C, L_in, L_out, 8) or x.data_ptr() % 4:
+        return None
+    return kind
+
+
 def _as_words(t):
     """A contiguous 16-bit tensor as flat int32 words (two elements each)."""
     return t.view(-1).view(torch.int32)
@@ -785,10 +822,24 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
     if layout == "ncl":
         packed = _ncl_packed(dtype, N, C, L_in, L_out, padding, x)
 
+        packed_c = _ncl_class_packed(dtype, N, C, L_in, L_out, padding, x)
+
         def prepare(*plan):
             if plan[0] == "flat":
                 return _ncl_flat_prepare(N, C, L_in, K, padding, flip, has_bias, packed, dtype, *plan[1:])
+            if plan[0] == "cls":
+                return prepare_classes(*plan[1:])
             return prepare_rows(*plan)
+
+        def prepare_classes(block_c, G, warps, V, nb):
+            V, kind = _ncl_group(V, packed_c, dtype.itemsize)
+            classes = _ncl_classes(N, C, L_in, L_out, padding, V)
+            if classes is None:  # 4-element groups (data not readable as words) that anchor to y
+                return prepare_rows(block_c, G, warps, V, nb, False)
+            kern = _gen_kernel("ncl_fwd", K, V, None, flip, True, kind, False, classes)
+            P = len(classes)  # program columns come in runs of P, one per class
+            grid = (cdiv(L_out + (V - 1 if L_out % V else 0), G * V), cdiv(C, block_c * P) * P, cdiv(N, nb))
+            return launch_rows(kern, grid, kind, block_c, G, warps, V, False)
 
         def prepare_rows(block_c, G, warps, V, nb, split):
             V, kind = _ncl_group(V, packed, dtype.itemsize)
@@ -797,6 +848,9 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
             kern = _gen_kernel("ncl_fwd", K, V, S, flip, anchor_y, kind, split)
             # split edges: one more program column for each row's edge groups
             grid = (cdiv(L_out + m_max, G * V) + split, cdiv(C, block_c), cdiv(N, nb))
+            return launch_rows(kern, grid, kind, block_c, G, warps, V, split)
+
+        def launch_rows(kern, grid, kind, block_c, G, warps, V, split):
             total_x = N * C * L_in // (2 if kind else 1)
             consts = dict(HAS_BIAS=has_bias, BLOCK_C=block_c, G=G, EDGE=int(split),
                           EG=gen.ncl_edge_groups(K, V, padding, L_in, L_out), num_warps=warps)
@@ -824,9 +878,12 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
     def launch(*plan):
         prepare(*plan)(x, w, bias, y)
 
-    Vs = _ncl_widths(packed, dtype.itemsize, N, C, L_in, L_out, padding, K) if layout == "ncl" else ()
+    Vs, Vc = (), ()
+    if layout == "ncl":
+        Vs = _ncl_widths(packed, dtype.itemsize, N, C, L_in, L_out, padding, K)
+        Vc = _ncl_class_widths(packed_c, dtype.itemsize, N, C, L_in, L_out, padding)
     flat = layout == "ncl" and _ncl_flat_fits(N, C, L_in, L_out)
-    return (lambda: _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, _sm_count(x.device), flat),
+    return (lambda: _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, _sm_count(x.device), flat, Vc),
             launch, prepare)
 
 
@@ -912,11 +969,15 @@ def _ncl_splits() -> tuple[bool, ...]:
     return (False, True) if os.environ.get("CONVBENCH_DW_EDGE_PROGRAM", "0") == "1" else (False,)
 
 
-def _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, sms, flat=False) -> list[tuple]:
+def _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, sms, flat=False, Vc=()) -> list[tuple]:
+    """Candidate plans. In (N, C, L): row tiles in widths Vs, the flat kernel where `flat`, and
+    row-class tiles ("cls", block_c, G, warps, V, nb) in widths Vc (_ncl_classes)."""
     if layout == "ncl":
         if interpreting():
             if INTERPRETER_NCL == "flat" and flat:
                 return [("flat", 32, 1, Vs[0], INTERPRETER_FLAT_MIX)]
+            if INTERPRETER_NCL == "classes" and Vc:
+                return [("cls", 4, 64 // Vc[0], 1, Vc[0], 2)]
             return [(4, 64 // Vs[0], 1, Vs[0], 2, INTERPRETER_NCL == "split")]
         # nb: batch items per program (each loads its rows' K weights once for all of them);
         # split: inner tiles + an edge program, or edge tiles with masks (see _ncl_splits)
@@ -928,6 +989,10 @@ def _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, sms, flat=False) -> list[
                 for G in (128, 256):
                     _, _, n_main, n_edge = _ncl_flat_grid(N, C, L_out, K, (K - 1) // 2, G, V)
                     cands += [("flat", G, 4, V, mix) for mix in ((0, 1) if n_main >= n_edge else (0,))]
+        # rows of x and y that differ in length (even K): rows anchored to y by class, so stores
+        # are vectors (the row tiles anchor such rows to x and store element by element)
+        cands += [("cls", bc, G, 4, V, nb) for V in Vc for bc, G in _ncl_tiles(L_out, V)
+                  for nb in ((1, 4) if N > 1 else (1,))]
     elif interpreting():
         cands = [(2, 4, 1, 8 if INTERPRETER_NLC == "roll" else 0)]
     else:
@@ -1244,6 +1309,7 @@ def depthwise_conv1d(x, weight, bias, stride=1, padding=0, dilation=1, layout="n
 _PLAN_FIELDS = {  # the launch() arguments of each generated-kernel plan, by (layout, kind)
     ("ncl", "gen"): ("block_c", "G", "warps", "V", "nb", "split"),
     ("ncl", "flat"): ("G", "warps", "V", "mix"),
+    ("ncl", "cls"): ("block_c", "G", "warps", "V", "nb"),
     ("ncl", "toeplitz"): ("B", "BN", "warps", "stages"),
     ("nlc", "toeplitz"): ("B", "BN", "warps", "stages"),
     ("nlc", "gen"): ("vpt", "R", "warps", "seg"),
@@ -1258,7 +1324,7 @@ def _describe(layout: str, kind: str, plan: tuple) -> str:
         return f"tile(block_c={t.block_c}, block_l={t.block_l}, warps={t.num_warps})"
     if plan[0] == "tile":
         return _describe(layout, kind, plan[1:])
-    if plan[0] in ("gen", "flat"):
+    if plan[0] in ("gen", "flat", "cls"):
         kind, plan = plan[0], plan[1:]
     if plan[0] == "toeplitz":
         kind, plan = "toeplitz", plan[1:]

@@ -374,6 +374,7 @@ def test_row_classes_anchor_every_row_to_both_tensors():
                 assert (R * L_in + l0 - padding - classes[row % P]) % V == 0, (N, C, L_in, L_out, R)
     assert td._ncl_classes(1, 4096, 8192, 8192, 2, 8) is None  # same lengths: rows anchor to y as they are
     assert td._ncl_classes(2, 6, 40, 41, 3, 4) is None  # C * d = 6: row 0 of n = 1 is of class 2
+    assert td._ncl_classes(1, 3, 40, 41, 3, 4) is None  # 4 classes, 3 rows: a class without rows
 
 
 def test_row_class_plans_offered_and_described(monkeypatch):

@@ -456,11 +456,11 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
     `classes` (rows whose x and y lengths differ by d, not a multiple of V: even K with "same"
     padding gives d = 1): anchoring a row to y then shifts its x window by an S that depends on
     the row, S = (-row * d - padding) mod V, which repeats with period P = len(classes). Program
-    column pc then holds only rows of class pc mod P (rows pc // P * BLOCK_C * P + pc mod P + P * j),
-    so every row of a program has the one shift classes[pc mod P], a constant in one of P
-    branches of the kernel; rows anchor to y (vector stores, packed 16-bit words) and there is
-    no edge program. The caller makes sure the class of row n * C + row is that of row (C * d a
-    multiple of V, or N = 1)."""
+    column pc then holds only rows of class c = pc // n_blk (rows (pc mod n_blk) * BLOCK_C * P + c
+    + P * j, n_blk = program columns / P), so every row of a program has the one shift
+    classes[c], a constant in one of P branches of the kernel; rows anchor to y (vector stores,
+    packed 16-bit words) and there is no edge program. The caller makes sure the class of row
+    n * C + row is that of row (C * d a multiple of V, or N = 1) and that C >= P."""
     if classes is not None:
         assert anchor_y and not split, "row classes anchor rows to y and have no edge program"
     if packed:
@@ -543,12 +543,17 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
         s(1, "rows = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)")
     else:
         P = len(classes)
-        s(1, "pc = tl.program_id(1)")
-        s(1, f"cls = pc % {P}  # the row class: every row of this program has shift classes[cls]")
-        s(1, f"rows = (pc // {P}) * (BLOCK_C * {P}) + cls + {P} * tl.arange(0, BLOCK_C)")
+        # class-major program columns: programs that run at the same time take the same branch
+        # (interleaved classes ran every branch on every SM: 1.7x slower, session 13)
+        s(1, f"n_blk = tl.num_programs(1) // {P}")
+        s(1, "cls = tl.program_id(1) // n_blk  # the row class: every row here has shift classes[cls]")
+        s(1, f"rows = (tl.program_id(1) % n_blk) * (BLOCK_C * {P}) + cls + {P} * tl.arange(0, BLOCK_C)")
     s(1, "rm2 = (rows < C)[:, None]")
     s(1, "rm3 = rm2[:, :, None]")
-    s(1, "rows = tl.minimum(rows, C - 1)")
+    if classes is None:
+        s(1, "rows = tl.minimum(rows, C - 1)")
+    else:  # rows past C read the class's last row: another class's row would misalign the window
+        s(1, f"rows = tl.minimum(rows, cls + {P} * ((C - 1 - cls) // {P}))")
     s(1, "jj = tl.arange(0, G)")
     s(1, f"vw = tl.arange(0, {_unit(V, packed)})[None, None, :]")
     s(1, "lo = tl.maximum(padding, 0)")

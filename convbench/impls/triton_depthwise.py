@@ -695,11 +695,14 @@ def _ncl_classes(N: int, C: int, L_in: int, L_out: int, padding: int, V: int) ->
     differ in length by d, d not a multiple of V (even K with "same" padding: d = 1), so rows
     cannot all anchor to y with one S. Row R = n * C + row has S = (-R * d - padding) mod V, with
     period P = V / gcd(d, V) in R. A program holds rows of one class of `row`, so the class of R
-    must be that of row: C * d a multiple of V, or N = 1. None where the classes do not apply."""
+    must be that of row: C * d a multiple of V, or N = 1; and every class needs a row (C >= P).
+    None where the classes do not apply."""
     d = L_out - L_in
     if d % V == 0 or (N > 1 and (C * d) % V):
         return None
     P = V // math.gcd(d % V, V)
+    if C < P:
+        return None
     return tuple((-c * d - padding) % V for c in range(P))
 
 

@@ -67,42 +67,44 @@ def check_ncl_plans(device: str, families=("flat",), part=(1, 1)) -> tuple[list[
                          "allowed: flat, cls")
     td.NCL_FLAT_MIN_L = 1  # every shape, not only the rows the tuner offers it on
     lines, checks, failures = [], 0, 0
-    shapes = [shape for op, shape in SHAPES if op == "depthwise"]
-    for shape in shapes[part[0] - 1::part[1]]:
+    # parts split (shape, dtype) items, not shapes: the families' candidates apply to few shapes
+    # and compile slowly (a row-class kernel has a branch per class)
+    items = [(shape, dtype) for op, shape in SHAPES if op == "depthwise"
+             for dtype in ("float32", "float16", "bfloat16")]
+    for shape, dtype in items[part[0] - 1::part[1]]:
         p = make_problem("depthwise", **shape)
-        for dtype in ("float32", "float16", "bfloat16"):
-            inp = p.make_inputs(dtype, device, "ncl", seed=2)
-            g = td._geometry(inp.x, inp.weight, inp.bias, p.stride, p.padding, p.dilation, "ncl")
-            if not td._uses_gen(g):
-                continue
-            w = inp.weight.reshape(g.C_out, g.K).contiguous()
-            gy = torch.randn((g.N, g.C_out, g.L_out), device=device, dtype=inp.x.dtype)
-            bias = None if inp.bias is None else inp.bias.double()
-            ref_y = F.conv1d(inp.x.double(), inp.weight.double(), bias, padding=g.padding, groups=g.C_in)
-            # grad_x of a stride-1 depthwise conv: the transposed conv of gy
-            ref_gx = F.conv_transpose1d(gy.double(), inp.weight.double(), padding=g.padding, groups=g.C_in)
-            for flip, src, dst_len, ref in ((False, inp.x, g.L_out, ref_y), (True, gy, g.L_in, ref_gx)):
-                dst = torch.empty((g.N, g.C_out, dst_len), device=device, dtype=inp.x.dtype)
-                conv = (g.L_in, g.L_out, g.padding) if not flip else (g.L_out, g.L_in, g.K - 1 - g.padding)
-                plans, launch, _ = td._gen_conv("ncl", g.dtype, g.N, g.C_out, *conv[:2], g.K, conv[2], flip,
-                                                src, w, None if flip else inp.bias, dst)
-                mine = [pl for pl in plans() if isinstance(pl[0], str) and pl[0] in families]
-                packed_c = td._ncl_class_packed(g.dtype, g.N, g.C_out, *conv, src)
-                offered = {"flat": td._ncl_flat_fits(g.N, g.C_out, *conv[:2]),
-                           "cls": bool(td._ncl_class_widths(packed_c, g.dtype.itemsize, g.N, g.C_out, *conv))}
-                for fam in families:  # where a family applies, it should have had candidates
-                    if offered[fam] and not any(pl[0] == fam for pl in mine):
-                        checks += 1
-                        failures += 1
-                        line = f"FAIL  {'gx' if flip else 'fwd'} no {fam} candidates {p.label()} {dtype}"
-                        lines.append(line)
-                        print(line, flush=True)
-                for plan in mine:
+        inp = p.make_inputs(dtype, device, "ncl", seed=2)
+        g = td._geometry(inp.x, inp.weight, inp.bias, p.stride, p.padding, p.dilation, "ncl")
+        if not td._uses_gen(g):
+            continue
+        w = inp.weight.reshape(g.C_out, g.K).contiguous()
+        gy = torch.randn((g.N, g.C_out, g.L_out), device=device, dtype=inp.x.dtype)
+        bias = None if inp.bias is None else inp.bias.double()
+        ref_y = F.conv1d(inp.x.double(), inp.weight.double(), bias, padding=g.padding, groups=g.C_in)
+        # grad_x of a stride-1 depthwise conv: the transposed conv of gy
+        ref_gx = F.conv_transpose1d(gy.double(), inp.weight.double(), padding=g.padding, groups=g.C_in)
+        for flip, src, dst_len, ref in ((False, inp.x, g.L_out, ref_y), (True, gy, g.L_in, ref_gx)):
+            dst = torch.empty((g.N, g.C_out, dst_len), device=device, dtype=inp.x.dtype)
+            conv = (g.L_in, g.L_out, g.padding) if not flip else (g.L_out, g.L_in, g.K - 1 - g.padding)
+            plans, launch, _ = td._gen_conv("ncl", g.dtype, g.N, g.C_out, *conv[:2], g.K, conv[2], flip,
+                                            src, w, None if flip else inp.bias, dst)
+            mine = [pl for pl in plans() if isinstance(pl[0], str) and pl[0] in families]
+            packed_c = td._ncl_class_packed(g.dtype, g.N, g.C_out, *conv, src)
+            offered = {"flat": td._ncl_flat_fits(g.N, g.C_out, *conv[:2]),
+                       "cls": bool(td._ncl_class_widths(packed_c, g.dtype.itemsize, g.N, g.C_out, *conv))}
+            for fam in families:  # where a family applies, it should have had candidates
+                if offered[fam] and not any(pl[0] == fam for pl in mine):
                     checks += 1
-                    dst.fill_(float("nan"))
-                    launch(*plan)
-                    failures += not _verdict(lines, f"{'gx' if flip else 'fwd'} {plan} {p.label()} {dtype}", dst, ref,
-                                             tolerance(dtype, False))
+                    failures += 1
+                    line = f"FAIL  {'gx' if flip else 'fwd'} no {fam} candidates {p.label()} {dtype}"
+                    lines.append(line)
+                    print(line, flush=True)
+            for plan in mine:
+                checks += 1
+                dst.fill_(float("nan"))
+                launch(*plan)
+                failures += not _verdict(lines, f"{'gx' if flip else 'fwd'} {plan} {p.label()} {dtype}", dst, ref,
+                                         tolerance(dtype, False))
     return lines, checks, failures
 
 

@@ -379,7 +379,7 @@ def test_row_classes_anchor_every_row_to_both_tensors():
 
 def test_row_class_plans_offered_and_described(monkeypatch):
     """The GPU tuner offers row-class plans where rows differ in length (long_seq: bf16, K = 4,
-    L_out = L + 1), in packed 8-element and 4-element groups, next to the row tiles (which anchor
+    L_out = L + 1), in packed 8-element groups, next to the row tiles (which anchor
     such rows to x); a class plan reads as cls(...) in rows and traces."""
     import torch
 
@@ -389,11 +389,12 @@ def test_row_class_plans_offered_and_described(monkeypatch):
     assert td._ncl_packed(torch.bfloat16, *long_seq, x) is None  # one S cannot anchor every row
     monkeypatch.setattr(td, "interpreting", lambda: False)
     Vc = td._ncl_class_widths("bf16", 2, *long_seq)
-    assert Vc == (8, 4)
+    assert Vc == (8,)  # the widest group only (compile time; V = 4 lost)
+    assert td._ncl_class_widths(None, 2, *long_seq) == (4,)  # data not readable as words
     plans = td._gen_conv_plans("ncl", torch.bfloat16, 1, 4096, 8193, 4, (4,), 132, Vc=Vc)
     cls = [p for p in plans if p[0] == "cls"]
-    assert len(cls) == 8 and len(plans) > len(cls) and {p[4] for p in cls} == {8, 4}
-    assert td._gen_conv_plans("ncl", torch.bfloat16, 1, 4096, 8193, 4, (4,), 132) == plans[:len(plans) - 8]
+    assert len(cls) == 4 and len(plans) > len(cls) and {p[4] for p in cls} == {8}
+    assert td._gen_conv_plans("ncl", torch.bfloat16, 1, 4096, 8193, 4, (4,), 132) == plans[:len(plans) - 4]
     assert td._describe("ncl", "fwd_any", ("cls", 4, 32, 4, 8, 1)) == "cls(block_c=4, G=32, warps=4, V=8, nb=1)"
 
 

@@ -708,14 +708,17 @@ def _ncl_classes(N: int, C: int, L_in: int, L_out: int, padding: int, V: int) ->
 
 def _ncl_class_widths(packed: str | None, itemsize: int, N: int, C: int, L_in: int, L_out: int,
                       padding: int) -> tuple[int, ...]:
-    """Group widths of the row-class plans ("cls"), widest first: packed 16-bit words or fp32
-    pairs of vectors (V = 8) where the tensors are whole 8-element groups, and V = 4."""
+    """Group widths of the row-class plans ("cls"): packed 16-bit words or fp32 pairs of vectors
+    (V = 8) where the tensors are whole 8-element groups, else V = 4. One width only: a class
+    kernel has a branch per class and compiles 5-17x slower than a row kernel (15.6 s for 8
+    classes, triton 3.6, here), and on long_seq bf16 (H200, session 13) every V = 4 class plan
+    (62-92 us) lost to the V = 8 ones (47-62 us)."""
     top = (8, NCL_V) if (packed or itemsize == 4) and _ncl_fits(N, C, L_in, L_out, 8) else (NCL_V,)
-    ws = tuple(v for v in top if _ncl_classes(N, C, L_in, L_out, padding, v) is not None
-               and _ncl_fits(N, C, L_in, L_out, v))
     if interpreting():  # as _ncl_widths: the narrowest groups unless a test asks for wider
-        ws = tuple(v for v in ws if v <= (INTERPRETER_NCL_V or (8 if packed else NCL_V)))
-    return ws
+        top = tuple(v for v in top if v <= (INTERPRETER_NCL_V or (8 if packed else NCL_V)))
+    ws = [v for v in top if _ncl_classes(N, C, L_in, L_out, padding, v) is not None
+          and _ncl_fits(N, C, L_in, L_out, v)]
+    return tuple(ws[:1])
 
 
 def _ncl_class_packed(dtype, N, C, L_in, L_out, padding, x) -> str | None:

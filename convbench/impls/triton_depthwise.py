@@ -996,8 +996,11 @@ def _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, sms, flat=False, Vc=()) -
                     _, _, n_main, n_edge = _ncl_flat_grid(N, C, L_out, K, (K - 1) // 2, G, V)
                     cands += [("flat", G, 4, V, mix) for mix in ((0, 1) if n_main >= n_edge else (0,))]
         # rows of x and y that differ in length (even K): rows anchored to y by class, so stores
-        # are vectors (the row tiles anchor such rows to x and store element by element)
-        cands += [("cls", bc, G, 4, V, nb) for V in Vc for bc, G in _ncl_tiles(L_out, V)
+        # are vectors (the row tiles anchor such rows to x and store element by element). One
+        # group a thread: each (block_c, G) is a compile of 10-25 s (a branch per class), and on
+        # long_seq bf16 (H200, session 13) the two-groups-a-thread tiles lost (55.1, 61.5 us
+        # against 46.8 and 53.6)
+        cands += [("cls", bc, G, 4, V, nb) for V in Vc for bc, G in _ncl_tiles(L_out, V) if bc * G == 128
                   for nb in ((1, 4) if N > 1 else (1,))]
     elif interpreting():
         cands = [(2, 4, 1, 8 if INTERPRETER_NLC == "roll" else 0)]

@@ -1,7 +1,8 @@
-"""Time the compile (to a cubin for this GPU) of the (N, C, L) row-class forward kernels, one
-process per kernel with a time limit: on the H200 (session 13) fp16 class plans never finished
-where bf16 ones did. Prints one line per kernel: dtype, d = L_out - L_in, padding, seconds
-(registers and spills on a GPU) or "not done"."""
+"""Time the compile (to a cubin for this GPU) of the (N, C, L) row-class forward kernels (8
+classes, a branch each), one process per kernel, all at once, with a time limit. Written when
+fp16 class plans seemed never to finish on the H200 (session 13); they compile as fast as bf16
+(22-23 s each there, six at once): the runs had run out of time compiling. Prints one line per
+kernel: dtype, d = L_out - L_in, padding, seconds (registers and spills on a GPU) or "not done"."""
 
 from __future__ import annotations
 

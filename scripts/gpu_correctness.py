@@ -120,7 +120,8 @@ PW_PLAN_SHAPES = [shape for op, shape in SHAPES if op == "pointwise" and shape.g
 def check_pw_plans(device: str, part=(1, 1)) -> tuple[list[str], int, int]:
     """Every pointwise variant forced, not only the one the tuner (or CONVBENCH_TUNE=0's first
     plan) takes, on each shape it applies to, each dtype and float32 policy, both layouts,
-    forward, against float64: its first config, and every config of the Gluon variants."""
+    forward, against float64: its first config, and every config of the Gluon variants. Each is
+    checked on its second call, which reuses the first call's launch (TMA descriptors repointed)."""
     from convbench.impls import triton_pointwise as tp
 
     os.environ["CONVBENCH_TUNE"] = "0"
@@ -135,7 +136,10 @@ def check_pw_plans(device: str, part=(1, 1)) -> tuple[list[str], int, int]:
                 for v in PW_VARIANTS:
                     configs = tp.GLUON_CONFIGS if v in tp._GLUON_VARIANTS else (None,)
                     for cfg in configs:
-                        try:
+                        try:  # a first call on other data builds the plan (and its TMA descriptors);
+                            # the checked call then runs the cached launch with new bases
+                            tp._forward(torch.randn_like(inp.x), inp.weight, inp.bias, p.stride, p.padding,
+                                        layout, prec, config=cfg, variant=v)
                             y = tp._forward(inp.x, inp.weight, inp.bias, p.stride, p.padding, layout, prec,
                                             config=cfg, variant=v)
                         except ValueError as exc:

@@ -102,3 +102,25 @@ def test_positional_form_names_the_arguments(fast_path):
     go("x1", "y1")
     assert fn.jit_calls == [((3,), dict(n=10, BLOCK=32, x_ptr="x0", y_ptr="y0", num_warps=4))]
     assert fn.compiled.calls == [((3, 1, 1), "stream3", ("x1", "y1", 10, 32))]
+
+
+def test_reused_descriptors_are_built_once_and_repointed():
+    """ReusedDescriptors builds its descriptors on the first call only; later calls return the
+    same objects with their bases set to the new tensors, and a slot built as None (a tensor the
+    kernel takes as a plain pointer) stays None."""
+    from types import SimpleNamespace
+
+    from convbench.impls._triton_common import ReusedDescriptors
+
+    built = []
+
+    def make(a, b, y):
+        built.append((a, b, y))
+        return SimpleNamespace(base=a), SimpleNamespace(base=b), None
+
+    descs = ReusedDescriptors(make)
+    first = descs("a0", "b0", "y0")
+    assert [d.base for d in first[:2]] == ["a0", "b0"] and first[2] is None
+    second = descs("a1", "b1", "y1")
+    assert len(built) == 1 and all(s is f for s, f in zip(second, first, strict=True))
+    assert [d.base for d in second[:2]] == ["a1", "b1"] and second[2] is None

@@ -45,6 +45,32 @@ def split_layout(x, layout: str) -> tuple[int, int, int]:
     return n, c, length
 
 
+class ReusedDescriptors:
+    """Host-side TMA descriptors built (and validated) on the first call, their bases swapped on
+    later calls: `descs = reused(x, w, y)` returns the same descriptor objects each time, pointed
+    at the new tensors. Building three descriptors per call cost a Gluon launch 33-53 µs of
+    host time, against 19-23 µs with reuse (H200, session 12,
+    results/h200/session12/call4_pwlaunch and call7_desc_reuse).
+
+    `make(*tensors)` builds them (None for a tensor passed as a plain pointer, whose base stays
+    None). Valid because the launcher encodes each descriptor from its fields at every launch (a
+    captured graph keeps the values of its own launch), and the plan holding this object is keyed
+    on the shapes, strides and 16-byte alignment the first call's checks covered."""
+
+    def __init__(self, make):
+        self._make = make
+        self._descs: tuple | None = None
+
+    def __call__(self, *tensors) -> tuple:
+        if self._descs is None:
+            self._descs = tuple(self._make(*tensors))
+        else:
+            for d, t in zip(self._descs, tensors, strict=True):
+                if d is not None:
+                    d.base = t
+        return self._descs
+
+
 class Relaunch:
     """One Triton kernel with a fixed grid and fixed scalar/constexpr arguments, launched again
     and again with new tensors, without JITFunction.run's per-call work.

@@ -178,7 +178,7 @@ def launcher(M: int, K: int, N: int, sx: int, sw: int, block: tuple[int, int, in
     once, from layouts cached per block shape (session 12: a Gluon launch with three
     descriptors built per call cost 33-53 µs of host time against F.linear's 20,
     results/h200/session12/call4_pwlaunch)."""
-    from ._triton_common import Relaunch, cdiv
+    from ._triton_common import Relaunch, ReusedDescriptors, cdiv
 
     bm, bn, bk = block
     dt = _GL_DTYPES[dtype]
@@ -189,20 +189,11 @@ def launcher(M: int, K: int, N: int, sx: int, sw: int, block: tuple[int, int, in
     xs, ws, ys = [M, K], [N, K], [M, N]
     xst, wst, yst = [sx, 1], [sw, 1], [N, 1]
     xb, wb, yb = [bm, bk], [bn, bk], [bm, bn]
-    descs: list = []
+    descs = ReusedDescriptors(lambda x, w, y: (
+        TensorDescriptor(x, xs, xst, xb, lx), TensorDescriptor(w, ws, wst, wb, lw), TensorDescriptor(y, ys, yst, yb, ly)))
 
     def go(x, w, y, bias):
-        # The descriptors are built (and validated) on the first call only; later calls swap
-        # their bases. The launcher encodes each descriptor from its fields at every launch (a
-        # captured graph keeps the values of its own launch), and the plan that holds this
-        # launcher is keyed on the shapes, strides and 16-byte alignment the checks covered.
-        if descs:
-            dx, dw, dy = descs
-            dx.base, dw.base, dy.base = x, w, y
-        else:
-            dx, dw, dy = (TensorDescriptor(x, xs, xst, xb, lx), TensorDescriptor(w, ws, wst, wb, lw),
-                          TensorDescriptor(y, ys, yst, yb, ly))
-            descs.extend((dx, dw, dy))
+        dx, dw, dy = descs(x, w, y)
         run(x_desc=dx, w_desc=dw, y_desc=dy, bias_ptr=bias)
     return go
 

@@ -17,6 +17,7 @@ from ..precision import triton_input_precision
 from ..registry import Case, Impl, register
 from ._triton_common import (
     Relaunch,
+    ReusedDescriptors,
     cdiv,
     device_ms,
     device_reason,
@@ -635,21 +636,12 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         y_block = (bm, bn // 2 if cfg.split_epilogue else bn)
         y_stride = (y_shape[1], 1)
 
-        descs: list = []
+        descs = ReusedDescriptors(lambda a, b, y: (
+            TensorDescriptor(a, a_shape, a_stride, a_block), TensorDescriptor(b, b_shape, b_stride, b_block),
+            None if y_ptr else TensorDescriptor(y, y_shape, y_stride, y_block)))
 
         def go_host(a, b, y, bias_t):
-            # descriptors built (and validated) on the first call, their bases swapped after: the
-            # launcher encodes each one from its fields at every launch, and the plan holding
-            # this launch is keyed on the shapes, strides and alignment the checks covered
-            if descs:
-                da, db, dy = descs
-                da.base, db.base = a, b
-                if dy is not None:
-                    dy.base = y
-            else:
-                da, db = TensorDescriptor(a, a_shape, a_stride, a_block), TensorDescriptor(b, b_shape, b_stride, b_block)
-                dy = None if y_ptr else TensorDescriptor(y, y_shape, y_stride, y_block)
-                descs.extend((da, db, dy))
+            da, db, dy = descs(a, b, y)
             run(a_src=da, b_src=db, y_src=y if dy is None else dy, bias_ptr=bias_t)
         return go_host
 

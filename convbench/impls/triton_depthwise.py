@@ -1368,8 +1368,9 @@ for _layout, _name in (("ncl", "triton"), ("nlc", "triton_nlc")):
         modes=("fwd", "fwd_bwd"), requires=("triton",), supports=device_reason,
         description=(
             f"Triton depthwise kernels on ({'N,C,L' if _layout == 'ncl' else 'N,L,C'}) storage, tuned per "
-            "shape: generated register-window kernels (stride 1, K <= 32; in (N, C, L) per-row tiles, or "
-            "flat groups on 'same' rows of 512 or more), Toeplitz products on tensor "
+            "shape: generated register-window kernels (stride 1, K <= 32; in (N, C, L) per-row tiles, "
+            "row classes where x and y rows differ in length, or flat groups on 'same' rows of 512 or "
+            "more), Toeplitz products on tensor "
             "cores (K >= 33), tile kernels otherwise; grad_x as the flipped forward, two-stage grad_w"
         ),
     ))

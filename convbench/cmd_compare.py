@@ -148,17 +148,21 @@ def _table_text(report: Report, width: int = 200) -> str:
               help="Significance level: (1 - alpha) confidence intervals.")
 @click.option("--resamples", type=click.IntRange(min=100), default=RESAMPLES, show_default=True,
               help="Bootstrap resamples per row.")
+@click.option("--common-only", is_flag=True,
+              help="Leave out rows found in one run only (a focused run against a wider one) "
+                   "instead of failing them as missing/added.")
 @click.option("-o", "--out", "out_file", type=click.Path(dir_okay=False), default=None,
               help="Write the --format output to this file (the terminal still gets the table).")
 def compare(base, new, threshold, fmt, fail_on_noisy, impls, ops, normalize_to, alpha, resamples,
-            out_file):
+            common_only, out_file):
     """Compare run NEW against baseline run BASE; exit 1 on a regression.
 
     Rows are matched by case, implementation and device type (float32 rows also by precision
     policy: a tf32 and an ieee row are different measurements). A row is `slower` when its
     new/base ratio of medians is above 1 + threshold and the bootstrap CI of the ratio lies
     above 1; a row whose status went from ok to wrong/error/oom/timeout/skipped is `broken`;
-    rows on one side only are `missing`/`added`. All of these fail (exit 1); bad input exits 2.
+    rows on one side only are `missing`/`added` (left out with --common-only). All of these
+    fail (exit 1); bad input exits 2.
     """
     from rich.console import Console
     from rich.markup import escape
@@ -173,7 +177,8 @@ def compare(base, new, threshold, fmt, fail_on_noisy, impls, ops, normalize_to, 
         opt = "--threshold" if "threshold" in str(exc) else "--alpha"
         raise UserError(f"{opt}: {exc}") from None
     try:
-        report = compare_runs(base, new, gate, normalize_to, impls or None, ops or None, resamples)
+        report = compare_runs(base, new, gate, normalize_to, impls or None, ops or None, resamples,
+                              common_only=common_only)
     except ResultsError as exc:
         raise UserError(str(exc)) from None
     except ValueError as exc:

@@ -470,12 +470,20 @@ def load_run(path: str | Path) -> tuple[list[dict], dict]:
 def compare_runs(
     base: str | Path, new: str | Path, gate: Gate, normalize_to: str | None = None,
     impls: Sequence[str] | None = None, ops: Sequence[str] | None = None,
-    resamples: int = RESAMPLES, seed: int = SEED,
+    resamples: int = RESAMPLES, seed: int = SEED, common_only: bool = False,
 ) -> Report:
     """Compare two run folders. ResultsError for a missing or foreign folder, ValueError for an
-    implementation name (impls, normalize_to) that neither run holds."""
+    implementation name (impls, normalize_to) that neither run holds. `common_only`: rows found
+    in one run only are left out (a warning counts them) instead of failing as missing/added,
+    for a focused run set against a wider one."""
     base_rows, base_meta = load_run(base)
     new_rows, new_meta = load_run(new)
+    one_side = 0
+    if common_only:
+        bk, nk = {compare_key(r) for r in base_rows}, {compare_key(r) for r in new_rows}
+        one_side = sum(1 for k in bk ^ nk if (not impls or k[0] in impls) and (not ops or k[1] in ops))
+        base_rows = [r for r in base_rows if compare_key(r) in nk]
+        new_rows = [r for r in new_rows if compare_key(r) in bk]
     names = known_impls(base_rows, new_rows)
     for opt, name in [("--impl", i) for i in impls or ()] + [("--normalize-to", normalize_to)]:
         if name is not None and name not in names:
@@ -483,6 +491,8 @@ def compare_runs(
                              f"hold: {', '.join(sorted(names))}")
     warnings = [f"{str(p)!r} has no {META_FILE}; environments not checked"
                 for p, m in ((base, base_meta), (new, new_meta)) if not m]
+    if one_side:
+        warnings.append(f"--common-only: {one_side} row(s) found in one run only were left out")
     diff = env_diff(base_meta, new_meta) if base_meta and new_meta else {}
     cs = compare_rows(base_rows, new_rows, gate, normalize_to, impls, ops, resamples, seed)
     return Report(str(base), str(new), gate, tuple(cs), diff, tuple(warnings), normalize_to)

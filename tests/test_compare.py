@@ -182,6 +182,23 @@ def test_row_on_one_side_only_fails(tmp_path, side):
     assert verdicts == {"triton": "same", "torch": "missing" if side == "base" else "added"}
 
 
+@pytest.mark.parametrize("side", ["base", "new"])
+def test_common_only_leaves_one_sided_rows_out_but_still_gates_the_rest(tmp_path, side):
+    """--common-only (a focused run against a wider one): rows on one side only are left out,
+    counted in a warning, and do not fail; a common row that got slower still does."""
+    both, extra = [row(seed=1)], [row("torch", 2.0, seed=2), row("cudnn", 2.0, seed=3)]
+    base, new = runs(tmp_path, both + (extra if side == "base" else []),
+                     both + (extra if side == "new" else []))
+    res = cli(base, new, "--common-only", "--format", "json")
+    assert res.exit_code == 0, res.output
+    assert {r["impl"]: r["verdict"] for r in json.loads(res.stdout)["rows"]} == {"triton": "same"}
+    assert "2 row(s) found in one run only were left out" in res.stderr
+    slow = [row(ms=1.3, seed=1)]
+    base, new = runs(tmp_path / "slow", both + extra, slow)
+    res = cli(base, new, "--common-only")
+    assert res.exit_code == 1 and "slower" in res.stdout
+
+
 def test_skip_to_skip_is_unmeasured_and_fix_passes(tmp_path):
     base, new = runs(tmp_path, [row(status="skipped"), row("torch", status="error")],
                      [row(status="skipped"), row("torch", 2.0, seed=2)])

@@ -478,12 +478,6 @@ def compare_runs(
     for a focused run set against a wider one."""
     base_rows, base_meta = load_run(base)
     new_rows, new_meta = load_run(new)
-    one_side = 0
-    if common_only:
-        bk, nk = {compare_key(r) for r in base_rows}, {compare_key(r) for r in new_rows}
-        one_side = sum(1 for k in bk ^ nk if (not impls or k[0] in impls) and (not ops or k[1] in ops))
-        base_rows = [r for r in base_rows if compare_key(r) in nk]
-        new_rows = [r for r in new_rows if compare_key(r) in bk]
     names = known_impls(base_rows, new_rows)
     for opt, name in [("--impl", i) for i in impls or ()] + [("--normalize-to", normalize_to)]:
         if name is not None and name not in names:
@@ -491,10 +485,13 @@ def compare_runs(
                              f"hold: {', '.join(sorted(names))}")
     warnings = [f"{str(p)!r} has no {META_FILE}; environments not checked"
                 for p, m in ((base, base_meta), (new, new_meta)) if not m]
-    if one_side:
-        warnings.append(f"--common-only: {one_side} row(s) found in one run only were left out")
     diff = env_diff(base_meta, new_meta) if base_meta and new_meta else {}
     cs = compare_rows(base_rows, new_rows, gate, normalize_to, impls, ops, resamples, seed)
+    if common_only:
+        kept = [c for c in cs if c.verdict not in ("missing", "added")]
+        if len(kept) < len(cs):
+            warnings.append(f"--common-only: {len(cs) - len(kept)} row(s) found in one run only were left out")
+        cs = kept
     return Report(str(base), str(new), gate, tuple(cs), diff, tuple(warnings), normalize_to)
 
 

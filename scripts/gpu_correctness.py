@@ -90,7 +90,7 @@ def check_ncl_plans(device: str, families=("flat",), part=(1, 1)) -> tuple[list[
             plans, launch, _ = td._gen_conv("ncl", g.dtype, g.N, g.C_out, *conv[:2], g.K, conv[2], flip,
                                             src, w, None if flip else inp.bias, dst)
             mine = [pl for pl in plans() if isinstance(pl[0], str) and pl[0] in families]
-            packed_c = td._ncl_class_packed(g.dtype, g.N, g.C_out, *conv, src)
+            packed_c = td._ncl_packed(g.dtype, g.N, g.C_out, *conv, src, classes=True)
             offered = {"flat": td._ncl_flat_fits(g.N, g.C_out, *conv[:2]),
                        "cls": bool(td._ncl_class_widths(packed_c, g.dtype.itemsize, g.N, g.C_out, *conv))}
             for fam in families:  # where a family applies, it should have had candidates

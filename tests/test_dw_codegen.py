@@ -385,7 +385,7 @@ def test_row_class_plans_offered_and_described(monkeypatch):
 
     long_seq = (1, 4096, 8192, 8193, 2)
     x = torch.empty(4, dtype=torch.bfloat16)
-    assert td._ncl_class_packed(torch.bfloat16, *long_seq, x) == "bf16"
+    assert td._ncl_packed(torch.bfloat16, *long_seq, x, classes=True) == "bf16"
     assert td._ncl_packed(torch.bfloat16, *long_seq, x) is None  # one S cannot anchor every row
     monkeypatch.setattr(td, "interpreting", lambda: False)
     Vc = td._ncl_class_widths("bf16", 2, *long_seq)

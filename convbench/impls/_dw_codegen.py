@@ -544,7 +544,7 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
     else:
         P = len(classes)
         # class-major program columns: programs that run at the same time take the same branch
-        # (interleaved classes ran every branch on every SM: 1.7x slower, session 13)
+        # (interleaved classes ran every branch on every SM: 2x slower, session 13)
         s(1, f"n_blk = tl.num_programs(1) // {P}")
         s(1, "cls = tl.program_id(1) // n_blk  # the row class: every row here has shift classes[cls]")
         s(1, f"rows = (tl.program_id(1) % n_blk) * (BLOCK_C * {P}) + cls + {P} * tl.arange(0, BLOCK_C)")

@@ -385,8 +385,6 @@ def _candidates(layout: str, C: int, L: int, itemsize: int, kind: str) -> list[T
     return out
 
 
-
-
 # every candidate's tuning time, by key: what scripts/bench_depthwise_gen.py reports
 TUNING_LOG: dict[tuple, list[tuple[tuple, float]]] = {}
 
@@ -679,11 +677,17 @@ def _ncl_fits(N: int, C: int, L_in: int, L_out: int, V: int = NCL_V) -> bool:
     return (N * C * L_in) % V == 0 and (N * C * L_out) % V == 0
 
 
-def _ncl_packed(dtype, N, C, L_in, L_out, padding, x) -> str | None:
-    """The packed kind when 8-element word groups can run here: 16-bit data, rows aligned to y,
-    both tensors a whole number of groups, x viewable as int32 words."""
+def _ncl_packed(dtype, N, C, L_in, L_out, padding, x, classes: bool = False) -> str | None:
+    """The packed kind when 8-element word groups can run here: 16-bit data, rows aligned to y
+    (all alike, or with `classes` by row class: _ncl_classes), both tensors a whole number of
+    groups, x viewable as int32 words."""
     kind = PACKED.get(dtype)
-    if kind is None or not _ncl_anchor(L_in, L_out, padding, 8)[0]:
+    if kind is None:
+        return None
+    if classes:
+        if _ncl_classes(N, C, L_in, L_out, padding, 8) is None:
+            return None
+    elif not _ncl_anchor(L_in, L_out, padding, 8)[0]:
         return None
     if not _ncl_fits(N, C, L_in, L_out, 8) or x.data_ptr() % 4:
         return None
@@ -710,26 +714,16 @@ def _ncl_class_widths(packed: str | None, itemsize: int, N: int, C: int, L_in: i
                       padding: int) -> tuple[int, ...]:
     """Group widths of the row-class plans ("cls"): packed 16-bit words or fp32 pairs of vectors
     (V = 8) where the tensors are whole 8-element groups, else V = 4. One width only: a class
-    kernel has a branch per class and compiles 5-17x slower than a row kernel (15.6 s for 8
-    classes, triton 3.6, here), and on long_seq bf16 (H200, session 13) every V = 4 class plan
-    (62-92 us) lost to the V = 8 ones (47-62 us)."""
+    kernel has a branch per class and compiles far slower than a row kernel (8 classes: 31.8 s
+    against 1.6 s, results/h200/session13/cpu_compile_here.txt; 22-23 s on the H200 host), and
+    on long_seq bf16 (H200, session 13) every V = 4 class plan (62-92 us) lost to the V = 8 ones
+    (47-62 us)."""
     top = (8, NCL_V) if (packed or itemsize == 4) and _ncl_fits(N, C, L_in, L_out, 8) else (NCL_V,)
     if interpreting():  # as _ncl_widths: the narrowest groups unless a test asks for wider
         top = tuple(v for v in top if v <= (INTERPRETER_NCL_V or (8 if packed else NCL_V)))
     ws = [v for v in top if _ncl_classes(N, C, L_in, L_out, padding, v) is not None
           and _ncl_fits(N, C, L_in, L_out, v)]
     return tuple(ws[:1])
-
-
-def _ncl_class_packed(dtype, N, C, L_in, L_out, padding, x) -> str | None:
-    """The packed kind of 8-element word groups in row-class plans: as _ncl_packed, with rows that
-    anchor to y by class (_ncl_classes) instead of all alike."""
-    kind = PACKED.get(dtype)
-    if kind is None or _ncl_classes(N, C, L_in, L_out, padding, 8) is None:
-        return None
-    if not _ncl_fits(N, C, L_in, L_out, 8) or x.data_ptr() % 4:
-        return None
-    return kind
 
 
 def _as_words(t):
@@ -827,8 +821,7 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
     has_bias = bias is not None
     if layout == "ncl":
         packed = _ncl_packed(dtype, N, C, L_in, L_out, padding, x)
-
-        packed_c = _ncl_class_packed(dtype, N, C, L_in, L_out, padding, x)
+        packed_c = _ncl_packed(dtype, N, C, L_in, L_out, padding, x, classes=True)
 
         def prepare(*plan):
             if plan[0] == "flat":

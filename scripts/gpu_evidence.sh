@@ -89,7 +89,7 @@ for arg in "$@"; do
           --dtypes ${WARM_DTYPES:-bfloat16,float16,float32} > "$R/warmpw.part$i.log" 2>&1 & done
         wait; grep -c warmed "$R"/warmpw.*.log ;;
       pwbench) OUT=$R python3 scripts/bench_pointwise_kernels.py --precisions ${PW_PRECISIONS:-bf16,fp16,fp32-tf32,fp32-ieee} ${PW_ARGS:-} ;;
-      pwlaunch) OUT=$R python3 scripts/launch_cost_pointwise.py ;;
+      pwlaunch) OUT=$R python3 scripts/launch_cost_pointwise.py ${PW_LAUNCH_ARGS:-} ;;  # PW_LAUNCH_ARGS="--cases dtts_pw_1024_512 --profile"
       pointwise) cb run configs/pointwise_kernels.yaml --out "$R/pointwise_kernels" --quiet ;;
       longk) cb run configs/depthwise_long_kernel.yaml --out "$R/depthwise_long_kernel" --quiet ;;
       longktrain) cb run configs/depthwise_long_kernel_training.yaml --out "$R/depthwise_long_kernel_training" --quiet ;;

@@ -124,3 +124,48 @@ def test_reused_descriptors_are_built_once_and_repointed():
     second = descs("a1", "b1", "y1")
     assert len(built) == 1 and all(s is f for s, f in zip(second, first, strict=True))
     assert [d.base for d in second[:2]] == ["a1", "b1"] and second[2] is None
+
+
+def test_precompile_runs_each_plan_once_in_threads(monkeypatch):
+    """precompile runs every plan once from a pool of threads (so that their compiles overlap),
+    on the caller's device, swallows their errors (the timing pass meets them again) and
+    synchronizes; with one thread, in the interpreter or without CUDA it runs nothing."""
+    import threading
+
+    import torch
+
+    calls, devices = [], []
+    monkeypatch.setattr(tc, "interpreting", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(("sync", device)))
+
+    class FakeDevice:
+        def __init__(self, index):
+            devices.append(index)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(torch.cuda, "device", FakeDevice)
+
+    def run(plan):
+        calls.append((plan, threading.current_thread().name))
+        if plan == "bad":
+            raise RuntimeError("out of resources")
+
+    monkeypatch.setenv("CONVBENCH_COMPILE_THREADS", "4")
+    tc.precompile(run, ["a", "bad", "c"])
+    ran = sorted(p for p, _ in calls if p != "sync")
+    assert ran == ["a", "bad", "c"] and devices == [3, 3, 3] and calls[-1] == ("sync", 3)
+    assert all(name.startswith("convbench-compile") for p, name in calls if p != "sync")
+    calls.clear()
+    monkeypatch.setenv("CONVBENCH_COMPILE_THREADS", "1")  # off
+    tc.precompile(run, ["a", "c"])
+    monkeypatch.setenv("CONVBENCH_COMPILE_THREADS", "4")
+    monkeypatch.setattr(tc, "interpreting", lambda: True)
+    tc.precompile(run, ["a", "c"])
+    assert calls == []

@@ -26,6 +26,7 @@ from ._triton_common import (
     device_ms,
     device_reason,
     interpreting,
+    precompile,
     split_layout,
     tuning_enabled,
 )
@@ -406,6 +407,7 @@ def _fastest(key, plans: list, launch):
         plans = plans()
     best = plans[0]
     if len(plans) > 1 and tuning_enabled():
+        precompile(lambda p: launch(*p), plans)
         times = [_timed_or_inf(launch, p) for p in plans]
         best = plans[min(range(len(plans)), key=times.__getitem__)]
         TUNING_LOG[key] = list(zip(plans, times, strict=True))

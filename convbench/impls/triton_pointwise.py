@@ -22,6 +22,7 @@ from ._triton_common import (
     device_ms,
     device_reason,
     interpreting,
+    precompile,
     split_layout,
     tuning_enabled,
 )
@@ -458,6 +459,8 @@ def _pick(key: tuple, candidates: list[Candidate], run) -> Candidate:
         return best
     best_ms = float("inf")
     timed: dict[Candidate, float] = {}
+    if tuning_enabled():
+        precompile(run, candidates)
     for cand in candidates:
         try:
             run(cand)  # compile, and find configs this device cannot hold

@@ -5,7 +5,7 @@
 # Usage (GPU machine, repo root): bash scripts/gpu_evidence.sh STEP[:SECONDS]...
 # Steps: warmtrain train1 (configs/training.yaml alone) correctness flatcheck (every flat (N, C, L) candidate) clscheck (every row-class one) flatprobe (scripts/flat_probe.py, PROBE_ARGS) sweep2 warmpw pwbench pwlaunch transpose (scripts/transpose_probe.py) gluon nclts nclts_memcheck (probes) pwplans (every pointwise variant forced) pointwise (issue 8) sweep training precision full timer attribution fault power gate_baseline gate
 #        flush (scripts/flush_check.py: copies after a dirty, a clean and no L2 flush)
-#        warm (compile Triton tuning candidates in parallel) warmfwd (forward candidates of WARM_SHAPES) warmncl ncl (configs/depthwise_ncl_triton.yaml) median (configs/depthwise_median.yaml) dtts (configs/depthwise_dtts.yaml) longseq (configs/depthwise_long_seq.yaml) warmnlc nlc (configs/depthwise_nlc_triton.yaml) longk (configs/depthwise_long_kernel.yaml) longktrain (its fwd+bwd) dw1 dw2 (configs/depthwise_kernels.yaml
+#        warm (compile Triton tuning candidates in parallel) warmfwd (forward candidates of WARM_SHAPES) warmncl ncl (configs/depthwise_ncl_triton.yaml) median (configs/depthwise_median.yaml) dtts (configs/depthwise_dtts.yaml) longseq (configs/depthwise_long_seq.yaml) tunetime (its triton rows on a fresh Triton cache, compile threads 1 then 8) warmnlc nlc (configs/depthwise_nlc_triton.yaml) longk (configs/depthwise_long_kernel.yaml) longktrain (its fwd+bwd) dw1 dw2 (configs/depthwise_kernels.yaml
 #        in two shards) devbench (scripts/bench_depthwise_gen.py) tunefwd (its forward tuning landscape)
 #        ncupw (Nsight Compute: Triton pointwise vs F.linear, PW_SHAPE=N,C_in,C_out,L; PW_CONFIGS: forced nlc_tma configs too)
 #        ncu (Nsight Compute sections of tuned forward kernels; NCU_CASES=label:dtype:layout,...,
@@ -96,6 +96,14 @@ for arg in "$@"; do
       median) cb run configs/depthwise_median.yaml --out "$R/depthwise_median" --quiet ;;
       dtts) cb run configs/depthwise_dtts.yaml --out "$R/depthwise_dtts" --quiet ;;
       longseq) cb run configs/depthwise_long_seq.yaml --out "$R/depthwise_long_seq" --quiet ;;
+      tunetime)  # triton on long_seq (N, C, L), 3 dtypes, each run on a fresh Triton cache: compiles one at a
+        # time (CONVBENCH_COMPILE_THREADS=1), then in threads; wall times, and the plans each run picked
+        for t in 1 8; do d=$(mktemp -d); s=$SECONDS
+          TRITON_CACHE_DIR=$d CONVBENCH_COMPILE_THREADS=$t cb run configs/depthwise_long_seq.yaml --impl triton \
+            --out "$R/tunetime_t$t" --quiet || exit 1
+          echo "threads=$t: $((SECONDS - s)) s" | tee -a "$R/tunetime.txt"
+          python3 -c "import json,sys; [print(r['dtype'], r['layout'], r.get('plan')) for r in map(json.loads, open(sys.argv[1]))]" \
+            "$R/tunetime_t$t/results.jsonl" | tee -a "$R/tunetime.txt"; done ;;
       ncl) cb run configs/depthwise_ncl_triton.yaml --out "$R/depthwise_ncl_triton" --quiet ;;
       dw1|dw2) cb run configs/depthwise_kernels.yaml --shard "${step#dw}/2" --out "$R/depthwise_kernels_${step#dw}" --quiet ;;
       devbench) OUT=$R python3 scripts/bench_depthwise_gen.py --budget-s $((limit - 60)) \

@@ -27,7 +27,8 @@ def main() -> None:
     ap.add_argument("--all-plans", action="store_true",
                     help="profile every generated-kernel candidate, each in an NVTX range named by its plan")
     ap.add_argument("--only", default="",
-                    help="with --all-plans: only the plans whose repr is one of these ('|'-separated)")
+                    help="with --all-plans: only these plans ('|'-separated), each as its tuple's repr or as "
+                         "convbench names it with its spaces left out, e.g. 'cls(block_c=4,G=32,warps=4,V=8,nb=1)'")
     args = ap.parse_args()
     only = set(filter(None, args.only.split("|")))
     for case in args.cases.split(","):
@@ -41,12 +42,14 @@ def main() -> None:
             plans, launch, _ = td._gen_conv(layout, g.dtype, g.N, g.C_out, g.L_in, g.L_out, g.K,
                                             g.padding, False, inp.x, w, inp.bias, y)
             for plan in plans():
-                if only and str(plan) not in only:
+                name = td._describe(layout, "gen", td._tagged(plan))
+                if only and str(plan) not in only and name.replace(" ", "") not in only:
                     continue
                 launch(*plan)  # compiles
                 torch.cuda.synchronize()
                 torch.cuda.nvtx.range_push("prof")
-                torch.cuda.nvtx.range_push(f"{case}:{td._describe(layout, 'gen', td._tagged(plan))}")
+                torch.cuda.nvtx.range_push(f"{case}:{name}")
+                print(f"{case}: {name}", flush=True)
                 launch(*plan)
                 torch.cuda.nvtx.range_pop()
                 torch.cuda.nvtx.range_pop()

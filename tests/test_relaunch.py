@@ -169,3 +169,30 @@ def test_precompile_runs_each_plan_once_in_threads(monkeypatch):
     monkeypatch.setattr(tc, "interpreting", lambda: True)
     tc.precompile(run, ["a", "c"])
     assert calls == []
+    # plans that name one kernel (here: one letter) run once, the first of them
+    monkeypatch.setattr(tc, "interpreting", lambda: False)
+    tc.precompile(run, ["a1", "a2", "c1", "a3"], kernel_of=lambda p: p[0])
+    assert sorted(p for p, _ in calls if p != "sync") == ["a1", "c1"]
+
+
+def test_generated_source_loads_once_from_many_threads(tmp_path, monkeypatch):
+    """Compile threads that load one new generated source at once all get its kernel (they
+    once shared a temporary file and imported a half-written module)."""
+    import threading
+
+    from convbench.impls import _dw_codegen as gen
+
+    monkeypatch.setattr(gen, "_cache_dir", lambda: tmp_path)
+    source = gen.HEADER + "".join(f"def f{i}():\n    return {i}\n\n" for i in range(400)) + "def kern():\n    return 7\n"
+    got, start = [], threading.Barrier(8)
+
+    def one():
+        start.wait()
+        got.append(gen.load(source, "kern")())
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == [7] * 8 and len(list(tmp_path.glob("*.tmp"))) == 0

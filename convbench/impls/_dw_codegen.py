@@ -31,9 +31,14 @@ import importlib.util
 import os
 import re
 import sys
+import threading
 from pathlib import Path
 
 _MODULES: dict[str, object] = {}
+# load() runs from the tuners' compile threads (_triton_common.precompile): two threads that load
+# one source at once shared a temporary file and imported a half-written module (session 14:
+# AttributeError on the kernel, H200)
+_LOAD_LOCK = threading.Lock()
 
 HEADER = "import triton\nimport triton.language as tl\n\n"
 
@@ -62,18 +67,19 @@ def load(source: str, name: str | None = None):
     default its one top-level function."""
     name = name or kernel_name(source)
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-    mod = _MODULES.get(digest)
-    if mod is None:
-        path = _cache_dir() / f"cb_dw_{digest}.py"
-        if not path.exists() or path.read_text() != source:
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(source)
-            os.replace(tmp, path)
-        spec = importlib.util.spec_from_file_location(f"convbench_gen_{digest}", path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod
-        spec.loader.exec_module(mod)
-        _MODULES[digest] = mod
+    with _LOAD_LOCK:
+        mod = _MODULES.get(digest)
+        if mod is None:
+            path = _cache_dir() / f"cb_dw_{digest}.py"
+            if not path.exists() or path.read_text() != source:
+                tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")  # other processes too
+                tmp.write_text(source)
+                os.replace(tmp, path)
+            spec = importlib.util.spec_from_file_location(f"convbench_gen_{digest}", path)
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = mod
+            spec.loader.exec_module(mod)
+            _MODULES[digest] = mod
     return getattr(mod, name)
 
 

@@ -465,9 +465,7 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
     column pc then holds only rows of class c = pc // n_blk (rows (pc mod n_blk) * BLOCK_C * P + c
     + P * j, n_blk = program columns / P), so every row of a program has the one shift
     classes[c], a constant in one of P branches of the kernel; rows anchor to y (vector stores,
-    packed 16-bit words) and there is no edge program. A program takes the row tiles pid_l,
-    pid_l + num_programs(0), ...: a grid of fewer program columns than tiles gives each program
-    several tiles for one prologue. The caller makes sure the class of row
+    packed 16-bit words) and there is no edge program. The caller makes sure the class of row
     n * C + row is that of row (C * d a multiple of V, or N = 1) and that C >= P."""
     if classes is not None:
         assert anchor_y and not split, "row classes anchor rows to y and have no edge program"
@@ -574,19 +572,13 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
     else:
         s(3, "pass")
     s(2, "else:")
+    s(3, f"l_start = pid_l * (G * {V})")
     if classes is None:
-        s(3, f"l_start = pid_l * (G * {V})")
         _ncl_tile(s, 3, V, S, ncl_window(K, V, S), anchor_y, packed, lambda i, m: body(i, m, S))
     else:
-        # a program takes tiles pid_l, pid_l + num_programs(0), ... of its rows: the prologue
-        # above (class, rows, weights, row starts: about half the instructions a one-tile
-        # program runs, ncu in session 14) is paid once for all of them
-        s(3, f"n_tiles = (L_out + {V - 1} * (L_out % {V} != 0).to(tl.int32) + G * {V} - 1) // (G * {V})")
-        s(3, "for t in range(pid_l, n_tiles, tl.num_programs(0)):")
-        s(4, f"l_start = t * (G * {V})")
         for c, Sc in enumerate(classes):
-            s(4, f"if cls == {c}:  # S = {Sc}")
-            _ncl_tile(s, 5, V, Sc, ncl_window(K, V, Sc), anchor_y, packed,
+            s(3, f"if cls == {c}:  # S = {Sc}")
+            _ncl_tile(s, 4, V, Sc, ncl_window(K, V, Sc), anchor_y, packed,
                       lambda i, m, Sc=Sc: body(i, m, Sc))
     return s.text()
 

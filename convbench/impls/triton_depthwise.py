@@ -833,16 +833,14 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
                 return prepare_classes(*plan[1:])
             return prepare_rows(*plan)
 
-        def prepare_classes(block_c, G, warps, V, nb, lt):
+        def prepare_classes(block_c, G, warps, V, nb):
             V, kind = _ncl_group(V, packed_c, dtype.itemsize)
             classes = _ncl_classes(N, C, L_in, L_out, padding, V)
             if classes is None:  # 4-element groups (data not readable as words) that anchor to y
                 return prepare_rows(block_c, G, warps, V, nb, False)
             kern = _gen_kernel("ncl_fwd", K, V, None, flip, True, kind, False, classes)
             P = len(classes)  # program columns come in runs of P, one per class
-            # lt: row tiles a program (the kernel loops over them; one compile serves every lt)
-            n_tiles = cdiv(L_out + (V - 1 if L_out % V else 0), G * V)
-            grid = (cdiv(n_tiles, lt), cdiv(C, block_c * P) * P, cdiv(N, nb))
+            grid = (cdiv(L_out + (V - 1 if L_out % V else 0), G * V), cdiv(C, block_c * P) * P, cdiv(N, nb))
             return launch_rows(kern, grid, kind, block_c, G, warps, V, False)
 
         def prepare_rows(block_c, G, warps, V, nb, split):
@@ -973,28 +971,15 @@ def _ncl_splits() -> tuple[bool, ...]:
     return (False, True) if os.environ.get("CONVBENCH_DW_EDGE_PROGRAM", "0") == "1" else (False,)
 
 
-# The interpreter's row-class plan takes this many row tiles a program (2: tests cover programs
-# with one and two tiles, and a tile count that lt does not divide).
-INTERPRETER_CLASS_LT = 2
-
-
-def _ncl_class_lts(L_out: int, tile: int) -> tuple[int, ...]:
-    """Row tiles a program that the row-class tuner tries: 1, 2, 4, 8, up to a row's tiles. One
-    tile a program ran about half its instructions in the prologue (class, rows, weights and
-    row starts; ncu on long_seq bf16, H200, session 14)."""
-    return tuple(lt for lt in (1, 2, 4, 8) if lt == 1 or lt <= cdiv(L_out, tile))
-
-
 def _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, sms, flat=False, Vc=()) -> list[tuple]:
     """Candidate plans. In (N, C, L): row tiles in widths Vs, the flat kernel where `flat`, and
-    row-class tiles ("cls", block_c, G, warps, V, nb, lt) in widths Vc (_ncl_classes), lt row
-    tiles a program."""
+    row-class tiles ("cls", block_c, G, warps, V, nb) in widths Vc (_ncl_classes)."""
     if layout == "ncl":
         if interpreting():
             if INTERPRETER_NCL == "flat" and flat:
                 return [("flat", 32, 1, Vs[0], INTERPRETER_FLAT_MIX)]
             if INTERPRETER_NCL == "classes" and Vc:
-                return [("cls", 4, 64 // Vc[0], 1, Vc[0], 2, INTERPRETER_CLASS_LT)]
+                return [("cls", 4, 64 // Vc[0], 1, Vc[0], 2)]
             return [(4, 64 // Vs[0], 1, Vs[0], 2, INTERPRETER_NCL == "split")]
         # nb: batch items per program (each loads its rows' K weights once for all of them);
         # split: inner tiles + an edge program, or edge tiles with masks (see _ncl_splits)
@@ -1011,9 +996,8 @@ def _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, sms, flat=False, Vc=()) -
         # group a thread: each (block_c, G) is a compile of 10-25 s (a branch per class), and on
         # long_seq bf16 (H200, session 13) the two-groups-a-thread tiles lost (55.1, 61.5 us
         # against 46.8 and 53.6)
-        # lt (row tiles a program, 1-8): one kernel for all, so more lt cost tuning time, not compiles
-        cands += [("cls", bc, G, 4, V, nb, lt) for V in Vc for bc, G in _ncl_tiles(L_out, V) if bc * G == 128
-                  for nb in ((1, 4) if N > 1 else (1,)) for lt in _ncl_class_lts(L_out, G * V)]
+        cands += [("cls", bc, G, 4, V, nb) for V in Vc for bc, G in _ncl_tiles(L_out, V) if bc * G == 128
+                  for nb in ((1, 4) if N > 1 else (1,))]
     elif interpreting():
         cands = [(2, 4, 1, 8 if INTERPRETER_NLC == "roll" else 0)]
     else:
@@ -1330,7 +1314,7 @@ def depthwise_conv1d(x, weight, bias, stride=1, padding=0, dilation=1, layout="n
 _PLAN_FIELDS = {  # the launch() arguments of each generated-kernel plan, by (layout, kind)
     ("ncl", "gen"): ("block_c", "G", "warps", "V", "nb", "split"),
     ("ncl", "flat"): ("G", "warps", "V", "mix"),
-    ("ncl", "cls"): ("block_c", "G", "warps", "V", "nb", "lt"),
+    ("ncl", "cls"): ("block_c", "G", "warps", "V", "nb"),
     ("ncl", "toeplitz"): ("B", "BN", "warps", "stages"),
     ("nlc", "toeplitz"): ("B", "BN", "warps", "stages"),
     ("nlc", "gen"): ("vpt", "R", "warps", "seg"),

@@ -35,9 +35,10 @@ import threading
 from pathlib import Path
 
 _MODULES: dict[str, object] = {}
-# load() runs from the tuners' compile threads (_triton_common.precompile): two threads that load
-# one source at once shared a temporary file and imported a half-written module (session 14:
-# AttributeError on the kernel, H200)
+# load() runs from the tuners' compile threads (_triton_common.precompile), and candidates that
+# differ only in constexprs share a source: two threads that loaded one source at once shared a
+# temporary file and imported a half-written module (session 14: AttributeError on the kernel,
+# H200)
 _LOAD_LOCK = threading.Lock()
 
 HEADER = "import triton\nimport triton.language as tl\n\n"

@@ -55,7 +55,7 @@ def compile_threads() -> int:
     return min(8, os.cpu_count() or 1)
 
 
-def precompile(run, plans, kernel_of=None) -> None:
+def precompile(run, plans) -> None:
     """Run every tuning candidate once, from a pool of threads, so that all of them are compiled
     before the tuner times them one at a time. Triton releases the GIL for most of a compile:
     two (N, C, L) row-class kernels took 39.9 s one after the other and 22.6 s in two threads on
@@ -64,15 +64,9 @@ def precompile(run, plans, kernel_of=None) -> None:
     outputs are thrown away (the tuner runs the chosen plan again), and their errors (a config
     the device cannot hold) are left to the timing pass, which meets them again. Nothing runs in
     the interpreter, on the CPU, or with one thread. The threads launch on the caller's current
-    device, which is where Triton launches the caller's own calls. `kernel_of(plan)`, where
-    given, names the compiled kernel a plan runs: one plan of each name is run (plans that
-    differ only in their grid share a kernel, and threads compiling one kernel at once would
-    each compile it)."""
-    if kernel_of is not None:
-        firsts: dict = {}
-        for plan in plans:
-            firsts.setdefault(kernel_of(plan), plan)
-        plans = list(firsts.values())
+    device, which is where Triton launches the caller's own calls. Plans that differ only in
+    constexprs share one generated source, which the threads then load at once
+    (_dw_codegen.load is thread-safe for this)."""
     threads = min(compile_threads(), len(plans))
     if threads < 2 or interpreting() or not torch.cuda.is_available():
         return

@@ -407,8 +407,7 @@ def _fastest(key, plans: list, launch):
         plans = plans()
     best = plans[0]
     if len(plans) > 1 and tuning_enabled():
-        # row-class plans that differ only in lt (row tiles a program: the grid) share a kernel
-        precompile(lambda p: launch(*p), plans, kernel_of=lambda p: p[:-1] if p[0] == "cls" else p)
+        precompile(lambda p: launch(*p), plans)
         times = [_timed_or_inf(launch, p) for p in plans]
         best = plans[min(range(len(plans)), key=times.__getitem__)]
         TUNING_LOG[key] = list(zip(plans, times, strict=True))

@@ -402,8 +402,9 @@ class Candidate:
     GEMM transposed, y^T = W @ x^T, run by the ncl kernel), "ncl", "ncl_fold", and "nlc_tma",
     "ncl_tma" (the persistent TMA kernel), "ncl_tma_pad" (the same on a row-padded copy of x),
     "ncl_t" ((N,C,L) through (N,L,C): x transposed, the (N,L,C) TMA GEMM, y transposed back),
-    "ncl_ts" (the same with y stored (N,C,L) by the GEMM's epilogue, no transpose back; PROBE:
-    run only when forced, see scripts/ncl_ts_probe.py),
+    "ncl_ts" (the same with y stored (N,C,L) by the GEMM's epilogue, no transpose back: two
+    launches instead of three; offered where ncl_t is on odd L, without warp-specialized
+    configs),
     "nlc_wt" (the "nlc" kernel on a transposed copy of W, for IEEE fp32),
     "nlc_gluon" and "ncl_tg" (the Gluon ping-pong GEMM for (N,L,C), and as ncl_t's GEMM)."""
 
@@ -571,8 +572,12 @@ def _tma_configs(variant: str, kind: str, C_in: int, C_out: int) -> tuple[TileCo
     configs = TMA_CONFIGS[kind]
     if variant == "ncl_t":  # the (N,L,C) GEMM: no batch boundary inside a tile
         return configs
-    if variant == "ncl_ts":  # its epilogue stores element-wise: no split (TMA) stores
-        return tuple(dict.fromkeys(dataclasses.replace(c, split_epilogue=False) for c in configs))
+    if variant == "ncl_ts":  # its epilogue stores element-wise: no split (TMA) stores. And no
+        # warp-specialized configs: 128x128x64 w4 s4 ws faults on DTTS 1024->512 under Triton
+        # 3.6, an out-of-range shared-memory address inside the kernel (compute-sanitizer, H200,
+        # session 14), which poisons the process; the other ws configs were 1.15-3.3x slower
+        return tuple(dict.fromkeys(dataclasses.replace(c, split_epilogue=False) for c in configs
+                                   if not c.warp_specialize))
     if variant == "ncl_tma":
         configs = tuple(c for c in configs if C_in % c.block_k == 0 and C_out % c.block_m == 0)
     elif variant == "ncl_tma_pad":  # element-wise stores are masked to the batch; loads are not
@@ -712,9 +717,11 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
                 variants.insert(1, "ncl_t")
         elif plain and not fold and w_rows_ok and kind != "ieee" and _tma_ok(x, weight, swo):
             variants.insert(0, "ncl_tma_pad")  # rows of x not 16-byte aligned (odd L): pad a copy
-            if through:  # or run the (N,L,C) GEMM between two transposes, tl.dot's or Gluon's
-                variants[0:0] = ["ncl_tg", "ncl_t"] if _gluon_ok(x, kind) else ["ncl_t"]
-        if variant == "ncl_ts" and "ncl_t" in variants:  # the probe: offered only when forced
+            if through:  # or run the (N,L,C) GEMM between two transposes, tl.dot's or Gluon's;
+                # or transpose x only, the GEMM's epilogue storing y (N, C, L) (ncl_ts: 7-8 %
+                # faster than ncl_tg on FastConformer-L and DTTS 512->2048, bf16, H200 session 12)
+                variants[0:0] = (["ncl_tg"] if _gluon_ok(x, kind) else []) + ["ncl_t", "ncl_ts"]
+        if variant == "ncl_ts" and "ncl_t" in variants and "ncl_ts" not in variants:  # even L, tf32
             variants.append("ncl_ts")
         key = ("ncl", fold, plain, str(x.dtype), prec, N, C_in, C_out, L, L_out, sxc, sxl, tuple(variants))
         rows, cols = C_out, cols_total

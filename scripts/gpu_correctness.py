@@ -111,7 +111,7 @@ def check_ncl_plans(device: str, families=("flat",), part=(1, 1)) -> tuple[list[
 
 # every forced variant of the pointwise kernels, where it applies (_forward says which do not)
 PW_VARIANTS = ("nlc", "nlc_t", "nlc_wt", "nlc_tma", "nlc_gluon", "ncl", "ncl_fold", "ncl_tma", "ncl_tma_pad",
-               "ncl_t", "ncl_tg")
+               "ncl_t", "ncl_ts", "ncl_tg")
 PW_PLAN_SHAPES = [shape for op, shape in SHAPES if op == "pointwise" and shape.get("K", 1) == 1] + [
     dict(N=2, C_in=1024, C_out=512, L=517),  # DTTS's channels, odd L: the TMA and Gluon variants
     dict(N=3, C_in=384, C_out=768, L=64, bias=False),  # even L: ncl_tma

@@ -1,5 +1,7 @@
 """Pointwise Triton kernels vs the float64 reference, forward and grads, in the CPU interpreter."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -253,3 +255,20 @@ def test_bad_arguments_quote_the_value():
         pointwise_conv1d(x, w, None, precision="fp64")
     with pytest.raises(ValueError, match="not a 1x1 conv"):
         pointwise_conv1d(x, torch.randn(4, 8, 3), None)
+
+
+def test_gpu_plan_check_forces_every_pointwise_variant():
+    """scripts/gpu_correctness.py --pw-plans forces each variant in PW_VARIANTS on the GPU; a
+    variant the launcher can offer but that list lacks is never checked there (ncl_ts was
+    offered in session 14 before it was added)."""
+    import ast
+    import re
+
+    from convbench.impls import triton_pointwise as tp
+
+    script = (Path(__file__).resolve().parents[1] / "scripts" / "gpu_correctness.py").read_text()
+    listed = next(ast.literal_eval(node.value) for node in ast.parse(script).body
+                  if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "PW_VARIANTS")
+    source = Path(tp.__file__).read_text()
+    named = set(re.findall(r'"(n(?:cl|lc)(?:_[a-z]+)*)"', source))  # quoted variant names
+    assert named <= set(listed), sorted(named - set(listed))

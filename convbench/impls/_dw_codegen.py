@@ -73,7 +73,7 @@ def load(source: str, name: str | None = None):
         if mod is None:
             path = _cache_dir() / f"cb_dw_{digest}.py"
             if not path.exists() or path.read_text() != source:
-                tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")  # other processes too
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")  # the lock orders threads; pid, processes
                 tmp.write_text(source)
                 os.replace(tmp, path)
             spec = importlib.util.spec_from_file_location(f"convbench_gen_{digest}", path)

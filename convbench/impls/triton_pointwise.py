@@ -718,8 +718,9 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
         elif plain and not fold and w_rows_ok and kind != "ieee" and _tma_ok(x, weight, swo):
             variants.insert(0, "ncl_tma_pad")  # rows of x not 16-byte aligned (odd L): pad a copy
             if through:  # or run the (N,L,C) GEMM between two transposes, tl.dot's or Gluon's;
-                # or transpose x only, the GEMM's epilogue storing y (N, C, L) (ncl_ts: 7-8 %
-                # faster than ncl_tg on FastConformer-L and DTTS 512->2048, bf16, H200 session 12)
+                # or transpose x only, the GEMM's epilogue storing y (N, C, L) (ncl_ts: picked on
+                # FastConformer-L and DTTS 512->2048, 6-9 % faster in 16 bits and 9-22 % in tf32
+                # on odd L than session 12's picks; H200, results/h200/session14/status.md)
                 variants[0:0] = (["ncl_tg"] if _gluon_ok(x, kind) else []) + ["ncl_t", "ncl_ts"]
         if variant == "ncl_ts" and "ncl_t" in variants and "ncl_ts" not in variants:  # even L, tf32
             variants.append("ncl_ts")

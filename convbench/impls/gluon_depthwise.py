@@ -31,6 +31,7 @@ and the GPU correctness matrix)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from . import _dw_codegen as gen
@@ -141,7 +142,8 @@ def ncl_tma_source(K: int, V: int, flip: bool = False) -> str:
     s(1, "yrow = y_ptr + ais * (SR * L_out)")
     s(1, "ch0 = (ai * SR) % C")
     s(1, "mbarrier.wait(bar, 0)")
-    s(1, "mbarrier.invalidate(bar)")
+    if "noinv" not in os.environ.get("CONVBENCH_GDW_DEBUG", ""):
+        s(1, "mbarrier.invalidate(bar)")
     s(1, f"xs = buf.{_REINTERPRET}(x_desc.dtype, [NWIN * SR, CR, TL], PLAIN)")
     s(1, "for q in range(SR):")
     s(2, "ch = ch0 + q")

@@ -1,7 +1,7 @@
 import sys, os, torch
 sys.path.insert(0, "scripts")
 from convbench.impls import gluon_depthwise as gd
-N, C, L, K, pad = 2, 16, 129, 5, 2
+N, C, L, K, pad = [int(v) for v in os.environ.get("DBG_SHAPE", "2,16,129,5,2").split(",")]
 SR, CR, TL, V = [int(v) for v in (sys.argv[1:5] if len(sys.argv) > 4 else (8, 4, 128, 8))]
 dt = getattr(torch, sys.argv[5]) if len(sys.argv) > 5 else torch.bfloat16
 x = torch.randn(N, C, L, device="cuda", dtype=dt)

@@ -121,7 +121,10 @@ def ncl_tma_source(K: int, V: int, flip: bool = False) -> str:
     s(1, "bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())")
     s(1, "mbarrier.init(bar, count=1)")
     s(1, "mbarrier.expect(bar, NWIN * SR * x_desc.block_type.nbytes)")
-    s(1, "for q in gl.static_range(SR):")
+    if "rtloop" in os.environ.get("CONVBENCH_GDW_DEBUG", ""):
+        s(1, "for q in range(SR):")
+    else:
+        s(1, "for q in gl.static_range(SR):")
     s(2, "for m in gl.static_range(NWIN):")
     s(3, "_tma_load(x_desc, [a0, q * L_in + l0 + m * V - PAD], bar, buf.index(m * SR + q))")
     # which window elements lie inside the row: the same for every row of the program

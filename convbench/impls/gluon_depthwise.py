@@ -31,7 +31,6 @@ and the GPU correctness matrix)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from . import _dw_codegen as gen
@@ -94,47 +93,78 @@ def _join(names: list[str]) -> str:
     return f"gl.join({_join(names[0::2])}, {_join(names[1::2])})"
 
 
-def ncl_tma_source(K: int, V: int, flip: bool = False) -> str:
-    """The kernel for K taps and V-element groups (flip: grad_x's flipped taps)."""
+def class_shift(q: int, L_in: int, padding: int, VA: int) -> int:
+    """Row class q's window starts this many elements past a 16-byte boundary (VA elements):
+    its TMA boxes start that much earlier, so that their coordinates are aligned (the TMA unit
+    faults on others: illegal instruction, H200, session 15)."""
+    return (q * L_in - padding) % VA
+
+
+def _fixups(K: int, V: int, VA: int, SR: int, shifts: list[int], nw: int, L_in: int, PAD: int, PR: int, TL: int,
+            n_lt: int) -> dict[int, list[tuple[int, int, int, int]]]:
+    """Per row tile t, the shared-memory blocks (buffer, first column, ZW-wide block mask lo, hi)
+    whose columns hold x positions outside the row that valid outputs read ([-PAD, 0) and
+    [L_in, L_in + PR)): the TMA copied other rows (or zeros) there."""
+    out: dict[int, list] = {}
+    zones = [(-PAD, 0), (L_in, L_in + PR)]
+    for t in range(n_lt):
+        blocks = []
+        for q in range(SR):
+            for m in range(nw):
+                p0 = t * TL - PAD - shifts[q] + m * V  # x position of column 0
+                for lo, hi in zones:
+                    c_lo, c_hi = max(lo - p0, 0), min(hi - p0, TL)
+                    for b0 in range(c_lo - c_lo % VA, c_hi, VA):
+                        if c_lo < c_hi:
+                            blocks.append((m * SR + q, b0, max(c_lo, b0) - b0, min(c_hi, b0 + VA) - b0))
+        if blocks:
+            out[t] = blocks
+    return out
+
+
+def ncl_tma_source(K: int, V: int, VA: int, SR: int, L_in: int, L_out: int, PAD: int, TL: int,
+                   flip: bool = False) -> str:
+    """The kernel for one shape and plan geometry: K taps, V-element groups, VA elements in 16
+    bytes, SR row classes, rows of L_in inputs and L_out outputs, row tiles of TL
+    (flip: grad_x's flipped taps)."""
     name = "depthwise_ncl_tma_" + ("gx" if flip else "fwd") + "_kernel"
-    nwin = 1 + _halo(K, V) // V
+    PR = K - 1 - PAD
+    shifts = [class_shift(q, L_in, PAD, VA) for q in range(SR)]
+    nwq = [(V + K - 2 + sh) // V + 1 for sh in shifts]
+    nw = max(nwq)
+    n_lt = -(-L_out // TL)
     s = gen._Src()
     s(0, "@gluon.jit")
-    s(0, f"def {name}(x_desc, w_ptr, b_ptr, y_ptr, C, RS, n_lt,")
-    s(0, "        L_in: gl.constexpr, L_out: gl.constexpr, PAD: gl.constexpr, HAS_BIAS: gl.constexpr,")
-    s(0, "        SR: gl.constexpr, CR: gl.constexpr, TL: gl.constexpr, TR: gl.constexpr, TG: gl.constexpr,")
-    s(0, "        W: gl.constexpr, CONVERT: gl.constexpr):")
+    s(0, f"def {name}(x_desc, w_ptr, b_ptr, y_ptr, C, RS, HAS_BIAS: gl.constexpr, CR: gl.constexpr,")
+    s(0, "        TR: gl.constexpr, TG: gl.constexpr, W: gl.constexpr, CONVERT: gl.constexpr):")
     s(1, f"V: gl.constexpr = {V}")
-    s(1, f"NWIN: gl.constexpr = {nwin}")
+    s(1, f"TL: gl.constexpr = {TL}")
+    s(1, f"SR: gl.constexpr = {SR}")
+    s(1, f"L_in: gl.constexpr = {L_in}")
+    s(1, f"L_out: gl.constexpr = {L_out}")
     s(1, "G: gl.constexpr = TL // V")
     s(1, "BL2: gl.constexpr = gl.BlockedLayout([1, V], [TR, TG], [W, 1], [1, 0])")
     s(1, "BLC: gl.constexpr = gl.BlockedLayout([1, 1], [TR, TG], [W, 1], [1, 0])")
     s(1, "BLS: gl.constexpr = gl.BlockedLayout([1, 1], [1, 32], [W, 1], [1, 0])")
+    s(1, f"BLZ: gl.constexpr = gl.BlockedLayout([1, {VA}], [32, 1], [W, 1], [1, 0])")
     s(1, "PLAIN: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])")
     s(1, "pid = gl.program_id(0)")
-    s(1, "pid_r = pid // n_lt")
-    s(1, "pid_l = pid - pid_r * n_lt")
+    s(1, f"pid_r = pid // {n_lt}")
+    s(1, f"pid_l = pid - pid_r * {n_lt}")
     s(1, "a0 = pid_r * CR")
     s(1, "l0 = pid_l * TL")
-    # buf[m * SR + q][i][c] = x[row SR * (a0 + i) + q, l0 + m * V + c - PAD]
-    s(1, "buf = gl.allocate_shared_memory(x_desc.dtype, [NWIN * SR, CR, TL], x_desc.layout)")
+    # x viewed as (RS, SR * L_in); buf[m * SR + q][i][c] = x[row SR * (a0 + i) + q,
+    # l0 - PAD - shift_q + m * V + c]
+    s(1, f"buf = gl.allocate_shared_memory(x_desc.dtype, [{nw * SR}, CR, TL], x_desc.layout)")
     s(1, "bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())")
     s(1, "mbarrier.init(bar, count=1)")
-    s(1, "mbarrier.expect(bar, NWIN * SR * x_desc.block_type.nbytes)")
-    if "rtloop" in os.environ.get("CONVBENCH_GDW_DEBUG", ""):
-        s(1, "for q in range(SR):")
-    else:
-        s(1, "for q in gl.static_range(SR):")
-    s(2, "for m in gl.static_range(NWIN):")
-    s(3, "_tma_load(x_desc, [a0, q * L_in + l0 + m * V - PAD], bar, buf.index(m * SR + q))")
-    # which window elements lie inside the row: the same for every row of the program
-    s(1, "interior = (l0 >= PAD) & (l0 + TL + (NWIN - 1) * V - PAD <= L_in)")
-    s(1, "gv = gl.expand_dims(gl.arange(0, G, layout=gl.SliceLayout(0, BLC)) * V + (l0 - PAD), 0)")
-    for m in range(nwin):
-        for i in range(V):
-            s(1, f"ok{m}_{i} = interior | ((gv >= {-(m * V + i)}) & (gv < L_in - {m * V + i}))")
+    s(1, f"mbarrier.expect(bar, {nw * SR} * x_desc.block_type.nbytes)")
+    for q in range(SR):
+        for m in range(nw):
+            s(1, f"_tma_load(x_desc, [a0, l0 + {q * L_in - PAD - shifts[q] + m * V}], bar, buf.index({m * SR + q}))")
     s(1, "ai = a0 + gl.arange(0, CR, layout=gl.SliceLayout(1, BLC))")
     s(1, "amask = ai < RS")
+    s(1, "ch0 = (ai * SR) % C")
     s(1, "if CONVERT:")
     s(2, "SL: gl.constexpr = BLS")
     s(1, "else:")
@@ -143,38 +173,53 @@ def ncl_tma_source(K: int, V: int, flip: bool = False) -> str:
     s(1, "js = l0 + gl.arange(0, TL, layout=gl.SliceLayout(0, SL))")
     s(1, "ms = gl.expand_dims(ais < RS, 1) & gl.expand_dims(js < L_out, 0)")
     s(1, "yrow = y_ptr + ais * (SR * L_out)")
-    s(1, "ch0 = (ai * SR) % C")
     s(1, "mbarrier.wait(bar, 0)")
-    if "noinv" not in os.environ.get("CONVBENCH_GDW_DEBUG", ""):
-        s(1, "mbarrier.invalidate(bar)")
-    s(1, f"xs = buf.{_REINTERPRET}(x_desc.dtype, [NWIN * SR, CR, TL], PLAIN)")
-    s(1, "for q in range(SR):")
-    s(2, "ch = ch0 + q")
-    s(2, "ch = gl.where(ch >= C, ch - C, ch)")
-    for k in range(K):
-        s(2, f"w{k} = gl.expand_dims(gl.load(w_ptr + ch * {K} + {gen._wk(k, K, flip)}, mask=amask, other=0.0)"
-             ".to(gl.float32), 1)")
-    s(2, "if HAS_BIAS:")
-    s(3, "acc0 = gl.expand_dims(gl.load(b_ptr + ch, mask=amask, other=0.0).to(gl.float32), 1)"
-         " + gl.zeros([CR, G], gl.float32, BLC)")
-    s(2, "else:")
-    s(3, "acc0 = gl.zeros([CR, G], gl.float32, BLC)")
-    e = []
-    for m in range(nwin):
-        s(2, f"X{m} = xs.index({m} * SR + q).load(BL2).to(gl.float32)")
-        names = _split(s, 2, f"X{m}", V)
-        for i, n in enumerate(names):
-            s(2, f"{n} = gl.convert_layout({n}, BLC, assert_trivial=True)")
-            s(2, f"{n} = gl.where(ok{m}_{i}, {n}, 0.0)")
-        e.append(names)
-    outs = []
-    for u in range(V):
-        terms = " + ".join(f"{e[(u + k) // V][(u + k) % V]} * w{k}" for k in range(K))
-        s(2, f"o{u} = acc0 + {terms}")
-        outs.append(f"o{u}")
-    s(2, f"out = gl.reshape({_join(outs)}, [CR, TL]).to(y_ptr.dtype.element_ty)")
-    s(2, "out = gl.convert_layout(out, SL)")
-    s(2, "gl.store(gl.expand_dims(yrow + q * L_out, 1) + gl.expand_dims(js, 0), out, mask=ms)")
+    s(1, f"xs = buf.{_REINTERPRET}(x_desc.dtype, [{nw * SR}, CR, TL], PLAIN)")
+    # zero the columns that hold other rows' elements, where valid outputs read them
+    fix = _fixups(K, V, VA, SR, shifts, nw, L_in, PAD, PR, TL, n_lt)
+    if fix:
+        s(1, f"zc = gl.expand_dims(gl.arange(0, {VA}, layout=gl.SliceLayout(0, BLZ)), 0)")
+        for t, blocks in fix.items():
+            # every block loaded before any is stored: one barrier between, not one a block
+            s(1, f"if pid_l == {t}:")
+            for j, (buf_i, b0, lo, hi) in enumerate(blocks):
+                s(2, f"z{j} = gl.where((zc >= {lo}) & (zc < {hi}), 0.0, "
+                     f"xs.index({buf_i}).slice({b0}, {VA}, dim=1).load(BLZ).to(gl.float32)).to(x_desc.dtype)")
+            for j, (buf_i, b0, _lo, _hi) in enumerate(blocks):
+                s(2, f"xs.index({buf_i}).slice({b0}, {VA}, dim=1).store(z{j})")
+        s(1, "gl.thread_barrier()")
+    for q in range(SR):
+        sh = shifts[q]
+        s(1, f"# row class {q}: window shift {sh}")
+        s(1, f"ch = ch0 + {q}")
+        s(1, "ch = gl.where(ch >= C, ch - C, ch)")
+        for k in range(K):
+            s(1, f"w{k} = gl.expand_dims(gl.load(w_ptr + ch * {K} + {gen._wk(k, K, flip)}, mask=amask, other=0.0)"
+                 ".to(gl.float32), 1)")
+        s(1, "if HAS_BIAS:")
+        s(2, "acc0 = gl.expand_dims(gl.load(b_ptr + ch, mask=amask, other=0.0).to(gl.float32), 1)"
+             " + gl.zeros([CR, G], gl.float32, BLC)")
+        s(1, "else:")
+        s(2, "acc0 = gl.zeros([CR, G], gl.float32, BLC)")
+        e = []
+        used = {(u + k + sh) // V for u in range(V) for k in range(K)}
+        for m in range(nwq[q]):
+            if m not in used:
+                e.append(None)
+                continue
+            s(1, f"X{m} = xs.index({m * SR + q}).load(BL2).to(gl.float32)")
+            names = _split(s, 1, f"X{m}", V)
+            for n in names:
+                s(1, f"{n} = gl.convert_layout({n}, BLC, assert_trivial=True)")
+            e.append(names)
+        outs = []
+        for u in range(V):
+            terms = " + ".join(f"{e[(u + k + sh) // V][(u + k + sh) % V]} * w{k}" for k in range(K))
+            s(1, f"o{u} = acc0 + {terms}")
+            outs.append(f"o{u}")
+        s(1, f"out = gl.reshape({_join(outs)}, [CR, TL]).to(y_ptr.dtype.element_ty)")
+        s(1, "out = gl.convert_layout(out, SL)")
+        s(1, f"gl.store(gl.expand_dims(yrow + {q * L_out}, 1) + gl.expand_dims(js, 0), out, mask=ms)")
     return s.text().replace(gen.HEADER, HEADER, 1)
 
 
@@ -203,13 +248,11 @@ def row_stride_multiple(L_in: int, itemsize: int) -> int:
     return 16 // math.gcd(L_in * itemsize, 16)
 
 
-def geometry(plan: TmaPlan, L_out: int) -> dict:
-    """The layout constexprs of `plan`, and n_lt (row tiles a row)."""
+def geometry(plan: TmaPlan) -> dict:
+    """The layout constexprs of `plan`."""
     G = plan.TL // plan.V
     TG = min(G, 32)
-    TR = 32 // TG
-    return dict(SR=plan.SR, CR=plan.CR, TL=plan.TL, TR=TR, TG=TG, W=plan.warps, CONVERT=plan.convert,
-                n_lt=-(-L_out // plan.TL))
+    return dict(CR=plan.CR, TR=32 // TG, TG=TG, W=plan.warps, CONVERT=plan.convert)
 
 
 def available(x) -> bool:
@@ -244,17 +287,14 @@ def launcher(N: int, C: int, L_in: int, L_out: int, K: int, padding: int, dtype,
 
     from ._triton_common import Relaunch, ReusedDescriptors, cdiv
 
-    kernel = gen.load(ncl_tma_source(K, plan.V, flip))
     itemsize = torch.empty((), dtype=dtype).element_size()
-    SR = plan.SR
+    SR, TL = plan.SR, plan.TL
+    kernel = gen.load(ncl_tma_source(K, plan.V, 16 // itemsize, SR, L_in, L_out, padding, TL, flip))
     RS = N * C // SR
-    geo = geometry(plan, L_out)
-    n_lt = geo.pop("n_lt")
     layout = gl.NVMMASharedLayout(swizzle_byte_width=0, element_bitwidth=8 * itemsize, rank=2)
-    run = Relaunch(kernel, (cdiv(RS, plan.CR) * n_lt,),
-                   dict(C=C, RS=RS, n_lt=n_lt, L_in=L_in, L_out=L_out, PAD=padding, HAS_BIAS=has_bias, **geo),
-                   dict(num_warps=plan.warps))
-    descs = ReusedDescriptors(lambda x: (TensorDescriptor(x, [RS, SR * L_in], [SR * L_in, 1], [plan.CR, plan.TL], layout),))
+    run = Relaunch(kernel, (cdiv(RS, plan.CR) * cdiv(L_out, TL),),
+                   dict(C=C, RS=RS, HAS_BIAS=has_bias, **geometry(plan)), dict(num_warps=plan.warps))
+    descs = ReusedDescriptors(lambda x: (TensorDescriptor(x, [RS, SR * L_in], [SR * L_in, 1], [plan.CR, TL], layout),))
 
     def go(x, w, b, y):
         (d,) = descs(x)

@@ -2,11 +2,12 @@
 on the (N, L, C) pointwise shapes, each config checked against a float64 reference, timed
 against F.linear and our tuned tl.dot kernel (triton_nlc) in CUDA graphs and with a cold L2.
 
-Usage (GPU): OUT=dir python3 scripts/gluon_probe.py
+Usage (GPU): OUT=dir python3 scripts/gluon_probe.py [--shapes dtts_pw_1024_512] [--configs "64,128,64,8;..."]
 """
 
 from __future__ import annotations
 
+import argparse
 import traceback
 
 import torch
@@ -16,6 +17,7 @@ import triton.testing
 from probe_io import emit
 
 from convbench.impls import triton_pointwise as tp
+from convbench.impls._triton_common import device_ms
 from convbench.impls.gluon_pointwise import pointwise_nlc_gluon
 from convbench.problem import Pointwise
 
@@ -28,10 +30,12 @@ SHAPES = (  # label, N, C_in, C_out, L
 CONFIGS = ((128, 128, 64, 4), (128, 64, 64, 6), (64, 256, 64, 4), (64, 128, 64, 6), (128, 128, 32, 8))
 
 
-def times(fn) -> tuple[float, float]:
+def times(fn) -> tuple[float, float, float]:
+    """CUDA graph (warm L2), do_bench (events, L2 cleared), and the tuners' timer (device_ms:
+    graph replays of an L2 flush and the call, less the flush)."""
     graph = triton.testing.do_bench_cudagraph(fn, rep=40, return_mode="median") * 1e3
     cold = triton.testing.do_bench(fn, warmup=10, rep=60, return_mode="median") * 1e3
-    return graph, cold
+    return graph, cold, device_ms(fn) * 1e3
 
 
 def case_lines(label: str, N: int, C_in: int, C_out: int, L: int, bias: bool) -> list[str]:
@@ -49,31 +53,42 @@ def case_lines(label: str, N: int, C_in: int, C_out: int, L: int, bias: bool) ->
     for bm, bn, bk, st in CONFIGS:
         paths[f"gluon {bm}x{bn}x{bk} s{st}"] = (
             lambda bm=bm, bn=bn, bk=bk, st=st: pointwise_nlc_gluon(x, w, b, (bm, bn, bk), st))
-    lines, base = [], None
+    lines, base, base_dev = [], None, None
     for name, fn in paths.items():
         try:
             e = err(fn())
-            graph, cold = times(fn)
+            graph, cold, dev = times(fn)
             e_after = err(fn())
         except Exception as exc:  # noqa: BLE001 - a config that does not compile or launch
-            lines.append(f"| {label} | {bias} | {name} | failed: {type(exc).__name__}: {str(exc)[:120]} | | | |")
+            lines.append(f"| {label} | {bias} | {name} | failed: {type(exc).__name__}: {str(exc)[:120]} | | | | | |")
             traceback.print_exc()
             print(lines[-1], flush=True)
             continue
         if base is None:
-            base = graph
+            base, base_dev = graph, dev
         flag = "" if max(e, e_after) < 2e-2 else " WRONG"
-        lines.append(f"| {label} | {bias} | {name} | {e:.1e}{flag} | {graph:.1f} | {cold:.1f} | {base / graph:.2f} |")
+        lines.append(f"| {label} | {bias} | {name} | {e:.1e}{flag} | {graph:.1f} | {cold:.1f} | {dev:.1f} | {base / graph:.2f} | {base_dev / dev:.2f} |")
         print(lines[-1], flush=True)
     return lines
 
 
 def main() -> None:
+    global CONFIGS
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--shapes", help="comma-separated labels of SHAPES (default: all)")
+    ap.add_argument("--configs", help="BM,BN,BK,STAGES;... (default: CONFIGS)")
+    ap.add_argument("--bias", choices=("both", "no", "yes"), default="both")
+    args = ap.parse_args()
+    if args.configs:
+        CONFIGS = tuple(tuple(int(v) for v in c.split(",")) for c in args.configs.split(";"))
+    shapes = [c for c in SHAPES if not args.shapes or c[0] in args.shapes.split(",")]
+    biases = {"both": (False, True), "no": (False,), "yes": (True,)}[args.bias]
     lines = [f"device: {torch.cuda.get_device_name()}; torch {torch.__version__}; triton {triton.__version__}", "",
-             "| shape | bias | path | rel err vs fp64 | graph µs | cold-L2 µs | F.linear graph / this |",
-             "|---|---|---|---:|---:|---:|---:|"]
-    for case in SHAPES:
-        for bias in (False, True):
+             "| shape | bias | path | rel err vs fp64 | graph µs | cold-L2 µs (do_bench) | device_ms µs | "
+             "F.linear / this (graph) | F.linear / this (device_ms) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for case in shapes:
+        for bias in biases:
             lines += case_lines(*case, bias)
     emit(lines, "gluon_probe.md")
 

@@ -386,13 +386,18 @@ TMA_CONFIGS: dict[str, tuple[TileConfig, ...]] = {
     "ieee": (),  # an IEEE float32 dot runs on CUDA cores from registers: TMA buys nothing
 }
 # The Gluon ping-pong GEMM (gluon_pointwise.py; 16-bit, Hopper): (BM, BN, BK) and ring stages;
-# num_warps is each consumer group's 4. Each was the fastest on at least one of the four probe
-# shapes, or within 4 % of it (results/h200/session12/call1/gluon_probe.md).
+# num_warps is each consumer group's 4. Each of the first four was the fastest on at least one of
+# the four probe shapes, or within 4 % of it (results/h200/session12/call1/gluon_probe.md). The
+# 8-stage rings (as much as fits beside the two epilogue buffers: 229.7 KB) took DTTS 1024->512
+# from 22.1 to 20.1 µs (no bias) and 22.2 to 20.1 µs (bias) under the tuners' timer, against
+# F.linear's 17.7-18.0 (results/h200/session15/call9_gluon_stages/gluon_probe.md).
 GLUON_CONFIGS: tuple[TileConfig, ...] = (
     TileConfig(128, 128, 64, 4, 4),
     TileConfig(128, 64, 64, 4, 6),
     TileConfig(64, 128, 64, 4, 6),
     TileConfig(64, 256, 64, 4, 4),
+    TileConfig(64, 128, 64, 4, 8),
+    TileConfig(128, 64, 64, 4, 8),
 )
 
 

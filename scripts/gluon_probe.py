@@ -38,7 +38,7 @@ def times(fn) -> tuple[float, float, float]:
     return graph, cold, device_ms(fn) * 1e3
 
 
-def case_lines(label: str, N: int, C_in: int, C_out: int, L: int, bias: bool) -> list[str]:
+def case_lines(label: str, N: int, C_in: int, C_out: int, L: int, bias: bool, configs=CONFIGS) -> list[str]:
     """Every path on one case: F.linear first (the ratios' base), our tl.dot kernel, each Gluon config."""
     p = Pointwise(N=N, C_in=C_in, C_out=C_out, L=L, bias=bias)
     inp = p.make_inputs("bfloat16", device="cuda", layout="nlc", seed=0)
@@ -50,7 +50,7 @@ def case_lines(label: str, N: int, C_in: int, C_out: int, L: int, bias: bool) ->
 
     paths = {"F.linear": lambda: F.linear(x, w.squeeze(-1), b),
              "triton_nlc (tl.dot)": lambda: tp.pointwise_conv1d(x, w, b, layout="nlc")}
-    for bm, bn, bk, st in CONFIGS:
+    for bm, bn, bk, st in configs:
         paths[f"gluon {bm}x{bn}x{bk} s{st}"] = (
             lambda bm=bm, bn=bn, bk=bk, st=st: pointwise_nlc_gluon(x, w, b, (bm, bn, bk), st))
     lines, base, base_dev = [], None, None
@@ -73,14 +73,12 @@ def case_lines(label: str, N: int, C_in: int, C_out: int, L: int, bias: bool) ->
 
 
 def main() -> None:
-    global CONFIGS
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--shapes", help="comma-separated labels of SHAPES (default: all)")
     ap.add_argument("--configs", help="BM,BN,BK,STAGES;... (default: CONFIGS)")
     ap.add_argument("--bias", choices=("both", "no", "yes"), default="both")
     args = ap.parse_args()
-    if args.configs:
-        CONFIGS = tuple(tuple(int(v) for v in c.split(",")) for c in args.configs.split(";"))
+    configs = tuple(tuple(int(v) for v in c.split(",")) for c in args.configs.split(";")) if args.configs else CONFIGS
     shapes = [c for c in SHAPES if not args.shapes or c[0] in args.shapes.split(",")]
     biases = {"both": (False, True), "no": (False,), "yes": (True,)}[args.bias]
     lines = [f"device: {torch.cuda.get_device_name()}; torch {torch.__version__}; triton {triton.__version__}", "",
@@ -89,7 +87,7 @@ def main() -> None:
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for case in shapes:
         for bias in biases:
-            lines += case_lines(*case, bias)
+            lines += case_lines(*case, bias, configs)
     emit(lines, "gluon_probe.md")
 
 

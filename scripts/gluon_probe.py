@@ -2,7 +2,7 @@
 on the (N, L, C) pointwise shapes, each config checked against a float64 reference, timed
 against F.linear and our tuned tl.dot kernel (triton_nlc) in CUDA graphs and with a cold L2.
 
-Usage (GPU): OUT=dir python3 scripts/gluon_probe.py [--shapes dtts_pw_1024_512] [--configs "64,128,64,8;128,64,64,8,1;..."]
+Usage (GPU): OUT=dir python3 scripts/gluon_probe.py [--shapes dtts_pw_1024_512] [--configs "64,128,64,8;..."]
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ SHAPES = (  # label, N, C_in, C_out, L
     ("dtts_pw_512_2048", 19, 512, 2048, 517),
     ("fastconf_L_pw", 128, 512, 1024, 209),
     ("anchor_384_768", 16, 384, 768, 1024),
+    # DTTS 1024->512 cut to 8448 rows: exactly 528 tiles of 128x64, 4 whole rounds on 132 SMs
+    # (session 16: what a round costs, against the 4.67 rounds of the full shape)
+    ("dtts_4rounds", 16, 1024, 512, 528),
 )
 CONFIGS = ((128, 128, 64, 4), (128, 64, 64, 6), (64, 256, 64, 4), (64, 128, 64, 6), (128, 128, 32, 8))
 
@@ -50,10 +53,9 @@ def case_lines(label: str, N: int, C_in: int, C_out: int, L: int, bias: bool, co
 
     paths = {"F.linear": lambda: F.linear(x, w.squeeze(-1), b),
              "triton_nlc (tl.dot)": lambda: tp.pointwise_conv1d(x, w, b, layout="nlc")}
-    for bm, bn, bk, st, *sk in configs:
-        sk = bool(sk and sk[0])
-        paths[f"gluon {bm}x{bn}x{bk} s{st}{' sk' if sk else ''}"] = (
-            lambda bm=bm, bn=bn, bk=bk, st=st, sk=sk: pointwise_nlc_gluon(x, w, b, (bm, bn, bk), st, sk))
+    for bm, bn, bk, st in configs:
+        paths[f"gluon {bm}x{bn}x{bk} s{st}"] = (
+            lambda bm=bm, bn=bn, bk=bk, st=st: pointwise_nlc_gluon(x, w, b, (bm, bn, bk), st))
     lines, base, base_dev = [], None, None
     for name, fn in paths.items():
         try:
@@ -76,7 +78,7 @@ def case_lines(label: str, N: int, C_in: int, C_out: int, L: int, bias: bool, co
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--shapes", help="comma-separated labels of SHAPES (default: all)")
-    ap.add_argument("--configs", help="BM,BN,BK,STAGES[,STREAM_K 0/1];... (default: CONFIGS)")
+    ap.add_argument("--configs", help="BM,BN,BK,STAGES;... (default: CONFIGS)")
     ap.add_argument("--bias", choices=("both", "no", "yes"), default="both")
     args = ap.parse_args()
     configs = tuple(tuple(int(v) for v in c.split(",")) for c in args.configs.split(";")) if args.configs else CONFIGS

@@ -53,9 +53,10 @@ def case_lines(label: str, N: int, C_in: int, C_out: int, L: int, bias: bool, co
 
     paths = {"F.linear": lambda: F.linear(x, w.squeeze(-1), b),
              "triton_nlc (tl.dot)": lambda: tp.pointwise_conv1d(x, w, b, layout="nlc")}
-    for bm, bn, bk, st in configs:
-        paths[f"gluon {bm}x{bn}x{bk} s{st}"] = (
-            lambda bm=bm, bn=bn, bk=bk, st=st: pointwise_nlc_gluon(x, w, b, (bm, bn, bk), st))
+    for bm, bn, bk, st, *coop in configs:
+        coop = bool(coop and coop[0])
+        paths[f"gluon {bm}x{bn}x{bk} s{st}{' coop' if coop else ''}"] = (
+            lambda bm=bm, bn=bn, bk=bk, st=st, coop=coop: pointwise_nlc_gluon(x, w, b, (bm, bn, bk), st, coop))
     lines, base, base_dev = [], None, None
     for name, fn in paths.items():
         try:
@@ -78,7 +79,7 @@ def case_lines(label: str, N: int, C_in: int, C_out: int, L: int, bias: bool, co
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--shapes", help="comma-separated labels of SHAPES (default: all)")
-    ap.add_argument("--configs", help="BM,BN,BK,STAGES;... (default: CONFIGS)")
+    ap.add_argument("--configs", help="BM,BN,BK,STAGES[,COOP 0/1];... (default: CONFIGS)")
     ap.add_argument("--bias", choices=("both", "no", "yes"), default="both")
     args = ap.parse_args()
     configs = tuple(tuple(int(v) for v in c.split(",")) for c in args.configs.split(";")) if args.configs else CONFIGS

@@ -128,8 +128,48 @@ def _consumer(y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, turn, M, N, K,
 
 
 @gluon.jit
+def _coop_consumer(y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, M, N, K,
+                   HAS_BIAS: gl.constexpr, GROUP: gl.constexpr,
+                   BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr):
+    """Cooperative schedule: both groups work on every tile, group g on its rows
+    [g * BM / 2, (g + 1) * BM / 2), each freeing a stage once (`empty` counts two arrivals)."""
+    HM: gl.constexpr = BM // 2
+    layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                     instr_shape=[16, BN, 16])
+    pid = gl.program_id(0)
+    progs = gl.num_programs(0)
+    tiles_n = gl.cdiv(N, BN)
+    tiles = gl.cdiv(M, BM) * tiles_n
+    k_tiles = gl.cdiv(K, BK)
+    out = c_s.index(GROUP)
+    c = 0
+    for t in range(pid, tiles, progs):
+        m0 = (t // tiles_n) * BM + GROUP * HM
+        n0 = (t % tiles_n) * BN
+        acc = gl.zeros((HM, BN), dtype=gl.float32, layout=layout)
+        for ki in range(k_tiles):
+            s = c % STAGES
+            mbarrier.wait(ready.index(s), (c // STAGES) & 1)
+            acc = warpgroup_mma(x_s.index(s).slice(GROUP * HM, HM), w_s.index(s).permute((1, 0)), acc,
+                                is_async=True)
+            acc = warpgroup_mma_wait(1, deps=(acc,))
+            mbarrier.arrive(empty.index((c + STAGES - 1) % STAGES), count=1, pred=ki > 0)
+            c += 1
+        acc = warpgroup_mma_wait(0, deps=(acc,))
+        mbarrier.arrive(empty.index((c + STAGES - 1) % STAGES), count=1)
+        if HAS_BIAS:
+            offs = n0 + gl.arange(0, BN, layout=gl.SliceLayout(0, layout))
+            acc = acc + gl.load(bias_ptr + offs, mask=offs < N, other=0.0).to(gl.float32)[None, :]
+        tma.store_wait(0)  # this group's previous tile has left its buffer
+        out.store(acc.to(y_desc.dtype))
+        fence_async_shared()
+        _tma_store(y_desc, [m0, n0], out)
+    tma.store_wait(0)
+
+
+@gluon.jit
 def pointwise_gluon_kernel(x_desc, w_desc, y_desc, bias_ptr, M, N, K,
-                           HAS_BIAS: gl.constexpr, STAGES: gl.constexpr):
+                           HAS_BIAS: gl.constexpr, STAGES: gl.constexpr, COOP: gl.constexpr):
     BM: gl.constexpr = x_desc.block_type.shape[0]
     BK: gl.constexpr = x_desc.block_type.shape[1]
     BN: gl.constexpr = w_desc.block_type.shape[0]
@@ -138,20 +178,33 @@ def pointwise_gluon_kernel(x_desc, w_desc, y_desc, bias_ptr, M, N, K,
     gl.static_assert(STAGES >= 2, "STAGES must be at least 2")
     x_s = gl.allocate_shared_memory(x_desc.dtype, [STAGES, BM, BK], x_desc.layout)
     w_s = gl.allocate_shared_memory(w_desc.dtype, [STAGES, BN, BK], w_desc.layout)
-    c_s = gl.allocate_shared_memory(y_desc.dtype, [2, BM, BN], y_desc.layout)
+    # an epilogue buffer a group: y's block is the group's share of a tile (BM rows in ping-pong,
+    # BM / 2 in the cooperative schedule)
+    c_s = gl.allocate_shared_memory(y_desc.dtype, [2, y_desc.block_type.shape[0], BN], y_desc.layout)
     ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     for i in gl.static_range(STAGES):
         mbarrier.init(ready.index(i), count=1)
-        mbarrier.init(empty.index(i), count=1)
-    for i in gl.static_range(2):
-        mbarrier.init(turn.index(i), count=1)
-    gl.warp_specialize([
-        (_consumer, (y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, turn, M, N, K, HAS_BIAS, 0, BM, BN, BK, STAGES)),
-        (_consumer, (y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, turn, M, N, K, HAS_BIAS, 1, BM, BN, BK, STAGES)),
-        (_producer, (x_desc, w_desc, x_s, w_s, ready, empty, M, N, K, BM, BN, BK, STAGES)),
-    ], [4, 1], [232, 40])
+        mbarrier.init(empty.index(i), count=2 if COOP else 1)
+    if COOP:
+        gl.warp_specialize([
+            (_coop_consumer, (y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, M, N, K, HAS_BIAS, 0,
+                              BM, BN, BK, STAGES)),
+            (_coop_consumer, (y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, M, N, K, HAS_BIAS, 1,
+                              BM, BN, BK, STAGES)),
+            (_producer, (x_desc, w_desc, x_s, w_s, ready, empty, M, N, K, BM, BN, BK, STAGES)),
+        ], [4, 1], [232, 40])
+    else:
+        turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+        for i in gl.static_range(2):
+            mbarrier.init(turn.index(i), count=1)
+        gl.warp_specialize([
+            (_consumer, (y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, turn, M, N, K, HAS_BIAS, 0,
+                         BM, BN, BK, STAGES)),
+            (_consumer, (y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, turn, M, N, K, HAS_BIAS, 1,
+                         BM, BN, BK, STAGES)),
+            (_producer, (x_desc, w_desc, x_s, w_s, ready, empty, M, N, K, BM, BN, BK, STAGES)),
+        ], [4, 1], [232, 40])
 
 
 @functools.cache
@@ -170,7 +223,7 @@ def available(x: torch.Tensor) -> bool:
 
 
 def launcher(M: int, K: int, N: int, sx: int, sw: int, block: tuple[int, int, int], stages: int,
-             has_bias: bool, dtype: torch.dtype, sms: int):
+             has_bias: bool, dtype: torch.dtype, sms: int, coop: bool = False):
     """y (M, N) = x (M, K) @ w (N, K)^T (+ b) as go(x, w, y, bias): x's rows sx apart, w's sw
     apart, y contiguous; the bases may be any tensors holding those views (a descriptor takes
     base, shape and strides). One persistent program per SM at most. The launch goes through
@@ -182,13 +235,15 @@ def launcher(M: int, K: int, N: int, sx: int, sw: int, block: tuple[int, int, in
 
     bm, bn, bk = block
     dt = _GL_DTYPES[dtype]
-    lx, lw, ly = _layout((bm, bk), dt), _layout((bn, bk), dt), _layout((bm, bn), dt)
+    ybm = bm // 2 if coop else bm  # the rows one group stores
+    lx, lw, ly = _layout((bm, bk), dt), _layout((bn, bk), dt), _layout((ybm, bn), dt)
     tiles = cdiv(M, bm) * cdiv(N, bn)
-    run = Relaunch(pointwise_gluon_kernel, (min(sms, tiles),), dict(M=M, N=N, K=K, HAS_BIAS=has_bias, STAGES=stages),
+    run = Relaunch(pointwise_gluon_kernel, (min(sms, tiles),),
+                   dict(M=M, N=N, K=K, HAS_BIAS=has_bias, STAGES=stages, COOP=coop),
                    dict(num_warps=4, maxnreg=168))
     xs, ws, ys = [M, K], [N, K], [M, N]
     xst, wst, yst = [sx, 1], [sw, 1], [N, 1]
-    xb, wb, yb = [bm, bk], [bn, bk], [bm, bn]
+    xb, wb, yb = [bm, bk], [bn, bk], [ybm, bn]
     descs = ReusedDescriptors(lambda x, w, y: (
         TensorDescriptor(x, xs, xst, xb, lx), TensorDescriptor(w, ws, wst, wb, lw), TensorDescriptor(y, ys, yst, yb, ly)))
 
@@ -199,7 +254,8 @@ def launcher(M: int, K: int, N: int, sx: int, sw: int, block: tuple[int, int, in
 
 
 def pointwise_nlc_gluon(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                        block: tuple[int, int, int] = (128, 128, 64), stages: int = 4) -> torch.Tensor:
+                        block: tuple[int, int, int] = (128, 128, 64), stages: int = 4,
+                        coop: bool = False) -> torch.Tensor:
     """y (N, L, C_out) = x (N, L, C_in) @ W^T (+ b) for 16-bit contiguous x; weight (C_out, C_in, 1).
     One config, no plan cache: for scripts/gluon_probe.py (convbench's path is triton_pointwise's
     "nlc_gluon" variant, which tunes the config)."""
@@ -211,6 +267,6 @@ def pointwise_nlc_gluon(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     w = weight.reshape(c_out, k).contiguous()
     y = torch.empty((n, length, c_out), device=x.device, dtype=x.dtype)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-    go = launcher(m, k, c_out, k, k, block, stages, bias is not None, x.dtype, sms)
+    go = launcher(m, k, c_out, k, k, block, stages, bias is not None, x.dtype, sms, coop)
     go(x, w, y, bias if bias is not None else w)
     return y

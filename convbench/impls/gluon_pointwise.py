@@ -306,9 +306,9 @@ def launcher(M: int, K: int, N: int, sx: int, sw: int, block: tuple[int, int, in
     xs, ws, ys = [M, K], [N, K], [M, N]
     xst, wst, yst = [sx, 1], [sw, 1], [N, 1]
     xb, wb, yb = [bm, bk], [bn, bk], [ybm, bn]
-    descs = ReusedDescriptors(lambda x, w, y: (
+    descs = ReusedDescriptors(lambda x, w, w2, y: (
         TensorDescriptor(x, xs, xst, xb, lx), TensorDescriptor(w, ws, wst, wb, lw),
-        TensorDescriptor(w, ws, wst, [bn // 2, bk], lw2), TensorDescriptor(y, ys, yst, yb, ly)))
+        TensorDescriptor(w2, ws, wst, [bn // 2, bk], lw2), TensorDescriptor(y, ys, yst, yb, ly)))
 
     def go(x, w, y, bias):
         dx, dw, dw2, dy = descs(x, w, w, y)

@@ -28,6 +28,17 @@ The ring is shared and filled in (tile, k) order, so the two groups' main loops 
 each group's epilogue overlaps the other's main loop. TMA zero-fills reads past M or K and
 clips stores past M or N, so no masks are needed except on the bias.
 
+COOP (session 16) is the other schedule cuBLAS uses: both groups work on every tile, group g on
+its BM / 2 rows, and a stage is free once both have read it. A 128x128 tile then holds 64
+accumulator registers a thread, as a ping-pong 64x128 tile does, but each stage of 32 KB feeds
+twice the MMA work of a 24 KB 64x128 stage: a third fewer bytes through L2 per output. Measured
+(results/h200/session16/call3_coop, the tuners' timer, no bias): 128x128 s6 coop 44.8 µs on
+FastConformer-L against 48.2 for the best ping-pong config, 34.4 against 36.5 on DTTS 512->2048,
+18.6 against 19.8 on 16x384->768; on DTTS 1024->512 (308 tiles: 2.33 rounds) 20.5-20.6 against
+20.2-20.6. A per-program %globaltimer trace (tag attic/gluon-coop-trace, call6_trace) put each
+128x128 tile at 5.0-5.5 µs, a half-width tile at 5.0, and the first at 7.3: the last partial
+round costs a whole round whatever its width.
+
 Works on triton 3.6 (TMA names async_copy_*) and newer (async_load / async_store). Gluon does
 not run under TRITON_INTERPRET: tests compile it for sm_90 on the CPU; correctness is checked
 on the GPU (scripts/gluon_probe.py, and the GPU correctness matrix through triton_pointwise).
@@ -55,29 +66,15 @@ _tma_store = tma.async_store if hasattr(tma, "async_store") else tma.async_copy_
 
 
 @gluon.jit
-def _full_end(tiles, TAIL_HALVES: gl.constexpr):
-    """Tiles below this index run whole (pid, pid + P, ...). With TAIL_HALVES the tiles of the
-    last, partial round run as half tiles (BM x BN / 2), one a program, on programs 0, 1, ...:
-    the slowest program runs rounds + 1/2 tiles, not rounds + 1 (the launcher sets it only where
-    the halves fit in one round)."""
-    if TAIL_HALVES:
-        return (tiles // gl.num_programs(0)) * gl.num_programs(0)
-    else:
-        return tiles
-
-
-@gluon.jit
-def _producer(x_desc, w_desc, w2_desc, x_s, w_s, ready, empty, M, N, K,
-              BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr,
-              TAIL_HALVES: gl.constexpr):
+def _producer(x_desc, w_desc, x_s, w_s, ready, empty, M, N, K,
+              BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr):
     pid = gl.program_id(0)
     progs = gl.num_programs(0)
     tiles_n = gl.cdiv(N, BN)
     tiles = gl.cdiv(M, BM) * tiles_n
     k_tiles = gl.cdiv(K, BK)
-    full_end = _full_end(tiles, TAIL_HALVES)
     c = 0
-    for t in range(pid, full_end, progs):
+    for t in range(pid, tiles, progs):
         m0 = (t // tiles_n) * BM
         n0 = (t % tiles_n) * BN
         for ki in range(k_tiles):
@@ -89,19 +86,6 @@ def _producer(x_desc, w_desc, w2_desc, x_s, w_s, ready, empty, M, N, K,
             _tma_load(x_desc, [m0, ki * BK], bar, x_s.index(s))
             _tma_load(w_desc, [n0, ki * BK], bar, w_s.index(s))
             c += 1
-    if TAIL_HALVES:
-        if pid < 2 * (tiles - full_end):  # half tile pid of the tail: W's rows into half a stage
-            t = full_end + pid // 2
-            m0 = (t // tiles_n) * BM
-            n0 = (t % tiles_n) * BN + (pid % 2) * (BN // 2)
-            for ki in range(k_tiles):
-                s = c % STAGES
-                mbarrier.wait(empty.index(s), ((c // STAGES) & 1) ^ 1)
-                bar = ready.index(s)
-                mbarrier.expect(bar, x_desc.block_type.nbytes + w2_desc.block_type.nbytes)
-                _tma_load(x_desc, [m0, ki * BK], bar, x_s.index(s))
-                _tma_load(w2_desc, [n0, ki * BK], bar, w_s.index(s).slice(0, BN // 2))
-                c += 1
 
 
 @gluon.jit
@@ -155,10 +139,9 @@ def _consumer(y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, turn, M, N, K,
 
 
 @gluon.jit
-def _coop_consumer(y_desc, y_ptr, bias_ptr, x_s, w_s, c_s, ready, empty, M, N, K,
+def _coop_consumer(y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, M, N, K,
                    HAS_BIAS: gl.constexpr, GROUP: gl.constexpr,
-                   BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr,
-                   TAIL_HALVES: gl.constexpr):
+                   BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr):
     """Cooperative schedule: both groups work on every tile, group g on its rows
     [g * BM / 2, (g + 1) * BM / 2), each freeing a stage once (`empty` counts two arrivals)."""
     HM: gl.constexpr = BM // 2
@@ -169,10 +152,9 @@ def _coop_consumer(y_desc, y_ptr, bias_ptr, x_s, w_s, c_s, ready, empty, M, N, K
     tiles_n = gl.cdiv(N, BN)
     tiles = gl.cdiv(M, BM) * tiles_n
     k_tiles = gl.cdiv(K, BK)
-    full_end = _full_end(tiles, TAIL_HALVES)
     out = c_s.index(GROUP)
     c = 0
-    for t in range(pid, full_end, progs):
+    for t in range(pid, tiles, progs):
         m0 = (t // tiles_n) * BM + GROUP * HM
         n0 = (t % tiles_n) * BN
         acc = gl.zeros((HM, BN), dtype=gl.float32, layout=layout)
@@ -194,38 +176,11 @@ def _coop_consumer(y_desc, y_ptr, bias_ptr, x_s, w_s, c_s, ready, empty, M, N, K
         fence_async_shared()
         _tma_store(y_desc, [m0, n0], out)
     tma.store_wait(0)
-    if TAIL_HALVES:
-        if pid < 2 * (tiles - full_end):  # the half tile the producer loaded last
-            HN: gl.constexpr = BN // 2
-            half: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
-                                                           instr_shape=[16, HN, 16])
-            t = full_end + pid // 2
-            m0 = (t // tiles_n) * BM + GROUP * HM
-            n0 = (t % tiles_n) * BN + (pid % 2) * HN
-            acc2 = gl.zeros((HM, HN), dtype=gl.float32, layout=half)
-            for ki in range(k_tiles):
-                s = c % STAGES
-                mbarrier.wait(ready.index(s), (c // STAGES) & 1)
-                acc2 = warpgroup_mma(x_s.index(s).slice(GROUP * HM, HM),
-                                     w_s.index(s).slice(0, HN).permute((1, 0)), acc2, is_async=True)
-                acc2 = warpgroup_mma_wait(1, deps=(acc2,))
-                mbarrier.arrive(empty.index((c + STAGES - 1) % STAGES), count=1, pred=ki > 0)
-                c += 1
-            acc2 = warpgroup_mma_wait(0, deps=(acc2,))
-            mbarrier.arrive(empty.index((c + STAGES - 1) % STAGES), count=1)
-            rows = m0 + gl.arange(0, HM, layout=gl.SliceLayout(1, half))
-            cols = n0 + gl.arange(0, HN, layout=gl.SliceLayout(0, half))
-            if HAS_BIAS:
-                acc2 = acc2 + gl.load(bias_ptr + cols, mask=cols < N, other=0.0).to(gl.float32)[None, :]
-            # stored from registers: the group's epilogue buffer has the full tile's layout
-            gl.store(y_ptr + rows[:, None] * N + cols[None, :], acc2.to(y_desc.dtype),
-                     mask=(rows < M)[:, None] & (cols < N)[None, :])
 
 
 @gluon.jit
-def pointwise_gluon_kernel(x_desc, w_desc, w2_desc, y_desc, y_ptr, bias_ptr, M, N, K,
-                           HAS_BIAS: gl.constexpr, STAGES: gl.constexpr, COOP: gl.constexpr,
-                           TAIL_HALVES: gl.constexpr):
+def pointwise_gluon_kernel(x_desc, w_desc, y_desc, bias_ptr, M, N, K,
+                           HAS_BIAS: gl.constexpr, STAGES: gl.constexpr, COOP: gl.constexpr):
     BM: gl.constexpr = x_desc.block_type.shape[0]
     BK: gl.constexpr = x_desc.block_type.shape[1]
     BN: gl.constexpr = w_desc.block_type.shape[0]
@@ -242,15 +197,13 @@ def pointwise_gluon_kernel(x_desc, w_desc, w2_desc, y_desc, y_ptr, bias_ptr, M, 
     for i in gl.static_range(STAGES):
         mbarrier.init(ready.index(i), count=1)
         mbarrier.init(empty.index(i), count=2 if COOP else 1)
-    gl.static_assert(COOP or not TAIL_HALVES, "half tiles in the tail only in the cooperative schedule")
     if COOP:
         gl.warp_specialize([
-            (_coop_consumer, (y_desc, y_ptr, bias_ptr, x_s, w_s, c_s, ready, empty, M, N, K, HAS_BIAS, 0,
-                              BM, BN, BK, STAGES, TAIL_HALVES)),
-            (_coop_consumer, (y_desc, y_ptr, bias_ptr, x_s, w_s, c_s, ready, empty, M, N, K, HAS_BIAS, 1,
-                              BM, BN, BK, STAGES, TAIL_HALVES)),
-            (_producer, (x_desc, w_desc, w2_desc, x_s, w_s, ready, empty, M, N, K, BM, BN, BK, STAGES,
-                         TAIL_HALVES)),
+            (_coop_consumer, (y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, M, N, K, HAS_BIAS, 0,
+                              BM, BN, BK, STAGES)),
+            (_coop_consumer, (y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, M, N, K, HAS_BIAS, 1,
+                              BM, BN, BK, STAGES)),
+            (_producer, (x_desc, w_desc, x_s, w_s, ready, empty, M, N, K, BM, BN, BK, STAGES)),
         ], [4, 1], [232, 40])
     else:
         turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
@@ -261,7 +214,7 @@ def pointwise_gluon_kernel(x_desc, w_desc, w2_desc, y_desc, y_ptr, bias_ptr, M, 
                          BM, BN, BK, STAGES)),
             (_consumer, (y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, turn, M, N, K, HAS_BIAS, 1,
                          BM, BN, BK, STAGES)),
-            (_producer, (x_desc, w_desc, w2_desc, x_s, w_s, ready, empty, M, N, K, BM, BN, BK, STAGES, False)),
+            (_producer, (x_desc, w_desc, x_s, w_s, ready, empty, M, N, K, BM, BN, BK, STAGES)),
         ], [4, 1], [232, 40])
 
 
@@ -295,24 +248,19 @@ def launcher(M: int, K: int, N: int, sx: int, sw: int, block: tuple[int, int, in
     dt = _GL_DTYPES[dtype]
     ybm = bm // 2 if coop else bm  # the rows one group stores
     lx, lw, ly = _layout((bm, bk), dt), _layout((bn, bk), dt), _layout((ybm, bn), dt)
-    lw2 = _layout((bn // 2, bk), dt)
     tiles = cdiv(M, bm) * cdiv(N, bn)
-    programs = min(sms, tiles)
-    tail = tiles % programs
-    run = Relaunch(pointwise_gluon_kernel, (programs,),
-                   dict(M=M, N=N, K=K, HAS_BIAS=has_bias, STAGES=stages, COOP=coop,
-                        TAIL_HALVES=coop and 0 < 2 * tail <= programs),
+    run = Relaunch(pointwise_gluon_kernel, (min(sms, tiles),),
+                   dict(M=M, N=N, K=K, HAS_BIAS=has_bias, STAGES=stages, COOP=coop),
                    dict(num_warps=4, maxnreg=168))
     xs, ws, ys = [M, K], [N, K], [M, N]
     xst, wst, yst = [sx, 1], [sw, 1], [N, 1]
     xb, wb, yb = [bm, bk], [bn, bk], [ybm, bn]
-    descs = ReusedDescriptors(lambda x, w, w2, y: (
-        TensorDescriptor(x, xs, xst, xb, lx), TensorDescriptor(w, ws, wst, wb, lw),
-        TensorDescriptor(w2, ws, wst, [bn // 2, bk], lw2), TensorDescriptor(y, ys, yst, yb, ly)))
+    descs = ReusedDescriptors(lambda x, w, y: (
+        TensorDescriptor(x, xs, xst, xb, lx), TensorDescriptor(w, ws, wst, wb, lw), TensorDescriptor(y, ys, yst, yb, ly)))
 
     def go(x, w, y, bias):
-        dx, dw, dw2, dy = descs(x, w, w, y)
-        run(x_desc=dx, w_desc=dw, w2_desc=dw2, y_desc=dy, y_ptr=y, bias_ptr=bias)
+        dx, dw, dy = descs(x, w, y)
+        run(x_desc=dx, w_desc=dw, y_desc=dy, bias_ptr=bias)
     return go
 
 

@@ -324,11 +324,13 @@ class TileConfig:
     split_epilogue: bool = False  # TMA kernel: store the output tile in two halves
     programs_per_sm: int = 1  # TMA kernel: persistent programs per SM (2 where two fit in shared memory)
     warp_specialize: bool = False  # TMA kernel: Triton's producer/consumer warp groups
+    coop: bool = False  # Gluon kernel: both consumer groups on each tile, not a tile each in turn
 
     def label(self) -> str:
         extra = " split" if self.split_epilogue else ""
         extra += f" p{self.programs_per_sm}" if self.programs_per_sm != 1 else ""
         extra += " ws" if self.warp_specialize else ""
+        extra += " coop" if self.coop else ""
         return f"{self.block_m}x{self.block_n}x{self.block_k} w{self.num_warps} s{self.num_stages}{extra}"
 
 
@@ -390,7 +392,12 @@ TMA_CONFIGS: dict[str, tuple[TileConfig, ...]] = {
 # the four probe shapes, or within 4 % of it (results/h200/session12/call1/gluon_probe.md). The
 # 8-stage rings (as much as fits beside the two epilogue buffers: 229.7 KB) took DTTS 1024->512
 # from 22.1 to 20.1 µs (no bias) and 22.2 to 20.1 µs (bias) under the tuners' timer, against
-# F.linear's 17.7-18.0 (results/h200/session15/call9_gluon_stages/gluon_probe.md).
+# F.linear's 17.7-18.0 (results/h200/session15/call9_gluon_stages/gluon_probe.md). The
+# cooperative 128x128 tile (both groups on one tile, 64 rows each; 6 stages of 32 KB) moves a
+# third less through L2 per output than 128x64 and took FastConformer-L from 48.2 to 44.8 µs,
+# DTTS 512->2048 from 36.5 to 34.4 and 16x384->768 from 19.8 to 18.6 (no bias; DTTS 1024->512,
+# 2.33 rounds of it, stays at 20.5). Cooperative 128x64 s8 was 0.5 µs faster than the ping-pong
+# configs on DTTS 1024->512 without bias (results/h200/session16/call3_coop, call5_coop_halves).
 GLUON_CONFIGS: tuple[TileConfig, ...] = (
     TileConfig(128, 128, 64, 4, 4),
     TileConfig(128, 64, 64, 4, 6),
@@ -398,6 +405,8 @@ GLUON_CONFIGS: tuple[TileConfig, ...] = (
     TileConfig(64, 256, 64, 4, 4),
     TileConfig(64, 128, 64, 4, 8),
     TileConfig(128, 64, 64, 4, 8),
+    TileConfig(128, 128, 64, 4, 6, coop=True),
+    TileConfig(128, 64, 64, 4, 8, coop=True),
 )
 
 
@@ -678,7 +687,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
             cfg = cand.config
             if cand.variant == "nlc_gluon":
                 go = _gluon_module().launcher(M, C_in, C_out, sxl, swo, (cfg.block_m, cfg.block_n, cfg.block_k),
-                                              cfg.num_stages, has_bias, x.dtype, _num_sms(x.device))
+                                              cfg.num_stages, has_bias, x.dtype, _num_sms(x.device), cfg.coop)
                 return lambda x, w, b, y: go(x, w, y, b)
             if cand.variant == "nlc_tma":
                 go = tma_launch(cand, (M, C_in), (sxl, 1), (C_out, C_in), (swo, 1), (M, C_out),
@@ -747,7 +756,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
                 M = N * L
                 if cand.variant == "ncl_tg":
                     go = _gluon_module().launcher(M, C_in, C_out, C_in, swo, (cfg.block_m, cfg.block_n, cfg.block_k),
-                                                  cfg.num_stages, has_bias, x.dtype, _num_sms(x.device))
+                                                  cfg.num_stages, has_bias, x.dtype, _num_sms(x.device), cfg.coop)
                 else:  # ncl_ts: y stored (N, C, L) by the GEMM's epilogue
                     go = tma_launch(cand, (M, C_in), (C_in, 1), (C_out, C_in), (swo, 1), (M, C_out),
                                     1, M, C_out, False, x.device, y_ncl_len=L if cand.variant == "ncl_ts" else 0)

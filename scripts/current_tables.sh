@@ -19,7 +19,7 @@
 #                             sets that policy; the gpu_full rows serve the default one)
 #   session6/.../training     fwd and fwd_bwd on the final depthwise kernels
 #   session6/depthwise_*_triton_final  the final depthwise kernels on every shape, last word
-# H200 (sessions 9-15, the current kernels):
+# H200 (sessions 9-16, the current kernels):
 #   session9/.../training     fwd and fwd_bwd, dtts_dec_b19 fp32 and FastConformer-L bf16
 #   session10/depthwise_kernels  every depthwise implementation on every shape, both layouts (fwd)
 #   session13/call4_final/depthwise_long_seq  long_seq, every implementation, both layouts (fwd):
@@ -30,6 +30,9 @@
 #   session14/.../pointwise_ncl_odd_l  odd-L (N, C, L) rows with ncl_ts offered
 #   session15/call10_pointwise/pointwise_kernels  every pointwise implementation, bf16/fp16, with
 #                             the 8-stage Gluon configs: supersedes session 12's rows
+#   session16/call8_pointwise/pointwise_kernels  the same with the cooperative Gluon configs:
+#                             supersedes session 15's rows
+#   session16/call9_pwodd/pointwise_ncl_odd_l  odd-L (N, C, L) rows, the same tuning set
 #   session12/final/pw_tf32, pw_ieee  fp32 pointwise under each stated policy
 # Usage: bash scripts/current_tables.sh
 set -euo pipefail
@@ -57,6 +60,8 @@ H200_RUNS=(
   "$G/session12/final/pointwise_kernels"
   "$G/session14/call8_pwplans_pwodd/pointwise_ncl_odd_l"
   "$G/session15/call10_pointwise/pointwise_kernels"
+  "$G/session16/call8_pointwise/pointwise_kernels"
+  "$G/session16/call9_pwodd/pointwise_ncl_odd_l"
   "$G/session12/final/pw_tf32"
   "$G/session12/final/pw_ieee"
 )

@@ -3,7 +3,7 @@
 # every step's log, and re-pack the run folders into $OUT/evidence.tgz after each step, so a
 # call cut short still returns what finished.
 # Usage (GPU machine, repo root): bash scripts/gpu_evidence.sh STEP[:SECONDS]...
-# Steps: warmtrain train1 (configs/training.yaml alone) correctness flatcheck (every flat (N, C, L) candidate) clscheck (every row-class one) flatprobe (scripts/flat_probe.py, PROBE_ARGS) sweep2 warmpw pwbench pwlaunch transpose (scripts/transpose_probe.py) gluon nclts nclts_memcheck (probes) pwplans (every pointwise variant forced) pointwise (issue 8) pwodd (its (N, C, L) odd-L rows) sweep training precision full timer attribution fault power gate_baseline gate
+# Steps: warmtrain train1 (configs/training.yaml alone) correctness flatcheck (every flat (N, C, L) candidate) clscheck (every row-class one) flatprobe (scripts/flat_probe.py, PROBE_ARGS) sweep2 warmpw pwbench pwlaunch transpose (scripts/transpose_probe.py) gluon nclts nclts_memcheck (probes) pwplans (every pointwise variant forced) pointwise (issue 8) pwdtts (its DTTS 1024->512 rows, 3 runs) pwodd (its (N, C, L) odd-L rows) sweep training precision full timer attribution fault power gate_baseline gate
 #        flush (scripts/flush_check.py: copies after a dirty, a clean and no L2 flush)
 #        warm (compile Triton tuning candidates in parallel) warmfwd (forward candidates of WARM_SHAPES) warmncl ncl (configs/depthwise_ncl_triton.yaml) median (configs/depthwise_median.yaml) dtts (configs/depthwise_dtts.yaml) longseq (configs/depthwise_long_seq.yaml) tunetime (its triton rows on a fresh Triton cache, compile threads 1 then 8) warmnlc nlc (configs/depthwise_nlc_triton.yaml) longk (configs/depthwise_long_kernel.yaml) longktrain (its fwd+bwd) dw1 dw2 (configs/depthwise_kernels.yaml
 #        in two shards) devbench (scripts/bench_depthwise_gen.py) tunefwd (its forward tuning landscape)
@@ -91,6 +91,7 @@ for arg in "$@"; do
       pwbench) OUT=$R python3 scripts/bench_pointwise_kernels.py --precisions ${PW_PRECISIONS:-bf16,fp16,fp32-tf32,fp32-ieee} ${PW_ARGS:-} ;;
       pwlaunch) OUT=$R python3 scripts/launch_cost_pointwise.py ${PW_LAUNCH_ARGS:-} ;;  # PW_LAUNCH_ARGS="--cases dtts_pw_1024_512 --profile"
       pointwise) cb run configs/pointwise_kernels.yaml --out "$R/pointwise_kernels" --quiet ;;
+      pwdtts) for i in 1 2 3; do cb run configs/pointwise_dtts_1024_512.yaml --out "$R/pointwise_dtts_$i" --quiet || exit 1; done ;;  # issue 8's DTTS 1024->512 row, three runs, each tuned afresh
       pwodd) cb run configs/pointwise_ncl_odd_l.yaml --out "$R/pointwise_ncl_odd_l" --quiet ;;  # (N, C, L) odd-L rows (issue 8)
       longk) cb run configs/depthwise_long_kernel.yaml --out "$R/depthwise_long_kernel" --quiet ;;
       longktrain) cb run configs/depthwise_long_kernel_training.yaml --out "$R/depthwise_long_kernel_training" --quiet ;;

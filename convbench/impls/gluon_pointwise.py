@@ -32,7 +32,7 @@ COOP (session 16) is the other schedule cuBLAS uses: both groups work on every t
 its BM / 2 rows, and a stage is free once both have read it. A 128x128 tile then holds 64
 accumulator registers a thread, as a ping-pong 64x128 tile does, but each stage of 32 KB feeds
 twice the MMA work of a 24 KB 64x128 stage: a third fewer bytes through L2 per output. Measured
-(results/h200/session16/call3_coop, the tuners' timer, no bias): 128x128 s6 coop 44.8 µs on
+(results/h200/session16/call3_coop and call5_coop_halves, the tuners' timer, no bias): 128x128 s6 coop 44.8 µs on
 FastConformer-L against 48.2 for the best ping-pong config, 34.4 against 36.5 on DTTS 512->2048,
 18.6 against 19.8 on 16x384->768; on DTTS 1024->512 (308 tiles: 2.33 rounds) 20.5-20.6 against
 20.2-20.6. A per-program %globaltimer trace (tag attic/gluon-coop-trace, call6_trace) put each

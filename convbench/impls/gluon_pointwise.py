@@ -66,13 +66,32 @@ _tma_store = tma.async_store if hasattr(tma, "async_store") else tma.async_copy_
 
 
 @gluon.jit
+def _grid(M, N, K, BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr):
+    """(tiles along N, tiles, k steps a tile); tile t is at rows (t // tiles_n) * BM, columns
+    (t % tiles_n) * BN, so consecutive programs share x's rows."""
+    tiles_n = gl.cdiv(N, BN)
+    return tiles_n, gl.cdiv(M, BM) * tiles_n, gl.cdiv(K, BK)
+
+
+@gluon.jit
+def _store_tile(acc, y_desc, bias_ptr, out, m0, n0, N, HAS_BIAS: gl.constexpr, BN: gl.constexpr,
+                layout: gl.constexpr):
+    """Bias in fp32, cast, and a TMA store through the group's own buffer `out`."""
+    if HAS_BIAS:
+        offs = n0 + gl.arange(0, BN, layout=gl.SliceLayout(0, layout))
+        acc = acc + gl.load(bias_ptr + offs, mask=offs < N, other=0.0).to(gl.float32)[None, :]
+    tma.store_wait(0)  # this group's previous tile has left its buffer
+    out.store(acc.to(y_desc.dtype))
+    fence_async_shared()
+    _tma_store(y_desc, [m0, n0], out)
+
+
+@gluon.jit
 def _producer(x_desc, w_desc, x_s, w_s, ready, empty, M, N, K,
               BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr):
     pid = gl.program_id(0)
     progs = gl.num_programs(0)
-    tiles_n = gl.cdiv(N, BN)
-    tiles = gl.cdiv(M, BM) * tiles_n
-    k_tiles = gl.cdiv(K, BK)
+    tiles_n, tiles, k_tiles = _grid(M, N, K, BM, BN, BK)
     c = 0
     for t in range(pid, tiles, progs):
         m0 = (t // tiles_n) * BM
@@ -96,9 +115,7 @@ def _consumer(y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, turn, M, N, K,
                                                      instr_shape=[16, BN, 16])
     pid = gl.program_id(0)
     progs = gl.num_programs(0)
-    tiles_n = gl.cdiv(N, BN)
-    tiles = gl.cdiv(M, BM) * tiles_n
-    k_tiles = gl.cdiv(K, BK)
+    tiles_n, tiles, k_tiles = _grid(M, N, K, BM, BN, BK)
     out = c_s.index(GROUP)
     j = GROUP  # local tile index (the producer's order)
     i = 0  # this group's own tile count
@@ -126,13 +143,7 @@ def _consumer(y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, turn, M, N, K,
         acc = warpgroup_mma_wait(0, deps=(acc,))
         mbarrier.arrive(empty.index((base + k_tiles - 1) % STAGES), count=1)
         mbarrier.arrive(turn.index(1 - GROUP), count=1)  # the other group's main loop may start
-        if HAS_BIAS:
-            offs = n0 + gl.arange(0, BN, layout=gl.SliceLayout(0, layout))
-            acc = acc + gl.load(bias_ptr + offs, mask=offs < N, other=0.0).to(gl.float32)[None, :]
-        tma.store_wait(0)  # this group's previous tile has left its buffer
-        out.store(acc.to(y_desc.dtype))
-        fence_async_shared()
-        _tma_store(y_desc, [m0, n0], out)
+        _store_tile(acc, y_desc, bias_ptr, out, m0, n0, N, HAS_BIAS, BN, layout)
         j += 2
         i += 1
     tma.store_wait(0)
@@ -149,9 +160,7 @@ def _coop_consumer(y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, M, N, K,
                                                      instr_shape=[16, BN, 16])
     pid = gl.program_id(0)
     progs = gl.num_programs(0)
-    tiles_n = gl.cdiv(N, BN)
-    tiles = gl.cdiv(M, BM) * tiles_n
-    k_tiles = gl.cdiv(K, BK)
+    tiles_n, tiles, k_tiles = _grid(M, N, K, BM, BN, BK)
     out = c_s.index(GROUP)
     c = 0
     for t in range(pid, tiles, progs):
@@ -168,13 +177,7 @@ def _coop_consumer(y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, M, N, K,
             c += 1
         acc = warpgroup_mma_wait(0, deps=(acc,))
         mbarrier.arrive(empty.index((c + STAGES - 1) % STAGES), count=1)
-        if HAS_BIAS:
-            offs = n0 + gl.arange(0, BN, layout=gl.SliceLayout(0, layout))
-            acc = acc + gl.load(bias_ptr + offs, mask=offs < N, other=0.0).to(gl.float32)[None, :]
-        tma.store_wait(0)  # this group's previous tile has left its buffer
-        out.store(acc.to(y_desc.dtype))
-        fence_async_shared()
-        _tma_store(y_desc, [m0, n0], out)
+        _store_tile(acc, y_desc, bias_ptr, out, m0, n0, N, HAS_BIAS, BN, layout)
     tma.store_wait(0)
 
 

@@ -32,12 +32,13 @@ COOP (session 16) is the other schedule cuBLAS uses: both groups work on every t
 its BM / 2 rows, and a stage is free once both have read it. A 128x128 tile then holds 64
 accumulator registers a thread, as a ping-pong 64x128 tile does, but each stage of 32 KB feeds
 twice the MMA work of a 24 KB 64x128 stage: a third fewer bytes through L2 per output. Measured
-(results/h200/session16/call3_coop and call5_coop_halves, the tuners' timer, no bias): 128x128 s6 coop 44.8 µs on
-FastConformer-L against 48.2 for the best ping-pong config, 34.4 against 36.5 on DTTS 512->2048,
-18.6 against 19.8 on 16x384->768; on DTTS 1024->512 (308 tiles: 2.33 rounds) 20.5-20.6 against
-20.2-20.6. A per-program %globaltimer trace (tag attic/gluon-coop-trace, call6_trace) put each
-128x128 tile at 5.0-5.5 µs, a half-width tile at 5.0, and the first at 7.3: the last partial
-round costs a whole round whatever its width.
+(results/h200/session16/call3_coop and call5_coop_halves, the tuners' timer, no bias): 128x128
+s6 coop 44.8-44.9 µs on FastConformer-L against 48.2-49.5 for the best ping-pong config, 34.0
+against 37.0 on DTTS 512->2048, 18.4-18.6 against 19.5-19.8 on 16x384->768; on DTTS 1024->512
+(308 tiles: 2.33 rounds) 20.6-21.0 against 20.2-20.5. A per-program %globaltimer trace (tag
+attic/gluon-coop-trace, call6_trace) put the first 128x128 tile at 7.2-8.1 µs, each later one at
+5.0-6.5 and a half-width tile at 4.6-4.7: the last partial round costs nearly a whole round
+whatever its width.
 
 Works on triton 3.6 (TMA names async_copy_*) and newer (async_load / async_store). Gluon does
 not run under TRITON_INTERPRET: tests compile it for sm_90 on the CPU; correctness is checked

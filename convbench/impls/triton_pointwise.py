@@ -395,9 +395,10 @@ TMA_CONFIGS: dict[str, tuple[TileConfig, ...]] = {
 # F.linear's 17.7-18.0 (results/h200/session15/call9_gluon_stages/gluon_probe.md). The
 # cooperative 128x128 tile (both groups on one tile, 64 rows each; 6 stages of 32 KB) moves a
 # third less through L2 per output than 128x64 and took FastConformer-L from 48.2 to 44.8 µs,
-# DTTS 512->2048 from 36.5 to 34.4 and 16x384->768 from 19.8 to 18.6 (no bias; DTTS 1024->512,
-# 2.33 rounds of it, stays at 20.5). Cooperative 128x64 s8 was 0.5 µs faster than the ping-pong
-# configs on DTTS 1024->512 without bias (results/h200/session16/call3_coop, call5_coop_halves).
+# DTTS 512->2048 from 37.0 to 34.0 and 16x384->768 from 19.8 to 18.6 (no bias; DTTS 1024->512,
+# 2.33 rounds of it, stays at 20.6-21.0). Cooperative 128x64 s8 was 0.3-0.6 µs faster than the
+# ping-pong configs on DTTS 1024->512 without bias (results/h200/session16/call3_coop,
+# call5_coop_halves, call12_refactor_check).
 GLUON_CONFIGS: tuple[TileConfig, ...] = (
     TileConfig(128, 128, 64, 4, 4),
     TileConfig(128, 64, 64, 4, 6),

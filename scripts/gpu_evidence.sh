@@ -50,7 +50,7 @@ for arg in "$@"; do
       clscheck) correctness8 clscheck gpu_ncl_plans --ncl-plans cls ;;  # every row-class (N, C, L) candidate, fwd and grad_x
       flatprobe) OUT=$R python3 scripts/flat_probe.py ${PROBE_ARGS:-} > "$R/flat_probe.txt"; rc=$?; cat "$R/flat_probe.txt"; exit $rc ;;
       transpose) OUT=$R python3 scripts/transpose_probe.py ;;
-      gluon) OUT=$R python3 scripts/gluon_probe.py ${GLUON_ARGS:-} ;;  # GLUON_ARGS: e.g. --shapes X --configs "BM,BN,BK,S[,SK];..."
+      gluon) OUT=$R python3 scripts/gluon_probe.py ${GLUON_ARGS:-} ;;  # GLUON_ARGS: e.g. --shapes X --configs "BM,BN,BK,S[,COOP];..."
       nclts) OUT=$R python3 scripts/ncl_ts_probe.py ;;  # PROBE: every ncl_ts config, one process each
       nclts_memcheck)  # compute-sanitizer on the ncl_ts config that faults (NCLTS_CONFIG, default 8: 128x128x64 w4 s4 ws)
         CS=/usr/local/cuda/bin/compute-sanitizer; [ -x "$CS" ] || CS=$(command -v compute-sanitizer) || { echo "no compute-sanitizer"; exit 1; }

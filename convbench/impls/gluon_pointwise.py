@@ -48,6 +48,7 @@ on the GPU (scripts/gluon_probe.py, and the GPU correctness matrix through trito
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 from triton.experimental import gluon
@@ -207,36 +208,45 @@ mov.b32 $0, v;
 
 
 @gluon.jit
-def _sk_exchange(acc, ws_ptr, cnt_ptr, q, p, SPLITS, GROUP: gl.constexpr, HM: gl.constexpr,
-                 BN: gl.constexpr, layout: gl.constexpr):
-    """The stream-K exchange of one group's rows of tail tile slot q, run by every thread on its
-    own accumulator elements (the partials keep the wgmma layout, so thread i of the finishing
-    program reads only what thread i of the others wrote, and no thread waits on its own group).
-    Piece p < SPLITS - 1: store the fp32 partial, then one release increment a thread on the
-    slot's counter. The last piece: wait until the counter holds every other piece's 128
-    increments, add their partials, and return the sum to be stored; its threads then add their
-    own 128, and the thread that brings the counter to SPLITS * 128 sets it back to 0 for the next
-    launch (a CUDA graph replays the kernel). Returns (acc, finishes)."""
-    cl: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])  # one element a thread of the group
-    one = gl.full([128], 1, gl.int32, cl)
-    cnt = cnt_ptr + (q * 2 + GROUP) + gl.zeros([128], gl.int32, cl)
-    rows = gl.arange(0, HM, layout=gl.SliceLayout(1, layout))
-    cols = gl.arange(0, BN, layout=gl.SliceLayout(0, layout))
-    offs = rows[:, None] * BN + cols[None, :]
-    size = HM * BN
-    slot = ws_ptr + ((q * (SPLITS - 1)) * 2 + GROUP) * size + offs  # piece j at + j * 2 * size
-    finishes = p == SPLITS - 1
-    if finishes:
-        need = gl.full([128], 128, gl.int32, cl) * (SPLITS - 1)
-        seen = gl.inline_asm_elementwise(_SPIN_GE, "=r,l,r", [cnt, need], dtype=gl.int32, is_pure=False, pack=1)
-        for j in range(SPLITS - 1):
-            acc = acc + gl.load(slot + j * 2 * size)
-        old = gl.atomic_add(cnt, one + seen * 0, sem="relaxed", scope="gpu")
-        gl.atomic_xchg(cnt, one * 0, mask=old == SPLITS * 128 - 1, sem="relaxed", scope="gpu")
-    else:
-        gl.store(slot + p * 2 * size, acc)
-        gl.atomic_add(cnt, one, sem="release", scope="gpu")
-    return acc, finishes
+def _sk_partial(ws_ptr, q, j, SPLITS, GROUP: gl.constexpr, HM: gl.constexpr, BN: gl.constexpr,
+                layout: gl.constexpr):
+    """Pointers to piece j's fp32 partial of this group's rows of tail slot q, row-major, in the
+    accumulator's layout: thread i of the finishing program reads what thread i of the others wrote."""
+    rows = gl.arange(0, HM, layout=gl.SliceLayout(1, layout))[:, None]
+    cols = gl.arange(0, BN, layout=gl.SliceLayout(0, layout))[None, :]
+    return ws_ptr + ((q * (SPLITS - 1) + j) * 2 + GROUP) * (HM * BN) + rows * BN + cols
+
+
+@gluon.jit
+def _sk_counter(cnt_ptr, q, GROUP: gl.constexpr):
+    """Tail slot q's counter for this group, one pointer a thread of the group."""
+    cl: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
+    return cnt_ptr + (q * 2 + GROUP) + gl.zeros([128], gl.int32, cl)
+
+
+@gluon.jit
+def _sk_release(cnt_ptr, q, GROUP: gl.constexpr):
+    """One release increment a thread: this thread's partial stores are visible before it counts."""
+    cnt = _sk_counter(cnt_ptr, q, GROUP)
+    gl.atomic_add(cnt, gl.full(cnt.shape, 1, gl.int32, cnt.type.layout), sem="release", scope="gpu")
+
+
+@gluon.jit
+def _sk_gather(acc, ws_ptr, cnt_ptr, q, SPLITS, GROUP: gl.constexpr, HM: gl.constexpr, BN: gl.constexpr,
+               layout: gl.constexpr):
+    """The finishing piece: wait until the slot's counter holds the other pieces' 128 increments
+    each, add their partials to acc; then its own 128 increments, and the thread that brings the
+    counter to SPLITS * 128 (every thread of this group past its wait) sets it back to 0 for the
+    next launch (a CUDA graph replays the kernel)."""
+    cnt = _sk_counter(cnt_ptr, q, GROUP)
+    one = gl.full(cnt.shape, 1, gl.int32, cnt.type.layout)
+    seen = gl.inline_asm_elementwise(_SPIN_GE, "=r,l,r", [cnt, one * (128 * (SPLITS - 1))], dtype=gl.int32,
+                                     is_pure=False, pack=1)
+    for j in range(SPLITS - 1):
+        acc = acc + gl.load(_sk_partial(ws_ptr, q, j, SPLITS, GROUP, HM, BN, layout))
+    old = gl.atomic_add(cnt, one + seen * 0, sem="relaxed", scope="gpu")
+    gl.atomic_xchg(cnt, one * 0, mask=old == SPLITS * 128 - 1, sem="relaxed", scope="gpu")
+    return acc
 
 
 @gluon.jit
@@ -246,7 +256,12 @@ def _coop_consumer(y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, ws_ptr, cnt_pt
                    SK: gl.constexpr):
     """Cooperative schedule: both groups work on every tile, group g on its rows
     [g * BM / 2, (g + 1) * BM / 2), each freeing a stage once (`empty` counts two arrivals).
-    With SK, the program's stream-K piece of the tail comes first (see launcher)."""
+
+    SK (stream-K; see launcher): the program's piece of a tail tile comes first. A piece that does
+    not finish its tile stores its fp32 partial at once and counts it (release) after the
+    program's first whole tile, when the stores have long landed; the finishing piece keeps its
+    partial in registers through the whole tiles and adds the others' at the very end, when they
+    have long been written (SK == 2). SK == 1 exchanges at once, right after the pieces."""
     HM: gl.constexpr = BM // 2
     layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                      instr_shape=[16, BN, 16])
@@ -258,19 +273,36 @@ def _coop_consumer(y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, ws_ptr, cnt_pt
     hi = tiles
     if SK:
         hi = SK_START
-        if pid < (tiles - SK_START) * SPLITS:
-            q, p, m0, n0, k0, k1 = _sk_piece(pid, tiles_n, k_tiles, SK_START, SPLITS, BM, BN)
-            acc = gl.zeros((HM, BN), dtype=gl.float32, layout=layout)
-            acc, c = _coop_steps(acc, x_s, w_s, ready, empty, c, k1 - k0, GROUP, HM, STAGES)
-            acc, finishes = _sk_exchange(acc, ws_ptr, cnt_ptr, q, p, SPLITS, GROUP, HM, BN, layout)
-            if finishes:
-                _store_tile(acc, y_desc, bias_ptr, out, m0 + GROUP * HM, n0, N, HAS_BIAS, BN, layout)
+        has_piece = pid < (tiles - SK_START) * SPLITS
+        q, p, pm0, pn0, k0, k1 = _sk_piece(pid, tiles_n, k_tiles, SK_START, SPLITS, BM, BN)
+        finishes = has_piece & (p == SPLITS - 1)
+        pending = has_piece & (p < SPLITS - 1)  # a partial stored, not yet counted
+        pacc = gl.zeros((HM, BN), dtype=gl.float32, layout=layout)
+        if has_piece:
+            pacc, c = _coop_steps(pacc, x_s, w_s, ready, empty, c, k1 - k0, GROUP, HM, STAGES)
+            if pending:
+                gl.store(_sk_partial(ws_ptr, q, p, SPLITS, GROUP, HM, BN, layout), pacc)
+                if SK == 1:
+                    _sk_release(cnt_ptr, q, GROUP)
+            elif SK == 1:
+                pacc = _sk_gather(pacc, ws_ptr, cnt_ptr, q, SPLITS, GROUP, HM, BN, layout)
+                _store_tile(pacc, y_desc, bias_ptr, out, pm0 + GROUP * HM, pn0, N, HAS_BIAS, BN, layout)
     for t in range(pid, hi, progs):
         m0 = (t // tiles_n) * BM + GROUP * HM
         n0 = (t % tiles_n) * BN
         acc = gl.zeros((HM, BN), dtype=gl.float32, layout=layout)
         acc, c = _coop_steps(acc, x_s, w_s, ready, empty, c, k_tiles, GROUP, HM, STAGES)
+        if SK == 2:
+            if pending:
+                _sk_release(cnt_ptr, q, GROUP)
+                pending = False
         _store_tile(acc, y_desc, bias_ptr, out, m0, n0, N, HAS_BIAS, BN, layout)
+    if SK == 2:
+        if pending:  # no whole tile
+            _sk_release(cnt_ptr, q, GROUP)
+        if finishes:
+            pacc = _sk_gather(pacc, ws_ptr, cnt_ptr, q, SPLITS, GROUP, HM, BN, layout)
+            _store_tile(pacc, y_desc, bias_ptr, out, pm0 + GROUP * HM, pn0, N, HAS_BIAS, BN, layout)
     tma.store_wait(0)
 
 
@@ -374,7 +406,7 @@ def launcher(M: int, K: int, N: int, sx: int, sw: int, block: tuple[int, int, in
     sk = splits > 1
     run = Relaunch(pointwise_gluon_kernel, (progs,),
                    dict(M=M, N=N, K=K, SK_START=sk_start, SPLITS=splits, HAS_BIAS=has_bias, STAGES=stages,
-                        COOP=coop, SK=sk),
+                        COOP=coop, SK=int(os.environ.get('CONVBENCH_SK_MODE', '2')) if sk else 0),
                    dict(num_warps=4, maxnreg=168))
     xs, ws, ys = [M, K], [N, K], [M, N]
     xst, wst, yst = [sx, 1], [sw, 1], [N, 1]

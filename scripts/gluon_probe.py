@@ -16,7 +16,6 @@ import triton
 import triton.testing
 from probe_io import emit
 
-from convbench.impls import gluon_pointwise
 from convbench.impls import triton_pointwise as tp
 from convbench.impls._triton_common import device_ms
 from convbench.impls.gluon_pointwise import pointwise_nlc_gluon
@@ -30,11 +29,6 @@ SHAPES = (  # label, N, C_in, C_out, L
     # DTTS 1024->512 cut to 8448 rows: exactly 528 tiles of 128x64, 4 whole rounds on 132 SMs
     # (session 16: what a round costs, against the 4.67 rounds of the full shape)
     ("dtts_4rounds", 16, 1024, 512, 528),
-    # stream-K checks (session 17), 128x128 tiles on 132 SMs: K = 128 (2 k steps: 2 pieces of one
-    # step) with a partial last row block in the tail; K = 1000 (a zero-filled last k step) cut
-    # into 5 pieces of 3-4 steps
-    ("sk_k128", 1, 128, 256, 8923),
-    ("sk_k1000", 7, 1000, 512, 1311),
 )
 CONFIGS = ((128, 128, 64, 4), (128, 64, 64, 6), (64, 256, 64, 4), (64, 128, 64, 6), (128, 128, 32, 8))
 
@@ -45,19 +39,6 @@ def times(fn) -> tuple[float, float, float]:
     graph = triton.testing.do_bench_cudagraph(fn, rep=40, return_mode="median") * 1e3
     cold = triton.testing.do_bench(fn, warmup=10, rep=60, return_mode="median") * 1e3
     return graph, cold, device_ms(fn) * 1e3
-
-
-def _stream_k_note(name: str) -> str:
-    """For a stream-K config: its plan, and whether every exchange counter is back at 0 after
-    the timed calls (graph replays included); empty otherwise."""
-    if not name.endswith(" sk"):
-        return ""
-    go = list(gluon_pointwise._PROBE_LAUNCHERS.values())[-1]  # the launcher this path just used
-    start, splits = go.stream_k
-    if splits == 1:
-        return " (no partial round to cut)"
-    left = int(go.scratch[1].count_nonzero()) if go.scratch else -1
-    return f" (tail from tile {start}, {splits} pieces a tile; counters not reset: {left})" + (" WRONG" if left else "")
 
 
 def case_lines(label: str, N: int, C_in: int, C_out: int, L: int, bias: bool, configs=CONFIGS) -> list[str]:
@@ -72,10 +53,10 @@ def case_lines(label: str, N: int, C_in: int, C_out: int, L: int, bias: bool, co
 
     paths = {"F.linear": lambda: F.linear(x, w.squeeze(-1), b),
              "triton_nlc (tl.dot)": lambda: tp.pointwise_conv1d(x, w, b, layout="nlc")}
-    for bm, bn, bk, st, *flags in configs:
-        coop, sk = (bool(f) for f in (list(flags) + [0, 0])[:2])
-        paths[f"gluon {bm}x{bn}x{bk} s{st}{' coop' if coop else ''}{' sk' if sk else ''}"] = (
-            lambda bm=bm, bn=bn, bk=bk, st=st, coop=coop, sk=sk: pointwise_nlc_gluon(x, w, b, (bm, bn, bk), st, coop, sk))
+    for bm, bn, bk, st, *coop in configs:
+        coop = bool(coop and coop[0])
+        paths[f"gluon {bm}x{bn}x{bk} s{st}{' coop' if coop else ''}"] = (
+            lambda bm=bm, bn=bn, bk=bk, st=st, coop=coop: pointwise_nlc_gluon(x, w, b, (bm, bn, bk), st, coop))
     lines, base, base_dev = [], None, None
     for name, fn in paths.items():
         try:
@@ -90,7 +71,6 @@ def case_lines(label: str, N: int, C_in: int, C_out: int, L: int, bias: bool, co
         if base is None:
             base, base_dev = graph, dev
         flag = "" if max(e, e_after) < 2e-2 else " WRONG"
-        flag += _stream_k_note(name)
         lines.append(f"| {label} | {bias} | {name} | {e:.1e}{flag} | {graph:.1f} | {cold:.1f} | {dev:.1f} | {base / graph:.2f} | {base_dev / dev:.2f} |")
         print(lines[-1], flush=True)
     return lines
@@ -99,7 +79,7 @@ def case_lines(label: str, N: int, C_in: int, C_out: int, L: int, bias: bool, co
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--shapes", help="comma-separated labels of SHAPES (default: all)")
-    ap.add_argument("--configs", help="BM,BN,BK,STAGES[,COOP 0/1[,STREAM_K 0/1]];... (default: CONFIGS)")
+    ap.add_argument("--configs", help="BM,BN,BK,STAGES[,COOP 0/1];... (default: CONFIGS)")
     ap.add_argument("--bias", choices=("both", "no", "yes"), default="both")
     args = ap.parse_args()
     configs = tuple(tuple(int(v) for v in c.split(",")) for c in args.configs.split(";")) if args.configs else CONFIGS

@@ -48,7 +48,6 @@ on the GPU (scripts/gluon_probe.py, and the GPU correctness matrix through trito
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 from triton.experimental import gluon
@@ -89,50 +88,24 @@ def _store_tile(acc, y_desc, bias_ptr, out, m0, n0, N, HAS_BIAS: gl.constexpr, B
 
 
 @gluon.jit
-def _load_steps(x_desc, w_desc, x_s, w_s, ready, empty, c, m0, n0, k0, k1,
-                BK: gl.constexpr, STAGES: gl.constexpr):
-    """TMA-load k steps [k0, k1) of the tile at (m0, n0) into the ring from slot count c on."""
-    for ki in range(k0, k1):
-        s = c % STAGES
-        # a fresh barrier counts as having completed the phase before phase 0
-        mbarrier.wait(empty.index(s), ((c // STAGES) & 1) ^ 1)
-        bar = ready.index(s)
-        mbarrier.expect(bar, x_desc.block_type.nbytes + w_desc.block_type.nbytes)
-        _tma_load(x_desc, [m0, ki * BK], bar, x_s.index(s))
-        _tma_load(w_desc, [n0, ki * BK], bar, w_s.index(s))
-        c += 1
-    return c
-
-
-@gluon.jit
-def _sk_piece(pid, tiles_n, k_tiles, SK_START, SPLITS, BM: gl.constexpr, BN: gl.constexpr):
-    """This program's stream-K piece: (tail tile slot, piece, m0, n0, k0, k1). Tail tile slot q
-    (tile SK_START + q) is cut into SPLITS pieces along K, piece p = k steps
-    [p * k_tiles // SPLITS, (p + 1) * k_tiles // SPLITS), run by program q * SPLITS + p; the last
-    piece is the longest and its program finishes the tile."""
-    q = pid // SPLITS
-    p = pid % SPLITS
-    t = SK_START + q
-    return q, p, (t // tiles_n) * BM, (t % tiles_n) * BN, p * k_tiles // SPLITS, (p + 1) * k_tiles // SPLITS
-
-
-@gluon.jit
-def _producer(x_desc, w_desc, x_s, w_s, ready, empty, M, N, K, SK_START, SPLITS,
-              BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr,
-              SK: gl.constexpr):
+def _producer(x_desc, w_desc, x_s, w_s, ready, empty, M, N, K,
+              BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr):
     pid = gl.program_id(0)
     progs = gl.num_programs(0)
     tiles_n, tiles, k_tiles = _grid(M, N, K, BM, BN, BK)
     c = 0
-    hi = tiles
-    if SK:  # the stream-K piece first, then the whole tiles before the tail
-        hi = SK_START
-        if pid < (tiles - SK_START) * SPLITS:
-            q, p, m0, n0, k0, k1 = _sk_piece(pid, tiles_n, k_tiles, SK_START, SPLITS, BM, BN)
-            c = _load_steps(x_desc, w_desc, x_s, w_s, ready, empty, c, m0, n0, k0, k1, BK, STAGES)
-    for t in range(pid, hi, progs):
-        c = _load_steps(x_desc, w_desc, x_s, w_s, ready, empty, c, (t // tiles_n) * BM, (t % tiles_n) * BN,
-                        0, k_tiles, BK, STAGES)
+    for t in range(pid, tiles, progs):
+        m0 = (t // tiles_n) * BM
+        n0 = (t % tiles_n) * BN
+        for ki in range(k_tiles):
+            s = c % STAGES
+            # a fresh barrier counts as having completed the phase before phase 0
+            mbarrier.wait(empty.index(s), ((c // STAGES) & 1) ^ 1)
+            bar = ready.index(s)
+            mbarrier.expect(bar, x_desc.block_type.nbytes + w_desc.block_type.nbytes)
+            _tma_load(x_desc, [m0, ki * BK], bar, x_s.index(s))
+            _tma_load(w_desc, [n0, ki * BK], bar, w_s.index(s))
+            c += 1
 
 
 @gluon.jit
@@ -178,90 +151,11 @@ def _consumer(y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, turn, M, N, K,
 
 
 @gluon.jit
-def _coop_steps(acc, x_s, w_s, ready, empty, c, n_steps, GROUP: gl.constexpr, HM: gl.constexpr,
-                STAGES: gl.constexpr):
-    """n_steps (>= 1) k steps of this group's rows from ring slot count c on; frees each stage."""
-    for ki in range(n_steps):
-        s = c % STAGES
-        mbarrier.wait(ready.index(s), (c // STAGES) & 1)
-        acc = warpgroup_mma(x_s.index(s).slice(GROUP * HM, HM), w_s.index(s).permute((1, 0)), acc,
-                            is_async=True)
-        acc = warpgroup_mma_wait(1, deps=(acc,))
-        mbarrier.arrive(empty.index((c + STAGES - 1) % STAGES), count=1, pred=ki > 0)
-        c += 1
-    acc = warpgroup_mma_wait(0, deps=(acc,))
-    mbarrier.arrive(empty.index((c + STAGES - 1) % STAGES), count=1)
-    return acc, c
-
-
-# Each thread waits until the int32 at its pointer reaches a value, with acquire loads at GPU scope
-# (a label inside braces is local to them, so the two groups' copies do not clash)
-_SPIN_GE = gl.constexpr("""{
-.reg .pred p;
-.reg .b32 v;
-SK_SPIN:
-ld.acquire.gpu.global.b32 v, [$1];
-setp.lt.s32 p, v, $2;
-@p bra SK_SPIN;
-mov.b32 $0, v;
-}""")
-
-
-@gluon.jit
-def _sk_partial(ws_ptr, q, j, SPLITS, GROUP: gl.constexpr, HM: gl.constexpr, BN: gl.constexpr,
-                layout: gl.constexpr):
-    """Pointers to piece j's fp32 partial of this group's rows of tail slot q, row-major, in the
-    accumulator's layout: thread i of the finishing program reads what thread i of the others wrote."""
-    rows = gl.arange(0, HM, layout=gl.SliceLayout(1, layout))[:, None]
-    cols = gl.arange(0, BN, layout=gl.SliceLayout(0, layout))[None, :]
-    return ws_ptr + ((q * (SPLITS - 1) + j) * 2 + GROUP) * (HM * BN) + rows * BN + cols
-
-
-@gluon.jit
-def _sk_counter(cnt_ptr, q, GROUP: gl.constexpr):
-    """Tail slot q's counter for this group, one pointer a thread of the group."""
-    cl: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
-    return cnt_ptr + (q * 2 + GROUP) + gl.zeros([128], gl.int32, cl)
-
-
-@gluon.jit
-def _sk_release(cnt_ptr, q, GROUP: gl.constexpr):
-    """One release increment a thread: this thread's partial stores are visible before it counts."""
-    cnt = _sk_counter(cnt_ptr, q, GROUP)
-    gl.atomic_add(cnt, gl.full(cnt.shape, 1, gl.int32, cnt.type.layout), sem="release", scope="gpu")
-
-
-@gluon.jit
-def _sk_gather(acc, ws_ptr, cnt_ptr, q, SPLITS, GROUP: gl.constexpr, HM: gl.constexpr, BN: gl.constexpr,
-               layout: gl.constexpr):
-    """The finishing piece: wait until the slot's counter holds the other pieces' 128 increments
-    each, add their partials to acc; then its own 128 increments, and the thread that brings the
-    counter to SPLITS * 128 (every thread of this group past its wait) sets it back to 0 for the
-    next launch (a CUDA graph replays the kernel)."""
-    cnt = _sk_counter(cnt_ptr, q, GROUP)
-    one = gl.full(cnt.shape, 1, gl.int32, cnt.type.layout)
-    seen = gl.inline_asm_elementwise(_SPIN_GE, "=r,l,r", [cnt, one * (128 * (SPLITS - 1))], dtype=gl.int32,
-                                     is_pure=False, pack=1)
-    for j in range(SPLITS - 1):
-        acc = acc + gl.load(_sk_partial(ws_ptr, q, j, SPLITS, GROUP, HM, BN, layout))
-    old = gl.atomic_add(cnt, one + seen * 0, sem="relaxed", scope="gpu")
-    gl.atomic_xchg(cnt, one * 0, mask=old == SPLITS * 128 - 1, sem="relaxed", scope="gpu")
-    return acc
-
-
-@gluon.jit
-def _coop_consumer(y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, ws_ptr, cnt_ptr, M, N, K, SK_START, SPLITS,
+def _coop_consumer(y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, M, N, K,
                    HAS_BIAS: gl.constexpr, GROUP: gl.constexpr,
-                   BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr,
-                   SK: gl.constexpr):
+                   BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr):
     """Cooperative schedule: both groups work on every tile, group g on its rows
-    [g * BM / 2, (g + 1) * BM / 2), each freeing a stage once (`empty` counts two arrivals).
-
-    SK (stream-K; see launcher): the program's piece of a tail tile comes first. A piece that does
-    not finish its tile stores its fp32 partial at once and counts it (release) after the
-    program's first whole tile, when the stores have long landed; the finishing piece keeps its
-    partial in registers through the whole tiles and adds the others' at the very end, when they
-    have long been written (SK == 2). SK == 1 exchanges at once, right after the pieces."""
+    [g * BM / 2, (g + 1) * BM / 2), each freeing a stage once (`empty` counts two arrivals)."""
     HM: gl.constexpr = BM // 2
     layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                      instr_shape=[16, BN, 16])
@@ -270,54 +164,33 @@ def _coop_consumer(y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, ws_ptr, cnt_pt
     tiles_n, tiles, k_tiles = _grid(M, N, K, BM, BN, BK)
     out = c_s.index(GROUP)
     c = 0
-    hi = tiles
-    if SK:
-        hi = SK_START
-        has_piece = pid < (tiles - SK_START) * SPLITS
-        q, p, pm0, pn0, k0, k1 = _sk_piece(pid, tiles_n, k_tiles, SK_START, SPLITS, BM, BN)
-        finishes = has_piece & (p == SPLITS - 1)
-        pending = has_piece & (p < SPLITS - 1)  # a partial stored, not yet counted
-        pacc = gl.zeros((HM, BN), dtype=gl.float32, layout=layout)
-        if has_piece:
-            pacc, c = _coop_steps(pacc, x_s, w_s, ready, empty, c, k1 - k0, GROUP, HM, STAGES)
-            if pending:
-                gl.store(_sk_partial(ws_ptr, q, p, SPLITS, GROUP, HM, BN, layout), pacc)
-                if SK == 1:
-                    _sk_release(cnt_ptr, q, GROUP)
-            elif SK == 1:
-                pacc = _sk_gather(pacc, ws_ptr, cnt_ptr, q, SPLITS, GROUP, HM, BN, layout)
-                _store_tile(pacc, y_desc, bias_ptr, out, pm0 + GROUP * HM, pn0, N, HAS_BIAS, BN, layout)
-    for t in range(pid, hi, progs):
+    for t in range(pid, tiles, progs):
         m0 = (t // tiles_n) * BM + GROUP * HM
         n0 = (t % tiles_n) * BN
         acc = gl.zeros((HM, BN), dtype=gl.float32, layout=layout)
-        acc, c = _coop_steps(acc, x_s, w_s, ready, empty, c, k_tiles, GROUP, HM, STAGES)
-        if SK == 2:
-            if pending:
-                _sk_release(cnt_ptr, q, GROUP)
-                pending = False
+        for ki in range(k_tiles):
+            s = c % STAGES
+            mbarrier.wait(ready.index(s), (c // STAGES) & 1)
+            acc = warpgroup_mma(x_s.index(s).slice(GROUP * HM, HM), w_s.index(s).permute((1, 0)), acc,
+                                is_async=True)
+            acc = warpgroup_mma_wait(1, deps=(acc,))
+            mbarrier.arrive(empty.index((c + STAGES - 1) % STAGES), count=1, pred=ki > 0)
+            c += 1
+        acc = warpgroup_mma_wait(0, deps=(acc,))
+        mbarrier.arrive(empty.index((c + STAGES - 1) % STAGES), count=1)
         _store_tile(acc, y_desc, bias_ptr, out, m0, n0, N, HAS_BIAS, BN, layout)
-    if SK == 2:
-        if pending:  # no whole tile
-            _sk_release(cnt_ptr, q, GROUP)
-        if finishes:
-            pacc = _sk_gather(pacc, ws_ptr, cnt_ptr, q, SPLITS, GROUP, HM, BN, layout)
-            _store_tile(pacc, y_desc, bias_ptr, out, pm0 + GROUP * HM, pn0, N, HAS_BIAS, BN, layout)
     tma.store_wait(0)
 
 
 @gluon.jit
-def pointwise_gluon_kernel(x_desc, w_desc, y_desc, bias_ptr, ws_ptr, cnt_ptr, M, N, K, SK_START, SPLITS,
-                           HAS_BIAS: gl.constexpr, STAGES: gl.constexpr, COOP: gl.constexpr,
-                           SK: gl.constexpr = False):
+def pointwise_gluon_kernel(x_desc, w_desc, y_desc, bias_ptr, M, N, K,
+                           HAS_BIAS: gl.constexpr, STAGES: gl.constexpr, COOP: gl.constexpr):
     BM: gl.constexpr = x_desc.block_type.shape[0]
     BK: gl.constexpr = x_desc.block_type.shape[1]
     BN: gl.constexpr = w_desc.block_type.shape[0]
     # with one wgmma in flight a stage is freed only after the next one is waited on: STAGES = 1
     # deadlocks (the producer waits for a release that comes after the consumer's next ready wait)
     gl.static_assert(STAGES >= 2, "STAGES must be at least 2")
-    if SK:
-        gl.static_assert(COOP, "stream-K runs in the cooperative schedule only")
     x_s = gl.allocate_shared_memory(x_desc.dtype, [STAGES, BM, BK], x_desc.layout)
     w_s = gl.allocate_shared_memory(w_desc.dtype, [STAGES, BN, BK], w_desc.layout)
     # an epilogue buffer a group: y's block is the group's share of a tile (BM rows in ping-pong,
@@ -330,12 +203,11 @@ def pointwise_gluon_kernel(x_desc, w_desc, y_desc, bias_ptr, ws_ptr, cnt_ptr, M,
         mbarrier.init(empty.index(i), count=2 if COOP else 1)
     if COOP:
         gl.warp_specialize([
-            (_coop_consumer, (y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, ws_ptr, cnt_ptr, M, N, K,
-                              SK_START, SPLITS, HAS_BIAS, 0, BM, BN, BK, STAGES, SK)),
-            (_coop_consumer, (y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, ws_ptr, cnt_ptr, M, N, K,
-                              SK_START, SPLITS, HAS_BIAS, 1, BM, BN, BK, STAGES, SK)),
-            (_producer, (x_desc, w_desc, x_s, w_s, ready, empty, M, N, K, SK_START, SPLITS,
-                         BM, BN, BK, STAGES, SK)),
+            (_coop_consumer, (y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, M, N, K, HAS_BIAS, 0,
+                              BM, BN, BK, STAGES)),
+            (_coop_consumer, (y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, M, N, K, HAS_BIAS, 1,
+                              BM, BN, BK, STAGES)),
+            (_producer, (x_desc, w_desc, x_s, w_s, ready, empty, M, N, K, BM, BN, BK, STAGES)),
         ], [4, 1], [232, 40])
     else:
         turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
@@ -346,8 +218,7 @@ def pointwise_gluon_kernel(x_desc, w_desc, y_desc, bias_ptr, ws_ptr, cnt_ptr, M,
                          BM, BN, BK, STAGES)),
             (_consumer, (y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, turn, M, N, K, HAS_BIAS, 1,
                          BM, BN, BK, STAGES)),
-            (_producer, (x_desc, w_desc, x_s, w_s, ready, empty, M, N, K, SK_START, SPLITS,
-                         BM, BN, BK, STAGES, False)),
+            (_producer, (x_desc, w_desc, x_s, w_s, ready, empty, M, N, K, BM, BN, BK, STAGES)),
         ], [4, 1], [232, 40])
 
 
@@ -366,83 +237,40 @@ def available(x: torch.Tensor) -> bool:
             and torch.cuda.get_device_capability(x.device)[0] == 9)
 
 
-def stream_k_plan(tiles: int, progs: int, k_tiles: int) -> tuple[int, int]:
-    """(SK_START, SPLITS): the tail tiles SK_START.. (those past the last whole round of `progs`
-    programs) each cut along K into SPLITS pieces, one a program, run before the whole tiles;
-    (tiles, 1), no pieces, where no cut helps: no partial round, or fewer than two pieces a
-    tile fit in one program each."""
-    rounds, tail = divmod(tiles, progs)
-    splits = min(progs // tail, k_tiles) if tail else 0
-    if rounds == 0 or splits < 2:
-        return tiles, 1
-    return rounds * progs, splits
-
-
 def launcher(M: int, K: int, N: int, sx: int, sw: int, block: tuple[int, int, int], stages: int,
-             has_bias: bool, dtype: torch.dtype, sms: int, coop: bool = False, stream_k: bool = False):
+             has_bias: bool, dtype: torch.dtype, sms: int, coop: bool = False):
     """y (M, N) = x (M, K) @ w (N, K)^T (+ b) as go(x, w, y, bias): x's rows sx apart, w's sw
     apart, y contiguous; the bases may be any tensors holding those views (a descriptor takes
     base, shape and strides). One persistent program per SM at most. The launch goes through
     Relaunch (compiled once, then the launcher straight away); the three descriptors are built
     once, from layouts cached per block shape (session 12: a Gluon launch with three
     descriptors built per call cost 33-53 µs of host time against F.linear's 20,
-    results/h200/session12/call4_pwlaunch).
-
-    stream_k (cooperative only): the partial last round is cut along K (stream_k_plan). The
-    pieces exchange fp32 partials through a workspace and int32 counters that this launcher
-    allocates on its first call and keeps: calls of one launcher must not run concurrently on
-    two streams, and the first call must not be under CUDA-graph capture."""
+    results/h200/session12/call4_pwlaunch)."""
     from ._triton_common import Relaunch, ReusedDescriptors, cdiv
 
-    if stream_k and not coop:
-        raise ValueError("stream_k needs the cooperative schedule (coop=True)")
     bm, bn, bk = block
     dt = _GL_DTYPES[dtype]
     ybm = bm // 2 if coop else bm  # the rows one group stores
     lx, lw, ly = _layout((bm, bk), dt), _layout((bn, bk), dt), _layout((ybm, bn), dt)
     tiles = cdiv(M, bm) * cdiv(N, bn)
-    progs = min(sms, tiles)
-    sk_start, splits = stream_k_plan(tiles, progs, cdiv(K, bk)) if stream_k else (tiles, 1)
-    sk = splits > 1
-    run = Relaunch(pointwise_gluon_kernel, (progs,),
-                   dict(M=M, N=N, K=K, SK_START=sk_start, SPLITS=splits, HAS_BIAS=has_bias, STAGES=stages,
-                        COOP=coop, SK=int(os.environ.get('CONVBENCH_SK_MODE', '2')) if sk else 0),
+    run = Relaunch(pointwise_gluon_kernel, (min(sms, tiles),),
+                   dict(M=M, N=N, K=K, HAS_BIAS=has_bias, STAGES=stages, COOP=coop),
                    dict(num_warps=4, maxnreg=168))
     xs, ws, ys = [M, K], [N, K], [M, N]
     xst, wst, yst = [sx, 1], [sw, 1], [N, 1]
     xb, wb, yb = [bm, bk], [bn, bk], [ybm, bn]
     descs = ReusedDescriptors(lambda x, w, y: (
         TensorDescriptor(x, xs, xst, xb, lx), TensorDescriptor(w, ws, wst, wb, lw), TensorDescriptor(y, ys, yst, yb, ly)))
-    scratch: list[torch.Tensor] = []  # [workspace, counters] once allocated
-
-    def exchange(device) -> tuple[torch.Tensor, torch.Tensor]:
-        if not scratch:
-            if torch.cuda.is_current_stream_capturing():
-                raise RuntimeError("the stream-K Gluon launch allocates its workspace on its first call: "
-                                   "call it once before CUDA-graph capture")
-            tail = tiles - sk_start
-            scratch.append(torch.empty(tail * (splits - 1) * bm * bn, device=device, dtype=torch.float32))
-            scratch.append(torch.zeros(tail * 2, device=device, dtype=torch.int32))
-        return scratch[0], scratch[1]
 
     def go(x, w, y, bias):
         dx, dw, dy = descs(x, w, y)
-        if sk:
-            work, counters = exchange(x.device)
-            run(x_desc=dx, w_desc=dw, y_desc=dy, bias_ptr=bias, ws_ptr=work, cnt_ptr=counters)
-        else:  # unused pointers: any tensor
-            run(x_desc=dx, w_desc=dw, y_desc=dy, bias_ptr=bias, ws_ptr=bias, cnt_ptr=bias)
-    go.scratch = scratch  # for checks: every counter is back at 0 after a call
-    go.stream_k = (sk_start, splits)
+        run(x_desc=dx, w_desc=dw, y_desc=dy, bias_ptr=bias)
     return go
-
-
-_PROBE_LAUNCHERS: dict[tuple, object] = {}
 
 
 def pointwise_nlc_gluon(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                         block: tuple[int, int, int] = (128, 128, 64), stages: int = 4,
-                        coop: bool = False, stream_k: bool = False) -> torch.Tensor:
+                        coop: bool = False) -> torch.Tensor:
     """y (N, L, C_out) = x (N, L, C_in) @ W^T (+ b) for 16-bit contiguous x; weight (C_out, C_in, 1).
     One config, no plan cache: for scripts/gluon_probe.py (convbench's path is triton_pointwise's
     "nlc_gluon" variant, which tunes the config)."""
@@ -454,10 +282,6 @@ def pointwise_nlc_gluon(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     w = weight.reshape(c_out, k).contiguous()
     y = torch.empty((n, length, c_out), device=x.device, dtype=x.dtype)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-    key = (m, k, c_out, tuple(block), stages, bias is not None, x.dtype, sms, coop, stream_k)
-    go = _PROBE_LAUNCHERS.get(key)
-    if go is None:  # kept: a stream-K launcher's workspace is allocated on its first call
-        go = _PROBE_LAUNCHERS[key] = launcher(m, k, c_out, k, k, block, stages, bias is not None, x.dtype,
-                                              sms, coop, stream_k)
+    go = launcher(m, k, c_out, k, k, block, stages, bias is not None, x.dtype, sms, coop)
     go(x, w, y, bias if bias is not None else w)
     return y

@@ -325,14 +325,12 @@ class TileConfig:
     programs_per_sm: int = 1  # TMA kernel: persistent programs per SM (2 where two fit in shared memory)
     warp_specialize: bool = False  # TMA kernel: Triton's producer/consumer warp groups
     coop: bool = False  # Gluon kernel: both consumer groups on each tile, not a tile each in turn
-    stream_k: bool = False  # Gluon cooperative kernel: the partial last round cut along K
 
     def label(self) -> str:
         extra = " split" if self.split_epilogue else ""
         extra += f" p{self.programs_per_sm}" if self.programs_per_sm != 1 else ""
         extra += " ws" if self.warp_specialize else ""
         extra += " coop" if self.coop else ""
-        extra += " sk" if self.stream_k else ""
         return f"{self.block_m}x{self.block_n}x{self.block_k} w{self.num_warps} s{self.num_stages}{extra}"
 
 
@@ -410,7 +408,6 @@ GLUON_CONFIGS: tuple[TileConfig, ...] = (
     TileConfig(128, 64, 64, 4, 8),
     TileConfig(128, 128, 64, 4, 6, coop=True),
     TileConfig(128, 64, 64, 4, 8, coop=True),
-    TileConfig(128, 128, 64, 4, 6, coop=True, stream_k=True),
 )
 
 
@@ -691,8 +688,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
             cfg = cand.config
             if cand.variant == "nlc_gluon":
                 go = _gluon_module().launcher(M, C_in, C_out, sxl, swo, (cfg.block_m, cfg.block_n, cfg.block_k),
-                                              cfg.num_stages, has_bias, x.dtype, _num_sms(x.device), cfg.coop,
-                                              cfg.stream_k)
+                                              cfg.num_stages, has_bias, x.dtype, _num_sms(x.device), cfg.coop)
                 return lambda x, w, b, y: go(x, w, y, b)
             if cand.variant == "nlc_tma":
                 go = tma_launch(cand, (M, C_in), (sxl, 1), (C_out, C_in), (swo, 1), (M, C_out),
@@ -761,8 +757,7 @@ def _forward(x, weight, bias, stride, padding, layout, precision, config=None, f
                 M = N * L
                 if cand.variant == "ncl_tg":
                     go = _gluon_module().launcher(M, C_in, C_out, C_in, swo, (cfg.block_m, cfg.block_n, cfg.block_k),
-                                                  cfg.num_stages, has_bias, x.dtype, _num_sms(x.device), cfg.coop,
-                                              cfg.stream_k)
+                                                  cfg.num_stages, has_bias, x.dtype, _num_sms(x.device), cfg.coop)
                 else:  # ncl_ts: y stored (N, C, L) by the GEMM's epilogue
                     go = tma_launch(cand, (M, C_in), (C_in, 1), (C_out, C_in), (swo, 1), (M, C_out),
                                     1, M, C_out, False, x.device, y_ncl_len=L if cand.variant == "ncl_ts" else 0)

@@ -30,7 +30,8 @@ SHAPES = (  # label, N, C_in, C_out, L
     # (session 16: what a round costs, against the 4.67 rounds of the full shape)
     ("dtts_4rounds", 16, 1024, 512, 528),
 )
-CONFIGS = ((128, 128, 64, 4), (128, 64, 64, 6), (64, 256, 64, 4), (64, 128, 64, 6), (128, 128, 32, 8))
+# the tuner's own set (BM, BN, BK, STAGES, COOP), so a default run times what convbench can pick
+CONFIGS = tuple((c.block_m, c.block_n, c.block_k, c.num_stages, int(c.coop)) for c in tp.GLUON_CONFIGS)
 
 
 def times(fn) -> tuple[float, float, float]:
@@ -79,13 +80,15 @@ def case_lines(label: str, N: int, C_in: int, C_out: int, L: int, bias: bool, co
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--shapes", help="comma-separated labels of SHAPES (default: all)")
-    ap.add_argument("--configs", help="BM,BN,BK,STAGES[,COOP 0/1];... (default: CONFIGS)")
+    ap.add_argument("--configs", help="BM,BN,BK,STAGES[,COOP 0/1];... (default: the tuner's GLUON_CONFIGS)")
     ap.add_argument("--bias", choices=("both", "no", "yes"), default="both")
     args = ap.parse_args()
     configs = tuple(tuple(int(v) for v in c.split(",")) for c in args.configs.split(";")) if args.configs else CONFIGS
     shapes = [c for c in SHAPES if not args.shapes or c[0] in args.shapes.split(",")]
     biases = {"both": (False, True), "no": (False,), "yes": (True,)}[args.bias]
     lines = [f"device: {torch.cuda.get_device_name()}; torch {torch.__version__}; triton {triton.__version__}", "",
+             "Read device_ms (the tuners' timer). The do_bench column times events around each call, so",
+             "it also counts host launch time wherever the host takes longer than the kernel.", "",
              "| shape | bias | path | rel err vs fp64 | graph µs | cold-L2 µs (do_bench) | device_ms µs | "
              "F.linear / this (graph) | F.linear / this (device_ms) |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]

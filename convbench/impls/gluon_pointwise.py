@@ -37,9 +37,8 @@ s6 coop 44.8-44.9 µs on FastConformer-L against 48.2-49.5 for the best ping-pon
 against 37.0 on DTTS 512->2048, 18.4-18.6 against 19.5-19.8 on 16x384->768; on DTTS 1024->512
 (308 tiles: 2.33 rounds) 20.6-21.0 against 20.2-20.5. A per-program %globaltimer trace
 (session16/call6_trace; the tag that held its script is gone) put the first 128x128 tile at
-7.2-8.1 µs, each later one at
-5.0-6.5 and a half-width tile at 4.6-4.7: the last partial round costs nearly a whole round
-whatever its width.
+7.2-8.1 µs, each later one at 5.0-6.5 and a half-width tile at 4.6-4.7: the last partial round
+costs nearly a whole round whatever its width.
 
 Works on triton 3.6 (TMA names async_copy_*) and newer (async_load / async_store). Gluon does
 not run under TRITON_INTERPRET: tests compile it for sm_90 on the CPU; correctness is checked

@@ -42,7 +42,8 @@ def times(fn) -> tuple[float, float, float]:
     return graph, cold, device_ms(fn) * 1e3
 
 
-def case_lines(label: str, N: int, C_in: int, C_out: int, L: int, bias: bool, configs=CONFIGS) -> list[str]:
+def case_lines(label: str, N: int, C_in: int, C_out: int, L: int, bias: bool, configs=CONFIGS,
+               tldot: bool = True) -> list[str]:
     """Every path on one case: F.linear first (the ratios' base), our tl.dot kernel, each Gluon config."""
     p = Pointwise(N=N, C_in=C_in, C_out=C_out, L=L, bias=bias)
     inp = p.make_inputs("bfloat16", device="cuda", layout="nlc", seed=0)
@@ -52,8 +53,9 @@ def case_lines(label: str, N: int, C_in: int, C_out: int, L: int, bias: bool, co
     def err(y):
         return ((y.double() - ref).norm() / ref.norm()).item()
 
-    paths = {"F.linear": lambda: F.linear(x, w.squeeze(-1), b),
-             "triton_nlc (tl.dot)": lambda: tp.pointwise_conv1d(x, w, b, layout="nlc")}
+    paths = {"F.linear": lambda: F.linear(x, w.squeeze(-1), b)}
+    if tldot:
+        paths["triton_nlc (tl.dot)"] = lambda: tp.pointwise_conv1d(x, w, b, layout="nlc")
     for bm, bn, bk, st, *coop in configs:
         coop = bool(coop and coop[0])
         paths[f"gluon {bm}x{bn}x{bk} s{st}{' coop' if coop else ''}"] = (
@@ -82,6 +84,7 @@ def main() -> None:
     ap.add_argument("--shapes", help="comma-separated labels of SHAPES (default: all)")
     ap.add_argument("--configs", help="BM,BN,BK,STAGES[,COOP 0/1];... (default: the tuner's GLUON_CONFIGS)")
     ap.add_argument("--bias", choices=("both", "no", "yes"), default="both")
+    ap.add_argument("--no-tldot", action="store_true", help="skip triton_nlc (its first call tunes every candidate)")
     args = ap.parse_args()
     configs = tuple(tuple(int(v) for v in c.split(",")) for c in args.configs.split(";")) if args.configs else CONFIGS
     shapes = [c for c in SHAPES if not args.shapes or c[0] in args.shapes.split(",")]
@@ -94,7 +97,7 @@ def main() -> None:
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for case in shapes:
         for bias in biases:
-            lines += case_lines(*case, bias, configs)
+            lines += case_lines(*case, bias, configs, not args.no_tldot)
     emit(lines, "gluon_probe.md")
 
 

@@ -76,47 +76,35 @@ def _grid(M, N, K, BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr):
 
 @gluon.jit
 def _store_tile(acc, y_desc, bias_ptr, out, m0, n0, N, HAS_BIAS: gl.constexpr, BN: gl.constexpr,
-                layout: gl.constexpr, WAIT: gl.constexpr = True):
-    """Bias in fp32, cast, and a TMA store through the group's own buffer `out`. WAIT: first wait
-    until this group's earlier stores have left their buffers (False for a tile's later pieces,
-    whose buffers the first piece's wait has freed)."""
+                layout: gl.constexpr):
+    """Bias in fp32, cast, and a TMA store through the group's own buffer `out`."""
     if HAS_BIAS:
         offs = n0 + gl.arange(0, BN, layout=gl.SliceLayout(0, layout))
         acc = acc + gl.load(bias_ptr + offs, mask=offs < N, other=0.0).to(gl.float32)[None, :]
-    if WAIT:
-        tma.store_wait(0)
+    tma.store_wait(0)  # this group's previous tile has left its buffer
     out.store(acc.to(y_desc.dtype))
     fence_async_shared()
     _tma_store(y_desc, [m0, n0], out)
 
 
 @gluon.jit
-def _producer(x_desc, w_desc, w1_desc, w2_desc, x_s, w_s, w1_s, w2_s, ready, empty, M, N, K,
-              BM: gl.constexpr, BN: gl.constexpr, BN1: gl.constexpr, BN2: gl.constexpr,
-              BK: gl.constexpr, STAGES: gl.constexpr):
-    """Fills the ring in (tile, k) order. A tile is BN + BN1 + BN2 columns wide: W's rows come in
-    up to three boxes (the pieces of a width that is not a power of two; BN1 = BN2 = 0 for one)."""
+def _producer(x_desc, w_desc, x_s, w_s, ready, empty, M, N, K,
+              BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr):
     pid = gl.program_id(0)
     progs = gl.num_programs(0)
-    tiles_n, tiles, k_tiles = _grid(M, N, K, BM, BN + BN1 + BN2, BK)
-    # TMA counts a box's full bytes, zero-filled parts included
-    nbytes: gl.constexpr = x_desc.block_type.nbytes // BM * (BM + BN + BN1 + BN2)
+    tiles_n, tiles, k_tiles = _grid(M, N, K, BM, BN, BK)
     c = 0
     for t in range(pid, tiles, progs):
         m0 = (t // tiles_n) * BM
-        n0 = (t % tiles_n) * (BN + BN1 + BN2)
+        n0 = (t % tiles_n) * BN
         for ki in range(k_tiles):
             s = c % STAGES
             # a fresh barrier counts as having completed the phase before phase 0
             mbarrier.wait(empty.index(s), ((c // STAGES) & 1) ^ 1)
             bar = ready.index(s)
-            mbarrier.expect(bar, nbytes)
+            mbarrier.expect(bar, x_desc.block_type.nbytes + w_desc.block_type.nbytes)
             _tma_load(x_desc, [m0, ki * BK], bar, x_s.index(s))
             _tma_load(w_desc, [n0, ki * BK], bar, w_s.index(s))
-            if BN1 > 0:
-                _tma_load(w1_desc, [n0 + BN, ki * BK], bar, w1_s.index(s))
-            if BN2 > 0:
-                _tma_load(w2_desc, [n0 + BN + BN1, ki * BK], bar, w2_s.index(s))
             c += 1
 
 
@@ -163,93 +151,51 @@ def _consumer(y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, turn, M, N, K,
 
 
 @gluon.jit
-def _coop_consumer(y_desc, y1_desc, y2_desc, bias_ptr, x_s, w_s, w1_s, w2_s, c_s, c1_s, c2_s, ready, empty,
-                   M, N, K, HAS_BIAS: gl.constexpr, GROUP: gl.constexpr, BM: gl.constexpr, BN: gl.constexpr,
-                   BN1: gl.constexpr, BN2: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr):
+def _coop_consumer(y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, M, N, K,
+                   HAS_BIAS: gl.constexpr, GROUP: gl.constexpr,
+                   BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr):
     """Cooperative schedule: both groups work on every tile, group g on its rows
-    [g * BM / 2, (g + 1) * BM / 2), each freeing a stage once (`empty` counts two arrivals).
-    A tile BN + BN1 + BN2 wide (BN1, BN2 > 0: a width that is not a power of two) is up to three
-    accumulators, one wgmma each a k step, and up to three stores."""
+    [g * BM / 2, (g + 1) * BM / 2), each freeing a stage once (`empty` counts two arrivals)."""
     HM: gl.constexpr = BM // 2
     layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                      instr_shape=[16, BN, 16])
     pid = gl.program_id(0)
     progs = gl.num_programs(0)
-    tiles_n, tiles, k_tiles = _grid(M, N, K, BM, BN + BN1 + BN2, BK)
+    tiles_n, tiles, k_tiles = _grid(M, N, K, BM, BN, BK)
     out = c_s.index(GROUP)
     c = 0
     for t in range(pid, tiles, progs):
         m0 = (t // tiles_n) * BM + GROUP * HM
-        n0 = (t % tiles_n) * (BN + BN1 + BN2)
+        n0 = (t % tiles_n) * BN
         acc = gl.zeros((HM, BN), dtype=gl.float32, layout=layout)
-        if BN1 > 0:
-            layout1: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
-                                                              instr_shape=[16, BN1, 16])
-            acc1 = gl.zeros((HM, BN1), dtype=gl.float32, layout=layout1)
-        if BN2 > 0:
-            layout2: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
-                                                              instr_shape=[16, BN2, 16])
-            acc2 = gl.zeros((HM, BN2), dtype=gl.float32, layout=layout2)
         for ki in range(k_tiles):
             s = c % STAGES
             mbarrier.wait(ready.index(s), (c // STAGES) & 1)
-            a = x_s.index(s).slice(GROUP * HM, HM)
-            acc = warpgroup_mma(a, w_s.index(s).permute((1, 0)), acc, is_async=True)
-            # one k step's wgmmas in flight: the previous step's have finished reading their stage
-            if BN2 > 0:
-                acc1 = warpgroup_mma(a, w1_s.index(s).permute((1, 0)), acc1, is_async=True)
-                acc2 = warpgroup_mma(a, w2_s.index(s).permute((1, 0)), acc2, is_async=True)
-                acc, acc1, acc2 = warpgroup_mma_wait(3, deps=(acc, acc1, acc2))
-            elif BN1 > 0:
-                acc1 = warpgroup_mma(a, w1_s.index(s).permute((1, 0)), acc1, is_async=True)
-                acc, acc1 = warpgroup_mma_wait(2, deps=(acc, acc1))
-            else:
-                acc = warpgroup_mma_wait(1, deps=(acc,))
+            acc = warpgroup_mma(x_s.index(s).slice(GROUP * HM, HM), w_s.index(s).permute((1, 0)), acc,
+                                is_async=True)
+            acc = warpgroup_mma_wait(1, deps=(acc,))
             mbarrier.arrive(empty.index((c + STAGES - 1) % STAGES), count=1, pred=ki > 0)
             c += 1
-        if BN2 > 0:
-            acc, acc1, acc2 = warpgroup_mma_wait(0, deps=(acc, acc1, acc2))
-        elif BN1 > 0:
-            acc, acc1 = warpgroup_mma_wait(0, deps=(acc, acc1))
-        else:
-            acc = warpgroup_mma_wait(0, deps=(acc,))
+        acc = warpgroup_mma_wait(0, deps=(acc,))
         mbarrier.arrive(empty.index((c + STAGES - 1) % STAGES), count=1)
         _store_tile(acc, y_desc, bias_ptr, out, m0, n0, N, HAS_BIAS, BN, layout)
-        if BN1 > 0:
-            _store_tile(acc1, y1_desc, bias_ptr, c1_s.index(GROUP), m0, n0 + BN, N, HAS_BIAS, BN1, layout1, False)
-        if BN2 > 0:
-            _store_tile(acc2, y2_desc, bias_ptr, c2_s.index(GROUP), m0, n0 + BN + BN1, N, HAS_BIAS, BN2, layout2,
-                        False)
     tma.store_wait(0)
 
 
 @gluon.jit
-def pointwise_gluon_kernel(x_desc, w_desc, w1_desc, w2_desc, y_desc, y1_desc, y2_desc, bias_ptr, M, N, K,
-                           HAS_BIAS: gl.constexpr, STAGES: gl.constexpr, COOP: gl.constexpr,
-                           BN1: gl.constexpr = 0, BN2: gl.constexpr = 0):
-    """w1/w2 and y1/y2: the descriptors of a tile's second and third column pieces, BN1 and BN2
-    wide (cooperative schedule only; 0 and unused otherwise, where w_desc and y_desc may stand in)."""
+def pointwise_gluon_kernel(x_desc, w_desc, y_desc, bias_ptr, M, N, K,
+                           HAS_BIAS: gl.constexpr, STAGES: gl.constexpr, COOP: gl.constexpr):
     BM: gl.constexpr = x_desc.block_type.shape[0]
     BK: gl.constexpr = x_desc.block_type.shape[1]
     BN: gl.constexpr = w_desc.block_type.shape[0]
     # with one wgmma in flight a stage is freed only after the next one is waited on: STAGES = 1
     # deadlocks (the producer waits for a release that comes after the consumer's next ready wait)
     gl.static_assert(STAGES >= 2, "STAGES must be at least 2")
-    gl.static_assert(COOP or (BN1 == 0 and BN2 == 0), "column pieces need the cooperative schedule")
-    gl.static_assert(BN2 == 0 or BN1 > 0, "a third piece needs a second")
     x_s = gl.allocate_shared_memory(x_desc.dtype, [STAGES, BM, BK], x_desc.layout)
     w_s = gl.allocate_shared_memory(w_desc.dtype, [STAGES, BN, BK], w_desc.layout)
     # an epilogue buffer a group: y's block is the group's share of a tile (BM rows in ping-pong,
     # BM / 2 in the cooperative schedule)
-    YM: gl.constexpr = y_desc.block_type.shape[0]
-    c_s = gl.allocate_shared_memory(y_desc.dtype, [2, YM, BN], y_desc.layout)
-    w1_s, c1_s, w2_s, c2_s = w_s, c_s, w_s, c_s  # stand-ins where a piece is absent
-    if BN1 > 0:
-        w1_s = gl.allocate_shared_memory(w1_desc.dtype, [STAGES, BN1, BK], w1_desc.layout)
-        c1_s = gl.allocate_shared_memory(y1_desc.dtype, [2, YM, BN1], y1_desc.layout)
-    if BN2 > 0:
-        w2_s = gl.allocate_shared_memory(w2_desc.dtype, [STAGES, BN2, BK], w2_desc.layout)
-        c2_s = gl.allocate_shared_memory(y2_desc.dtype, [2, YM, BN2], y2_desc.layout)
+    c_s = gl.allocate_shared_memory(y_desc.dtype, [2, y_desc.block_type.shape[0], BN], y_desc.layout)
     ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     for i in gl.static_range(STAGES):
@@ -257,12 +203,11 @@ def pointwise_gluon_kernel(x_desc, w_desc, w1_desc, w2_desc, y_desc, y1_desc, y2
         mbarrier.init(empty.index(i), count=2 if COOP else 1)
     if COOP:
         gl.warp_specialize([
-            (_coop_consumer, (y_desc, y1_desc, y2_desc, bias_ptr, x_s, w_s, w1_s, w2_s, c_s, c1_s, c2_s,
-                              ready, empty, M, N, K, HAS_BIAS, 0, BM, BN, BN1, BN2, BK, STAGES)),
-            (_coop_consumer, (y_desc, y1_desc, y2_desc, bias_ptr, x_s, w_s, w1_s, w2_s, c_s, c1_s, c2_s,
-                              ready, empty, M, N, K, HAS_BIAS, 1, BM, BN, BN1, BN2, BK, STAGES)),
-            (_producer, (x_desc, w_desc, w1_desc, w2_desc, x_s, w_s, w1_s, w2_s, ready, empty, M, N, K,
-                         BM, BN, BN1, BN2, BK, STAGES)),
+            (_coop_consumer, (y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, M, N, K, HAS_BIAS, 0,
+                              BM, BN, BK, STAGES)),
+            (_coop_consumer, (y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, M, N, K, HAS_BIAS, 1,
+                              BM, BN, BK, STAGES)),
+            (_producer, (x_desc, w_desc, x_s, w_s, ready, empty, M, N, K, BM, BN, BK, STAGES)),
         ], [4, 1], [232, 40])
     else:
         turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
@@ -273,18 +218,8 @@ def pointwise_gluon_kernel(x_desc, w_desc, w1_desc, w2_desc, y_desc, y1_desc, y2
                          BM, BN, BK, STAGES)),
             (_consumer, (y_desc, bias_ptr, x_s, w_s, c_s, ready, empty, turn, M, N, K, HAS_BIAS, 1,
                          BM, BN, BK, STAGES)),
-            (_producer, (x_desc, w_desc, w1_desc, w2_desc, x_s, w_s, w1_s, w2_s, ready, empty, M, N, K,
-                         BM, BN, BN1, BN2, BK, STAGES)),
+            (_producer, (x_desc, w_desc, x_s, w_s, ready, empty, M, N, K, BM, BN, BK, STAGES)),
         ], [4, 1], [232, 40])
-
-
-def column_pieces(bn: int) -> tuple[int, ...]:
-    """A tile width as the powers of two a wgmma and a TMA box take, largest first: 176 ->
-    (128, 32, 16). At most three pieces, each at least 8 columns (wgmma's smallest N)."""
-    pieces = tuple(1 << b for b in reversed(range(bn.bit_length())) if bn >> b & 1)
-    if not 1 <= len(pieces) <= 3 or pieces[-1] < 8:
-        raise ValueError(f"tile width {bn} is not up to three powers of two of at least 8")
-    return pieces
 
 
 @functools.cache
@@ -307,34 +242,29 @@ def launcher(M: int, K: int, N: int, sx: int, sw: int, block: tuple[int, int, in
     """y (M, N) = x (M, K) @ w (N, K)^T (+ b) as go(x, w, y, bias): x's rows sx apart, w's sw
     apart, y contiguous; the bases may be any tensors holding those views (a descriptor takes
     base, shape and strides). One persistent program per SM at most. The launch goes through
-    Relaunch (compiled once, then the launcher straight away); the descriptors are built
+    Relaunch (compiled once, then the launcher straight away); the three descriptors are built
     once, from layouts cached per block shape (session 12: a Gluon launch with three
     descriptors built per call cost 33-53 µs of host time against F.linear's 20,
     results/h200/session12/call4_pwlaunch)."""
     from ._triton_common import Relaunch, ReusedDescriptors, cdiv
 
     bm, bn, bk = block
-    pieces = column_pieces(bn)  # a width that is not a power of two: up to three boxes
-    if len(pieces) > 1 and not coop:
-        raise ValueError(f"a {bn}-wide tile needs the cooperative schedule")
     dt = _GL_DTYPES[dtype]
     ybm = bm // 2 if coop else bm  # the rows one group stores
+    lx, lw, ly = _layout((bm, bk), dt), _layout((bn, bk), dt), _layout((ybm, bn), dt)
     tiles = cdiv(M, bm) * cdiv(N, bn)
-    extra = dict(zip(("BN1", "BN2"), pieces[1:]))
     run = Relaunch(pointwise_gluon_kernel, (min(sms, tiles),),
-                   dict(M=M, N=N, K=K, HAS_BIAS=has_bias, STAGES=stages, COOP=coop, **extra),
+                   dict(M=M, N=N, K=K, HAS_BIAS=has_bias, STAGES=stages, COOP=coop),
                    dict(num_warps=4, maxnreg=168))
-    pieces3 = pieces + (pieces[0],) * (3 - len(pieces))  # an absent piece: the first stands in
-
-    def make(x, w, _w1, _w2, y, _y1, _y2):
-        return ([TensorDescriptor(x, [M, K], [sx, 1], [bm, bk], _layout((bm, bk), dt))]
-                + [TensorDescriptor(w, [N, K], [sw, 1], [p, bk], _layout((p, bk), dt)) for p in pieces3]
-                + [TensorDescriptor(y, [M, N], [N, 1], [ybm, p], _layout((ybm, p), dt)) for p in pieces3])
-    descs = ReusedDescriptors(make)
+    xs, ws, ys = [M, K], [N, K], [M, N]
+    xst, wst, yst = [sx, 1], [sw, 1], [N, 1]
+    xb, wb, yb = [bm, bk], [bn, bk], [ybm, bn]
+    descs = ReusedDescriptors(lambda x, w, y: (
+        TensorDescriptor(x, xs, xst, xb, lx), TensorDescriptor(w, ws, wst, wb, lw), TensorDescriptor(y, ys, yst, yb, ly)))
 
     def go(x, w, y, bias):
-        dx, dw, dw1, dw2, dy, dy1, dy2 = descs(x, w, w, w, y, y, y)  # a descriptor a base
-        run(x_desc=dx, w_desc=dw, w1_desc=dw1, w2_desc=dw2, y_desc=dy, y1_desc=dy1, y2_desc=dy2, bias_ptr=bias)
+        dx, dw, dy = descs(x, w, y)
+        run(x_desc=dx, w_desc=dw, y_desc=dy, bias_ptr=bias)
     return go
 
 

@@ -73,6 +73,9 @@ def main() -> int:
     ap.add_argument("--case", action="append", required=True,
                     help="label:dtype:plan;plan..., a plan as block_c,G,warps,V,nb")
     ap.add_argument("--edge-warps", type=int, default=4)
+    ap.add_argument("--ncu", action="store_true",
+                    help="no timing: run each path twice in an NVTX range prof/<case>/<what>, for "
+                         "ncu --nvtx --nvtx-include 'prof/'")
     args = ap.parse_args()
     gbps = copy_gbps()
     lines = [f"device {torch.cuda.get_device_name()}, triton {td.triton.__version__}, copy {gbps:.0f} GB/s", "",
@@ -109,6 +112,12 @@ def main() -> int:
                 err = float(rel_err(y, ref)) if checked else float("nan")
                 ok = not checked or err <= tolerance(dtype, False)
                 bad += not ok
+                if args.ncu:
+                    with torch.cuda.nvtx.range(f"prof/{label}.{dtype}.{plan}/{what.split(' ')[0]}"):
+                        fn()
+                        fn()
+                    torch.cuda.synchronize()
+                    continue
                 us = device_ms(fn) * 1e3
                 lines.append(f"| {label} {dtype} | {plan} | {what} | {us:.1f} | {100 * floor / us:.0f} % | "
                              f"{f'{err:.1e}' if checked else 'not checked'}{'' if ok else ' FAIL'} |")

@@ -54,6 +54,22 @@ def split_tiles(g, x, w, bias, y, block_c, G, warps, V, nb):
     return lambda: run(xs, w, bias if bias is not None else w, y, yw)
 
 
+def rows_prefetch(g, x, w, bias, y, block_c, G, warps, V, nb):
+    """The row-tile plan (no split) with each batch item's tile asking the L2 for the next
+    item's rows first (ncl_forward_source's `prefetch`)."""
+    packed = td._ncl_packed(g.dtype, g.N, g.C_out, g.L_in, g.L_out, g.padding, x)
+    V, kind = td._ncl_group(V, packed, g.dtype.itemsize)
+    anchor_y, S, m_max = td._ncl_anchor(g.L_in, g.L_out, g.padding, V)
+    kern = td._gen_kernel("ncl_fwd", g.K, V, S, False, anchor_y, kind, False, None, True)
+    grid = (cdiv(g.L_out + m_max, G * V), cdiv(g.C_out, block_c), cdiv(g.N, nb))
+    total_x = g.N * g.C_out * g.L_in // (2 if kind else 1)
+    run = Relaunch.positional(kern, grid, (None,) * 5 + (g.N, g.C_out, g.L_in, g.L_out, g.padding, total_x), 5,
+                              dict(HAS_BIAS=bias is not None, BLOCK_C=block_c, G=G, EDGE=0,
+                                   EG=gen.ncl_edge_groups(g.K, V, g.padding, g.L_in, g.L_out), num_warps=warps))
+    xs, yw = (td._as_words(x), td._as_words(y)) if kind else (x, y)
+    return lambda: run(xs, w, bias if bias is not None else w, y, yw)
+
+
 def flat_edges(g, x, w, bias, y, V, warps):
     """The flat kernel's edge programs alone (n_main = 0)."""
     packed = td._ncl_packed(g.dtype, g.N, g.C_out, g.L_in, g.L_out, g.padding, x)
@@ -73,6 +89,7 @@ def main() -> int:
     ap.add_argument("--case", action="append", required=True,
                     help="label:dtype:plan;plan..., a plan as block_c,G,warps,V,nb")
     ap.add_argument("--edge-warps", type=int, default=4)
+    ap.add_argument("--split", action="store_true", help="also the split tiles and the flat edge programs")
     ap.add_argument("--ncu", action="store_true",
                     help="no timing: run each path twice in NVTX ranges prof > <case>.<what>, for "
                          "ncu --nvtx --nvtx-include 'prof/'")
@@ -103,8 +120,11 @@ def main() -> int:
                 tiles()
                 edges()
             paths = {"row plan (tuner's kind)": (lambda pl=(bc, G, warps, V, nb, False), launch=launch: launch(*pl), True),
-                     "tiles (split, no edge column)": (tiles, False), "edges (flat edge programs)": (edges, False),
-                     "tiles+edges": (both, True)}
+                     "row+prefetch (next item's rows into L2)": (
+                         rows_prefetch(g, inp.x, w, inp.bias, y, bc, G, warps, V, nb), True)}
+            if args.split:
+                paths.update({"tiles (split, no edge column)": (tiles, False),
+                              "edges (flat edge programs)": (edges, False), "tiles+edges": (both, True)})
             for what, (fn, checked) in paths.items():
                 y.fill_(float("nan"))
                 fn()

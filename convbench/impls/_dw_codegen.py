@@ -447,7 +447,7 @@ def ncl_edge_groups(K: int, V: int, padding: int, L_in: int, L_out: int) -> int:
 
 def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool,
                        packed: str | None = None, split: bool = True,
-                       classes: tuple[int, ...] | None = None) -> str:
+                       classes: tuple[int, ...] | None = None, prefetch: bool = False) -> str:
     """Forward (or, with `flip`, grad_x) of (N, C, L) rows in tiles of (BLOCK_C rows, G groups);
     each program loops over batch items n = pid, pid + num_programs(2), ... so the K weights it
     loads per row serve several tiles.
@@ -467,7 +467,12 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
     + P * j, n_blk = program columns / P), so every row of a program has the one shift
     classes[c], a constant in one of P branches of the kernel; rows anchor to y (vector stores,
     packed 16-bit words) and there is no edge program. The caller makes sure the class of row
-    n * C + row is that of row (C * d a multiple of V, or N = 1) and that C >= P."""
+    n * C + row is that of row (C * d a multiple of V, or N = 1) and that C >= P.
+
+    `prefetch`: before a batch item's tile, each thread asks the L2 for its group of the next
+    item's rows (`prefetch.global.L2`, a hint: no registers, no wait), so that the next
+    iteration's window loads come from the L2 and not from DRAM. Not in the interpreter (inline
+    PTX)."""
     if classes is not None:
         assert anchor_y and not split, "row classes anchor rows to y and have no edge program"
     if packed:
@@ -567,6 +572,13 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
     _ncl_weights(s, 1, K, flip)
     s(1, "for n in range(tl.program_id(2), N, tl.num_programs(2)):")
     _ncl_prologue(s, 2, V, anchor_y)
+    if prefetch:
+        s(2, "nn = n + tl.num_programs(2)")
+        s(2, "if nn < N:  # the next item's rows, one address a group (a line serves 8 groups)")
+        s(3, f"pfo = ((nn * C + rows).to(tl.int64) * L_in)[:, None] + (pid_l * (G * {V}) + jj * {V})[None, :]")
+        s(3, f"pfo = tl.minimum(pfo{' // 2' if packed else ''}, total_x - 1)")
+        s(3, "_pf = tl.inline_asm_elementwise('prefetch.global.L2 [$1]; mov.u32 $0, 0;', '=r,l', [x_ptr + pfo], "
+             "dtype=tl.int32, is_pure=False, pack=1)")
     s(2, "if pid_l >= tl.num_programs(0) - EDGE:")
     if split:
         edge(3)

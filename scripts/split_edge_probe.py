@@ -54,18 +54,20 @@ def split_tiles(g, x, w, bias, y, block_c, G, warps, V, nb):
     return lambda: run(xs, w, bias if bias is not None else w, y, yw)
 
 
-def rows_prefetch(g, x, w, bias, y, block_c, G, warps, V, nb):
+def rows_prefetch(g, x, w, bias, y, block_c, G, warps, V, nb, prefetch=True, maxnreg=None):
     """The row-tile plan (no split) with each batch item's tile asking the L2 for the next
-    item's rows first (ncl_forward_source's `prefetch`)."""
+    item's rows first (ncl_forward_source's `prefetch`); maxnreg: ptxas's register cap."""
     packed = td._ncl_packed(g.dtype, g.N, g.C_out, g.L_in, g.L_out, g.padding, x)
     V, kind = td._ncl_group(V, packed, g.dtype.itemsize)
     anchor_y, S, m_max = td._ncl_anchor(g.L_in, g.L_out, g.padding, V)
-    kern = td._gen_kernel("ncl_fwd", g.K, V, S, False, anchor_y, kind, False, None, True)
+    kern = td._gen_kernel("ncl_fwd", g.K, V, S, False, anchor_y, kind, False, None, prefetch)
     grid = (cdiv(g.L_out + m_max, G * V), cdiv(g.C_out, block_c), cdiv(g.N, nb))
     total_x = g.N * g.C_out * g.L_in // (2 if kind else 1)
+    cap = {} if maxnreg is None else {"maxnreg": maxnreg}
     run = Relaunch.positional(kern, grid, (None,) * 5 + (g.N, g.C_out, g.L_in, g.L_out, g.padding, total_x), 5,
                               dict(HAS_BIAS=bias is not None, BLOCK_C=block_c, G=G, EDGE=0,
-                                   EG=gen.ncl_edge_groups(g.K, V, g.padding, g.L_in, g.L_out), num_warps=warps))
+                                   EG=gen.ncl_edge_groups(g.K, V, g.padding, g.L_in, g.L_out), num_warps=warps,
+                                   **cap))
     xs, yw = (td._as_words(x), td._as_words(y)) if kind else (x, y)
     return lambda: run(xs, w, bias if bias is not None else w, y, yw)
 
@@ -90,6 +92,8 @@ def main() -> int:
                     help="label:dtype:plan;plan..., a plan as block_c,G,warps,V,nb")
     ap.add_argument("--edge-warps", type=int, default=4)
     ap.add_argument("--split", action="store_true", help="also the split tiles and the flat edge programs")
+    ap.add_argument("--maxnreg", default="", help="comma-separated register caps: the row plan under each")
+    ap.add_argument("--no-prefetch", action="store_true", help="leave out the row plan with L2 prefetch")
     ap.add_argument("--ncu", action="store_true",
                     help="no timing: run each path twice in NVTX ranges prof > <case>.<what>, for "
                          "ncu --nvtx --nvtx-include 'prof/'")
@@ -119,9 +123,13 @@ def main() -> int:
             def both(tiles=tiles, edges=edges):
                 tiles()
                 edges()
-            paths = {"row plan (tuner's kind)": (lambda pl=(bc, G, warps, V, nb, False), launch=launch: launch(*pl), True),
-                     "row+prefetch (next item's rows into L2)": (
-                         rows_prefetch(g, inp.x, w, inp.bias, y, bc, G, warps, V, nb), True)}
+            paths = {"row plan (tuner's kind)": (lambda pl=(bc, G, warps, V, nb, False), launch=launch: launch(*pl), True)}
+            if not args.no_prefetch:
+                paths["row+prefetch (next item's rows into L2)"] = (
+                    rows_prefetch(g, inp.x, w, inp.bias, y, bc, G, warps, V, nb), True)
+            for cap in (int(c) for c in args.maxnreg.split(",") if c):
+                paths[f"row, maxnreg={cap}"] = (
+                    rows_prefetch(g, inp.x, w, inp.bias, y, bc, G, warps, V, nb, False, cap), True)
             if args.split:
                 paths.update({"tiles (split, no edge column)": (tiles, False),
                               "edges (flat edge programs)": (edges, False), "tiles+edges": (both, True)})

@@ -38,7 +38,7 @@ from convbench.impls._triton_common import Relaunch, cdiv, device_ms  # noqa: E4
 from convbench.reference import rel_err, tolerance  # noqa: E402
 
 
-def split_tiles(g, x, w, bias, y, block_c, G, warps, V, nb):
+def split_tiles(g, x, w, bias, y, block_c, G, warps, V, nb, maxnreg=None):
     """The row-tile kernel in split mode with no edge column: inner groups only."""
     packed = td._ncl_packed(g.dtype, g.N, g.C_out, g.L_in, g.L_out, g.padding, x)
     V, kind = td._ncl_group(V, packed, g.dtype.itemsize)
@@ -49,7 +49,8 @@ def split_tiles(g, x, w, bias, y, block_c, G, warps, V, nb):
     total_x = g.N * g.C_out * g.L_in // (2 if kind else 1)
     run = Relaunch.positional(kern, grid, (None,) * 5 + (g.N, g.C_out, g.L_in, g.L_out, g.padding, total_x), 5,
                               dict(HAS_BIAS=bias is not None, BLOCK_C=block_c, G=G, EDGE=0,
-                                   EG=gen.ncl_edge_groups(g.K, V, g.padding, g.L_in, g.L_out), num_warps=warps))
+                                   EG=gen.ncl_edge_groups(g.K, V, g.padding, g.L_in, g.L_out), num_warps=warps,
+                                   **({} if maxnreg is None else {"maxnreg": maxnreg})))
     xs, yw = (td._as_words(x), td._as_words(y)) if kind else (x, y)
     return lambda: run(xs, w, bias if bias is not None else w, y, yw)
 
@@ -130,6 +131,9 @@ def main() -> int:
             for cap in (int(c) for c in args.maxnreg.split(",") if c):
                 paths[f"row, maxnreg={cap}"] = (
                     rows_prefetch(g, inp.x, w, inp.bias, y, bc, G, warps, V, nb, False, cap), True)
+                if args.split:
+                    paths[f"tiles (split, no edge column), maxnreg={cap}"] = (
+                        split_tiles(g, inp.x, w, inp.bias, y, bc, G, warps, V, nb, cap), False)
             if args.split:
                 paths.update({"tiles (split, no edge column)": (tiles, False),
                               "edges (flat edge programs)": (edges, False), "tiles+edges": (both, True)})

@@ -308,11 +308,11 @@ def _ncl_interior(V: int, S: int, Q1: int) -> str:
 
 
 def _ncl_tile(s: _Src, ind: int, V: int, S: int, Q1: int, anchor_y: bool, packed: str | None,
-              body) -> None:
+              body, all_interior: bool = False) -> None:
     """A tile at l_start: its bases, then body(ind + 1, masked) once without masks (interior
     tiles) and once with them (edge tiles)."""
     _ncl_tile_bases(s, ind, V, S, anchor_y, packed)
-    s(ind, _ncl_interior(V, S, Q1))
+    s(ind, "interior = True" if all_interior else _ncl_interior(V, S, Q1))
     s(ind, "if interior:")
     body(ind + 1, False)
     s(ind, "else:")
@@ -447,7 +447,8 @@ def ncl_edge_groups(K: int, V: int, padding: int, L_in: int, L_out: int) -> int:
 
 def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool,
                        packed: str | None = None, split: bool = True,
-                       classes: tuple[int, ...] | None = None, prefetch: bool = False) -> str:
+                       classes: tuple[int, ...] | None = None, prefetch: bool = False,
+                       all_interior: bool = False) -> str:
     """Forward (or, with `flip`, grad_x) of (N, C, L) rows in tiles of (BLOCK_C rows, G groups);
     each program loops over batch items n = pid, pid + num_programs(2), ... so the K weights it
     loads per row serve several tiles.
@@ -472,7 +473,10 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
     `prefetch`: before a batch item's tile, each thread asks the L2 for its group of the next
     item's rows (`prefetch.global.L2`, a hint: no registers, no wait), so that the next
     iteration's window loads come from the L2 and not from DRAM. Not in the interpreter (inline
-    PTX)."""
+    PTX).
+
+    `all_interior` (probes only: wrong results, and reads and writes up to a few groups outside
+    the tensors): every tile takes the unmasked path, to time what edge handling costs."""
     if classes is not None:
         assert anchor_y and not split, "row classes anchor rows to y and have no edge program"
     if packed:
@@ -587,7 +591,7 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
     s(2, "else:")
     s(3, f"l_start = pid_l * (G * {V})")
     if classes is None:
-        _ncl_tile(s, 3, V, S, ncl_window(K, V, S), anchor_y, packed, lambda i, m: body(i, m, S))
+        _ncl_tile(s, 3, V, S, ncl_window(K, V, S), anchor_y, packed, lambda i, m: body(i, m, S), all_interior)
     else:
         for c, Sc in enumerate(classes):
             s(3, f"if cls == {c}:  # S = {Sc}")

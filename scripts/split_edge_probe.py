@@ -55,13 +55,13 @@ def split_tiles(g, x, w, bias, y, block_c, G, warps, V, nb, maxnreg=None):
     return lambda: run(xs, w, bias if bias is not None else w, y, yw)
 
 
-def rows_prefetch(g, x, w, bias, y, block_c, G, warps, V, nb, prefetch=True, maxnreg=None, all_interior=False):
+def rows_prefetch(g, x, w, bias, y, block_c, G, warps, V, nb, prefetch=True, maxnreg=None, probe=""):
     """The row-tile plan (no split) with each batch item's tile asking the L2 for the next
     item's rows first (ncl_forward_source's `prefetch`); maxnreg: ptxas's register cap."""
     packed = td._ncl_packed(g.dtype, g.N, g.C_out, g.L_in, g.L_out, g.padding, x)
     V, kind = td._ncl_group(V, packed, g.dtype.itemsize)
     anchor_y, S, m_max = td._ncl_anchor(g.L_in, g.L_out, g.padding, V)
-    kern = td._gen_kernel("ncl_fwd", g.K, V, S, False, anchor_y, kind, False, None, prefetch, all_interior)
+    kern = td._gen_kernel("ncl_fwd", g.K, V, S, False, anchor_y, kind, False, None, prefetch, probe)
     grid = (cdiv(g.L_out + m_max, G * V), cdiv(g.C_out, block_c), cdiv(g.N, nb))
     total_x = g.N * g.C_out * g.L_in // (2 if kind else 1)
     cap = {} if maxnreg is None else {"maxnreg": maxnreg}
@@ -97,7 +97,8 @@ def main() -> int:
     ap.add_argument("--no-prefetch", action="store_true", help="leave out the row plan with L2 prefetch")
     ap.add_argument("--interior", action="store_true",
                     help="also the row plan with every tile on the unmasked path (timing only; x and y "
-                         "padded so that its reads and writes past the ends stay in memory)")
+                         "padded so that its reads and writes past the ends stay in memory), and with the "
+                         "edge tiles' zeroing, element stores, or both left out (ncl_forward_source's probe)")
     ap.add_argument("--ncu", action="store_true",
                     help="no timing: run each path twice in NVTX ranges prof > <case>.<what>, for "
                          "ncu --nvtx --nvtx-include 'prof/'")
@@ -145,8 +146,10 @@ def main() -> int:
                 xp = xb[pad:pad + inp.x.numel()].view(inp.x.shape)
                 xp.copy_(inp.x)
                 yp = yb[pad:pad + y.numel()].view(y.shape)
-                paths["row plan, all tiles unmasked (wrong at row ends)"] = (
-                    rows_prefetch(g, xp, w, inp.bias, yp, bc, G, warps, V, nb, False, None, True), False)
+                for knob, what in (("i", "all tiles unmasked"), ("z", "edge tiles without zeroing"),
+                                   ("s", "edge tiles without element stores"), ("zs", "edge tiles without both")):
+                    paths[f"row plan, {what} (wrong at row ends)"] = (
+                        rows_prefetch(g, xp, w, inp.bias, yp, bc, G, warps, V, nb, False, None, knob), False)
             if args.split:
                 paths.update({"tiles (split, no edge column)": (tiles, False),
                               "edges (flat edge programs)": (edges, False), "tiles+edges": (both, True)})

@@ -448,7 +448,7 @@ def ncl_edge_groups(K: int, V: int, padding: int, L_in: int, L_out: int) -> int:
 def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool,
                        packed: str | None = None, split: bool = True,
                        classes: tuple[int, ...] | None = None, prefetch: bool = False,
-                       all_interior: bool = False) -> str:
+                       probe: str = "") -> str:
     """Forward (or, with `flip`, grad_x) of (N, C, L) rows in tiles of (BLOCK_C rows, G groups);
     each program loops over batch items n = pid, pid + num_programs(2), ... so the K weights it
     loads per row serve several tiles.
@@ -475,8 +475,10 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
     iteration's window loads come from the L2 and not from DRAM. Not in the interpreter (inline
     PTX).
 
-    `all_interior` (probes only: wrong results, and reads and writes up to a few groups outside
-    the tensors): every tile takes the unmasked path, to time what edge handling costs."""
+    `probe` (probes only, to time what edge handling costs; the results are wrong at row ends):
+    "i" puts every tile on the unmasked path (which then reads and writes up to a few groups
+    outside the tensors); "z" drops the edge tiles' zeroing of window elements outside the row;
+    "s" drops their element stores of partial groups (every group stored as a vector)."""
     if classes is not None:
         assert anchor_y and not split, "row classes anchor rows to y and have no edge program"
     if packed:
@@ -489,10 +491,10 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
         Q1 = ncl_window(K, V, S)
         need = (S, S + V + K - 2)  # the window elements output taps read
         e = _ncl_load_window(s, ind, V, packed, Q1, masked, "G", "x_ptr", "xa[:, None, None] + goff",
-                             "total_x", "L_in", _ncl_x_pos(V, S), "e", True, zero=masked and not split,
-                             need=need)
+                             "total_x", "L_in", _ncl_x_pos(V, S), "e", True,
+                             zero=masked and not split and "z" not in probe, need=need)
         outs = _ncl_outputs(s, ind, e, K, V, S)
-        if masked and not split and anchor_y:
+        if masked and not split and anchor_y and "s" not in probe:
             # groups wholly inside the row: one vector store each (below); the row's partial
             # first and last groups: element stores (a packed word there may span two rows).
             # Element stores for every group of an edge tile sent 2-4x y's sectors (session 4 ncu).
@@ -518,6 +520,8 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
                 s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3)")
             elif split:  # inner groups only: the edge program stores the others
                 s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3 & inner[:, :, None])")
+            elif anchor_y and "s" in probe:
+                s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3)")
             elif anchor_y:  # whole groups; the element stores above took the partial ones
                 s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3 & whole[:, :, None])")
             else:
@@ -591,7 +595,7 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
     s(2, "else:")
     s(3, f"l_start = pid_l * (G * {V})")
     if classes is None:
-        _ncl_tile(s, 3, V, S, ncl_window(K, V, S), anchor_y, packed, lambda i, m: body(i, m, S), all_interior)
+        _ncl_tile(s, 3, V, S, ncl_window(K, V, S), anchor_y, packed, lambda i, m: body(i, m, S), "i" in probe)
     else:
         for c, Sc in enumerate(classes):
             s(3, f"if cls == {c}:  # S = {Sc}")

@@ -263,11 +263,13 @@ def _t_store(acc, y_desc, bias_ptr, out, r0, c0, N, HAS_BIAS: gl.constexpr, HC: 
 
 
 @gluon.jit
-def _t_consumer(y_desc, y1_desc, bias_ptr, a_s, b_s, b1_s, c_s, ready, empty, M, N, K,
+def _t_consumer(y_desc, y1_desc, bias_ptr, a_s, b_s, b1_s, c_s, ready, empty, done, M, N, K,
                 HAS_BIAS: gl.constexpr, GROUP: gl.constexpr, BC: gl.constexpr, BR: gl.constexpr,
-                BR1: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr):
+                BR1: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr, ALIAS: gl.constexpr):
     """Group g computes channels [g * BC / 2, (g + 1) * BC / 2) of the tile for all its rows:
-    y^T (channels, rows) = W x^T, one wgmma a k step for the BR rows and one for the BR1 rows."""
+    y^T (channels, rows) = W x^T, one wgmma a k step for the BR rows and one for the BR1 rows.
+    ALIAS (one tile a program): c_s lies over the ring, so both groups first wait until neither
+    reads the ring any more (`done`)."""
     HC: gl.constexpr = BC // 2
     layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                      instr_shape=[16, BR, 16])
@@ -303,6 +305,9 @@ def _t_consumer(y_desc, y1_desc, bias_ptr, a_s, b_s, b1_s, c_s, ready, empty, M,
         else:
             acc = warpgroup_mma_wait(0, deps=(acc,))
         mbarrier.arrive(empty.index((c + STAGES - 1) % STAGES), count=1)
+        if ALIAS:
+            mbarrier.arrive(done, count=1)
+            mbarrier.wait(done, 0)
         tma.store_wait(0)
         _t_store(acc, y_desc, bias_ptr, out, r0, c0, N, HAS_BIAS, HC, layout)
         if BR1 > 0:  # the BR1 rows through the first BR1 rows of the same buffer
@@ -313,13 +318,16 @@ def _t_consumer(y_desc, y1_desc, bias_ptr, a_s, b_s, b1_s, c_s, ready, empty, M,
 
 @gluon.jit
 def pointwise_gluon_t_kernel(w_desc, x_desc, x1_desc, y_desc, y1_desc, bias_ptr, M, N, K,
-                             HAS_BIAS: gl.constexpr, STAGES: gl.constexpr, BR1: gl.constexpr = 0):
+                             HAS_BIAS: gl.constexpr, STAGES: gl.constexpr, BR1: gl.constexpr = 0,
+                             ALIAS: gl.constexpr = False):
     """y (M, N) = x (M, K) @ W^T (+ b) computed transposed, as cuBLAS does on Hopper: a tile is
     BC = w_desc's rows of output channels (the wgmma's M side, two consumer groups of BC / 2) by
     BR + BR1 rows of x (its N side, BR = x_desc's rows; BR1 > 0 a second box, so that the row
     count need not be a power of two: 160 = 128 + 32). Each group stores its (rows, channels)
     block through its shared buffer, written transposed. Built for one wave of large tiles (DTTS
-    1024->512: 2 x 62 tiles of 256 x 160 on 132 SMs, as cuBLAS's 130 of 256 x 152)."""
+    1024->512: 2 x 62 tiles of 256 x 160 on 132 SMs, as cuBLAS's 130 of 256 x 152). ALIAS (only
+    where every program has one tile): the epilogue buffers lie over W's ring, which frees their
+    64 KB for a fourth stage."""
     BC: gl.constexpr = w_desc.block_type.shape[0]
     BK: gl.constexpr = w_desc.block_type.shape[1]
     BR: gl.constexpr = x_desc.block_type.shape[0]
@@ -329,17 +337,22 @@ def pointwise_gluon_t_kernel(w_desc, x_desc, x1_desc, y_desc, y1_desc, bias_ptr,
     b1_s = b_s
     if BR1 > 0:
         b1_s = gl.allocate_shared_memory(x1_desc.dtype, [STAGES, BR1, BK], x1_desc.layout)
-    c_s = gl.allocate_shared_memory(y_desc.dtype, [2, BR, BC // 2], y_desc.layout)
+    if ALIAS:
+        c_s = a_s._reinterpret(y_desc.dtype, [2, BR, BC // 2], y_desc.layout)
+    else:
+        c_s = gl.allocate_shared_memory(y_desc.dtype, [2, BR, BC // 2], y_desc.layout)
     ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    done = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     for i in gl.static_range(STAGES):
         mbarrier.init(ready.index(i), count=1)
         mbarrier.init(empty.index(i), count=2)
+    mbarrier.init(done, count=2)
     gl.warp_specialize([
-        (_t_consumer, (y_desc, y1_desc, bias_ptr, a_s, b_s, b1_s, c_s, ready, empty, M, N, K, HAS_BIAS, 0,
-                       BC, BR, BR1, BK, STAGES)),
-        (_t_consumer, (y_desc, y1_desc, bias_ptr, a_s, b_s, b1_s, c_s, ready, empty, M, N, K, HAS_BIAS, 1,
-                       BC, BR, BR1, BK, STAGES)),
+        (_t_consumer, (y_desc, y1_desc, bias_ptr, a_s, b_s, b1_s, c_s, ready, empty, done, M, N, K, HAS_BIAS, 0,
+                       BC, BR, BR1, BK, STAGES, ALIAS)),
+        (_t_consumer, (y_desc, y1_desc, bias_ptr, a_s, b_s, b1_s, c_s, ready, empty, done, M, N, K, HAS_BIAS, 1,
+                       BC, BR, BR1, BK, STAGES, ALIAS)),
         (_t_producer, (w_desc, x_desc, x1_desc, a_s, b_s, b1_s, ready, empty, M, N, K, BC, BR, BR1, BK, STAGES)),
     ], [4, 1], [232, 40])
 
@@ -411,8 +424,11 @@ def launcher_t(M: int, K: int, N: int, sx: int, sw: int, block: tuple[int, int, 
     hc = bc // 2
     ly = _layout((br, hc), dt)  # the group's buffer; the BR1 rows go through its first rows
     tiles = cdiv(M, rows) * cdiv(N, bc)
+    # one tile a program and a ring of W at least as large as the two epilogue buffers: those
+    # lie over the ring (ALIAS)
+    alias = tiles <= sms and stages * bc * bk >= 2 * br * hc
     run = Relaunch(pointwise_gluon_t_kernel, (min(sms, tiles),),
-                   dict(M=M, N=N, K=K, HAS_BIAS=has_bias, STAGES=stages, BR1=br1),
+                   dict(M=M, N=N, K=K, HAS_BIAS=has_bias, STAGES=stages, BR1=br1, ALIAS=alias),
                    dict(num_warps=4, maxnreg=168))
 
     def make(w, x, _x1, y, _y1):

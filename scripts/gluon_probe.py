@@ -56,12 +56,10 @@ def case_lines(label: str, N: int, C_in: int, C_out: int, L: int, bias: bool, co
     paths = {"F.linear": lambda: F.linear(x, w.squeeze(-1), b)}
     if tldot:
         paths["triton_nlc (tl.dot)"] = lambda: tp.pointwise_conv1d(x, w, b, layout="nlc")
-    for bm, bn, bk, st, *flags in configs:
-        coop = bool(flags and flags[0])
-        tr = bool(len(flags) > 1 and flags[1])  # transposed: bm output channels x bn rows
-        name = f"gluon {bm}x{bn}x{bk} s{st}{' coop' if coop and not tr else ''}{' T' if tr else ''}"
-        paths[name] = (lambda bm=bm, bn=bn, bk=bk, st=st, coop=coop, tr=tr:
-                       pointwise_nlc_gluon(x, w, b, (bm, bn, bk), st, coop, tr))
+    for bm, bn, bk, st, *coop in configs:
+        coop = bool(coop and coop[0])
+        paths[f"gluon {bm}x{bn}x{bk} s{st}{' coop' if coop else ''}"] = (
+            lambda bm=bm, bn=bn, bk=bk, st=st, coop=coop: pointwise_nlc_gluon(x, w, b, (bm, bn, bk), st, coop))
     lines, base, base_dev = [], None, None
     for name, fn in paths.items():
         try:
@@ -84,8 +82,7 @@ def case_lines(label: str, N: int, C_in: int, C_out: int, L: int, bias: bool, co
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--shapes", help="comma-separated labels of SHAPES (default: all)")
-    ap.add_argument("--configs", help="BM,BN,BK,STAGES[,COOP 0/1[,T 0/1]];... (default: the tuner's GLUON_CONFIGS); "
-                                      "T = 1: the transposed kernel, BM output channels x BN rows")
+    ap.add_argument("--configs", help="BM,BN,BK,STAGES[,COOP 0/1];... (default: the tuner's GLUON_CONFIGS)")
     ap.add_argument("--bias", choices=("both", "no", "yes"), default="both")
     ap.add_argument("--no-tldot", action="store_true", help="skip triton_nlc (its first call tunes every candidate)")
     args = ap.parse_args()

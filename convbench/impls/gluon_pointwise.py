@@ -222,141 +222,6 @@ def pointwise_gluon_kernel(x_desc, w_desc, y_desc, bias_ptr, M, N, K,
         ], [4, 1], [232, 40])
 
 
-@gluon.jit
-def _t_producer(w_desc, x_desc, x1_desc, a_s, b_s, b1_s, ready, empty, M, N, K,
-                BC: gl.constexpr, BR: gl.constexpr, BR1: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr):
-    """The transposed tile's producer: per k step W's BC channels (A) and the tile's BR + BR1 rows
-    of x (B, in two boxes where BR1 > 0)."""
-    pid = gl.program_id(0)
-    progs = gl.num_programs(0)
-    tiles_c = gl.cdiv(N, BC)
-    tiles = gl.cdiv(M, BR + BR1) * tiles_c
-    k_tiles = gl.cdiv(K, BK)
-    nbytes: gl.constexpr = w_desc.block_type.nbytes // BC * (BC + BR + BR1)
-    c = 0
-    for t in range(pid, tiles, progs):
-        c0 = (t % tiles_c) * BC
-        r0 = (t // tiles_c) * (BR + BR1)
-        for ki in range(k_tiles):
-            s = c % STAGES
-            mbarrier.wait(empty.index(s), ((c // STAGES) & 1) ^ 1)
-            bar = ready.index(s)
-            mbarrier.expect(bar, nbytes)
-            _tma_load(w_desc, [c0, ki * BK], bar, a_s.index(s))
-            _tma_load(x_desc, [r0, ki * BK], bar, b_s.index(s))
-            if BR1 > 0:
-                _tma_load(x1_desc, [r0 + BR, ki * BK], bar, b1_s.index(s))
-            c += 1
-
-
-@gluon.jit
-def _t_store(acc, y_desc, bias_ptr, out, r0, c0, N, HAS_BIAS: gl.constexpr, HC: gl.constexpr,
-             layout: gl.constexpr):
-    """acc (HC channels, rows) + bias, cast, stored transposed into `out` (rows, HC) and sent by TMA
-    to y at (r0, c0). The caller has waited for `out`'s previous store."""
-    if HAS_BIAS:
-        offs = c0 + gl.arange(0, HC, layout=gl.SliceLayout(1, layout))
-        acc = acc + gl.load(bias_ptr + offs, mask=offs < N, other=0.0).to(gl.float32)[:, None]
-    out.permute((1, 0)).store(acc.to(y_desc.dtype))
-    fence_async_shared()
-    _tma_store(y_desc, [r0, c0], out)
-
-
-@gluon.jit
-def _t_consumer(y_desc, y1_desc, bias_ptr, a_s, b_s, b1_s, c_s, ready, empty, done, M, N, K,
-                HAS_BIAS: gl.constexpr, GROUP: gl.constexpr, BC: gl.constexpr, BR: gl.constexpr,
-                BR1: gl.constexpr, BK: gl.constexpr, STAGES: gl.constexpr, ALIAS: gl.constexpr):
-    """Group g computes channels [g * BC / 2, (g + 1) * BC / 2) of the tile for all its rows:
-    y^T (channels, rows) = W x^T, one wgmma a k step for the BR rows and one for the BR1 rows.
-    ALIAS (one tile a program): c_s lies over the ring, so both groups first wait until neither
-    reads the ring any more (`done`)."""
-    HC: gl.constexpr = BC // 2
-    layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
-                                                     instr_shape=[16, BR, 16])
-    pid = gl.program_id(0)
-    progs = gl.num_programs(0)
-    tiles_c = gl.cdiv(N, BC)
-    tiles = gl.cdiv(M, BR + BR1) * tiles_c
-    k_tiles = gl.cdiv(K, BK)
-    out = c_s.index(GROUP)
-    c = 0
-    for t in range(pid, tiles, progs):
-        c0 = (t % tiles_c) * BC + GROUP * HC
-        r0 = (t // tiles_c) * (BR + BR1)
-        acc = gl.zeros((HC, BR), dtype=gl.float32, layout=layout)
-        if BR1 > 0:
-            layout1: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
-                                                              instr_shape=[16, BR1, 16])
-            acc1 = gl.zeros((HC, BR1), dtype=gl.float32, layout=layout1)
-        for ki in range(k_tiles):
-            s = c % STAGES
-            mbarrier.wait(ready.index(s), (c // STAGES) & 1)
-            a = a_s.index(s).slice(GROUP * HC, HC)
-            acc = warpgroup_mma(a, b_s.index(s).permute((1, 0)), acc, is_async=True)
-            if BR1 > 0:
-                acc1 = warpgroup_mma(a, b1_s.index(s).permute((1, 0)), acc1, is_async=True)
-                acc, acc1 = warpgroup_mma_wait(2, deps=(acc, acc1))
-            else:
-                acc = warpgroup_mma_wait(1, deps=(acc,))
-            mbarrier.arrive(empty.index((c + STAGES - 1) % STAGES), count=1, pred=ki > 0)
-            c += 1
-        if BR1 > 0:
-            acc, acc1 = warpgroup_mma_wait(0, deps=(acc, acc1))
-        else:
-            acc = warpgroup_mma_wait(0, deps=(acc,))
-        mbarrier.arrive(empty.index((c + STAGES - 1) % STAGES), count=1)
-        if ALIAS:
-            mbarrier.arrive(done, count=1)
-            mbarrier.wait(done, 0)
-        tma.store_wait(0)
-        _t_store(acc, y_desc, bias_ptr, out, r0, c0, N, HAS_BIAS, HC, layout)
-        if BR1 > 0:  # the BR1 rows through the first BR1 rows of the same buffer
-            tma.store_wait(0)
-            _t_store(acc1, y1_desc, bias_ptr, out.slice(0, BR1), r0 + BR, c0, N, HAS_BIAS, HC, layout1)
-    tma.store_wait(0)
-
-
-@gluon.jit
-def pointwise_gluon_t_kernel(w_desc, x_desc, x1_desc, y_desc, y1_desc, bias_ptr, M, N, K,
-                             HAS_BIAS: gl.constexpr, STAGES: gl.constexpr, BR1: gl.constexpr = 0,
-                             ALIAS: gl.constexpr = False):
-    """y (M, N) = x (M, K) @ W^T (+ b) computed transposed, as cuBLAS does on Hopper: a tile is
-    BC = w_desc's rows of output channels (the wgmma's M side, two consumer groups of BC / 2) by
-    BR + BR1 rows of x (its N side, BR = x_desc's rows; BR1 > 0 a second box, so that the row
-    count need not be a power of two: 160 = 128 + 32). Each group stores its (rows, channels)
-    block through its shared buffer, written transposed. Built for one wave of large tiles (DTTS
-    1024->512: 2 x 62 tiles of 256 x 160 on 132 SMs, as cuBLAS's 130 of 256 x 152). ALIAS (only
-    where every program has one tile): the epilogue buffers lie over W's ring, which frees their
-    64 KB for a fourth stage."""
-    BC: gl.constexpr = w_desc.block_type.shape[0]
-    BK: gl.constexpr = w_desc.block_type.shape[1]
-    BR: gl.constexpr = x_desc.block_type.shape[0]
-    gl.static_assert(STAGES >= 2, "STAGES must be at least 2")
-    a_s = gl.allocate_shared_memory(w_desc.dtype, [STAGES, BC, BK], w_desc.layout)
-    b_s = gl.allocate_shared_memory(x_desc.dtype, [STAGES, BR, BK], x_desc.layout)
-    b1_s = b_s
-    if BR1 > 0:
-        b1_s = gl.allocate_shared_memory(x1_desc.dtype, [STAGES, BR1, BK], x1_desc.layout)
-    if ALIAS:
-        c_s = a_s._reinterpret(y_desc.dtype, [2, BR, BC // 2], y_desc.layout)
-    else:
-        c_s = gl.allocate_shared_memory(y_desc.dtype, [2, BR, BC // 2], y_desc.layout)
-    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    done = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    for i in gl.static_range(STAGES):
-        mbarrier.init(ready.index(i), count=1)
-        mbarrier.init(empty.index(i), count=2)
-    mbarrier.init(done, count=2)
-    gl.warp_specialize([
-        (_t_consumer, (y_desc, y1_desc, bias_ptr, a_s, b_s, b1_s, c_s, ready, empty, done, M, N, K, HAS_BIAS, 0,
-                       BC, BR, BR1, BK, STAGES, ALIAS)),
-        (_t_consumer, (y_desc, y1_desc, bias_ptr, a_s, b_s, b1_s, c_s, ready, empty, done, M, N, K, HAS_BIAS, 1,
-                       BC, BR, BR1, BK, STAGES, ALIAS)),
-        (_t_producer, (w_desc, x_desc, x1_desc, a_s, b_s, b1_s, ready, empty, M, N, K, BC, BR, BR1, BK, STAGES)),
-    ], [4, 1], [232, 40])
-
-
 @functools.cache
 def _layout(block: tuple[int, int], dtype):
     return gl.NVMMASharedLayout.get_default_for(list(block), dtype)
@@ -403,51 +268,9 @@ def launcher(M: int, K: int, N: int, sx: int, sw: int, block: tuple[int, int, in
     return go
 
 
-def row_pieces(rows: int) -> tuple[int, int]:
-    """A tile's row count as (BR, BR1): one power of two, or two (160 -> (128, 32)); each at least
-    8 (wgmma's smallest N) and BR1 = 0 for one."""
-    bits = [1 << b for b in reversed(range(rows.bit_length())) if rows >> b & 1]
-    if not 1 <= len(bits) <= 2 or bits[-1] < 8:
-        raise ValueError(f"a tile of {rows} rows is not one or two powers of two of at least 8")
-    return bits[0], (bits[1] if len(bits) > 1 else 0)
-
-
-def launcher_t(M: int, K: int, N: int, sx: int, sw: int, block: tuple[int, int, int], stages: int,
-               has_bias: bool, dtype: torch.dtype, sms: int):
-    """As launcher, for the transposed kernel: block = (BC output channels, rows, BK), rows up to
-    two powers of two (160 = 128 + 32)."""
-    from ._triton_common import Relaunch, ReusedDescriptors, cdiv
-
-    bc, rows, bk = block
-    br, br1 = row_pieces(rows)
-    dt = _GL_DTYPES[dtype]
-    hc = bc // 2
-    ly = _layout((br, hc), dt)  # the group's buffer; the BR1 rows go through its first rows
-    tiles = cdiv(M, rows) * cdiv(N, bc)
-    # one tile a program and a ring of W at least as large as the two epilogue buffers: those
-    # lie over the ring (ALIAS)
-    alias = tiles <= sms and stages * bc * bk >= 2 * br * hc
-    run = Relaunch(pointwise_gluon_t_kernel, (min(sms, tiles),),
-                   dict(M=M, N=N, K=K, HAS_BIAS=has_bias, STAGES=stages, BR1=br1, ALIAS=alias),
-                   dict(num_warps=4, maxnreg=168))
-
-    def make(w, x, _x1, y, _y1):
-        return (TensorDescriptor(w, [N, K], [sw, 1], [bc, bk], _layout((bc, bk), dt)),
-                TensorDescriptor(x, [M, K], [sx, 1], [br, bk], _layout((br, bk), dt)),
-                TensorDescriptor(x, [M, K], [sx, 1], [br1 or br, bk], _layout((br1 or br, bk), dt)),
-                TensorDescriptor(y, [M, N], [N, 1], [br, hc], ly),
-                TensorDescriptor(y, [M, N], [N, 1], [br1 or br, hc], ly))
-    descs = ReusedDescriptors(make)
-
-    def go(x, w, y, bias):
-        dw, dx, dx1, dy, dy1 = descs(w, x, x, y, y)
-        run(w_desc=dw, x_desc=dx, x1_desc=dx1, y_desc=dy, y1_desc=dy1, bias_ptr=bias)
-    return go
-
-
 def pointwise_nlc_gluon(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                         block: tuple[int, int, int] = (128, 128, 64), stages: int = 4,
-                        coop: bool = False, transposed: bool = False) -> torch.Tensor:
+                        coop: bool = False) -> torch.Tensor:
     """y (N, L, C_out) = x (N, L, C_in) @ W^T (+ b) for 16-bit contiguous x; weight (C_out, C_in, 1).
     One config, no plan cache: for scripts/gluon_probe.py (convbench's path is triton_pointwise's
     "nlc_gluon" variant, which tunes the config)."""
@@ -459,9 +282,6 @@ def pointwise_nlc_gluon(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     w = weight.reshape(c_out, k).contiguous()
     y = torch.empty((n, length, c_out), device=x.device, dtype=x.dtype)
     sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-    if transposed:  # block = (channels, rows, BK)
-        go = launcher_t(m, k, c_out, k, k, block, stages, bias is not None, x.dtype, sms)
-    else:
-        go = launcher(m, k, c_out, k, k, block, stages, bias is not None, x.dtype, sms, coop)
+    go = launcher(m, k, c_out, k, k, block, stages, bias is not None, x.dtype, sms, coop)
     go(x, w, y, bias if bias is not None else w)
     return y

@@ -228,6 +228,8 @@ for kind, K, padding, packed, split, V in json.loads(sys.argv[1]):
         "v4_loads": len(re.findall(r"ld\.global[.\w]*\.v4", ptx)),
         "v4_stores": len(re.findall(r"st\.global[.\w]*\.v4", ptx)),
         "barriers": len(re.findall(r"bar\.sync", ptx)),
+        "cvt_pairs": len(re.findall(r"cvt\.rn\.(?:bf16|f16)x2\.f32", ptx)),
+        "cvt_single": len(re.findall(r"cvt\.rn\.(?:bf16|f16)\.f32", ptx)),
     }
 print(json.dumps(out))
 """
@@ -247,6 +249,11 @@ def _assert_vector_ptx(cases) -> None:
         assert st["v4_loads"] > 0, f"{case}: scalar window loads: {st}"
         assert st["v4_stores"] >= 2, f"{case}: scalar stores: {st}"
         assert st["barriers"] == 0, f"{case}: shared-memory round trips: {st}"
+        if (",bf16," in case or ",fp16," in case) and ",True," not in case and not case.startswith("flat"):
+            # packed outputs: two per cvt (F2FP), and the edge tiles' element stores take halves
+            # of those words (edge programs, of split row kernels and of the flat kernel, convert
+            # their own elements)
+            assert st["cvt_pairs"] > 0 and st["cvt_single"] == 0, f"{case}: one conversion an element: {st}"
 
 
 def test_ncl_window_loads_and_stores_are_vectors():

@@ -95,11 +95,15 @@ class _Src:
         return HEADER + "\n".join(self.lines) + "\n"
 
 
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
 def _rowmask(vec: str, cond: str) -> str:
     """`vec & cond` for a mask tensor and a scalar condition. Triton's interpreter (3.9) gives
     that int32 data, which tl.load refuses; there the result is compared with 0 (CPU only)."""
     expr = f"{vec} & {cond}"
-    return f"(({expr}) != 0)" if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0") else expr
+    return f"(({expr}) != 0)" if _interpreting() else expr
 
 
 def _wk(k: int, K: int, flip: bool) -> int:
@@ -253,10 +257,23 @@ def _unpack(word: str, packed: str) -> tuple[str, str]:
 
 
 def _pack(lo: str, hi: str, packed: str) -> str:
-    """One int32 word of two fp32 values rounded to the 16-bit type (round to nearest even)."""
+    """One int32 word of two fp32 values rounded to the 16-bit type (round to nearest even). On
+    the GPU one `cvt.rn.{bf16,f16}x2.f32` (F2FP: ptxas made the arithmetic form two F2F and a
+    PRMT); the interpreter runs no PTX, so there the same rounding in Triton arithmetic."""
+    if _interpreting():
+        t = "tl.bfloat16" if packed == "bf16" else "tl.float16"
+        return (f"(({lo}).to({t}).to(tl.int16, bitcast=True).to(tl.int32) & 65535) | "
+                f"(({hi}).to({t}).to(tl.int16, bitcast=True).to(tl.int32) << 16)")
+    cvt = "cvt.rn.bf16x2.f32" if packed == "bf16" else "cvt.rn.f16x2.f32"
+    # the first source goes to the upper half: the higher address
+    return (f"tl.inline_asm_elementwise('{cvt} $0, $2, $1;', '=r,r,r', [{lo}, {hi}], "
+            "dtype=tl.int32, is_pure=True, pack=1)")
+
+
+def _half(word: str, u: int, packed: str) -> str:
+    """Element u % 2 of a packed word as the 16-bit type (for element stores)."""
     t = "tl.bfloat16" if packed == "bf16" else "tl.float16"
-    return (f"(({lo}).to({t}).to(tl.int16, bitcast=True).to(tl.int32) & 65535) | "
-            f"(({hi}).to({t}).to(tl.int16, bitcast=True).to(tl.int32) << 16)")
+    return f"(({word}){' >> 16' if u % 2 else ''}).to(tl.int16).to({t}, bitcast=True)"
 
 
 def _unit(V: int, packed: str | None) -> int:
@@ -494,6 +511,13 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
                              "total_x", "L_in", _ncl_x_pos(V, S), "e", True,
                              zero=masked and not split and "z" not in probe, need=need)
         outs = _ncl_outputs(s, ind, e, K, V, S)
+        elems = outs
+        if packed:
+            for v in range(W):
+                s(ind, f"p{v} = {_pack(outs[2 * v], outs[2 * v + 1], packed)}")
+            outs = [f"p{v}" for v in range(W)]
+            # element stores take the halves of the packed words: no second conversion
+            elems = [_half(f"p{u // 2}", u, packed) for u in range(V)]
         if masked and not split and anchor_y and "s" not in probe:
             # groups wholly inside the row: one vector store each (below); the row's partial
             # first and last groups: element stores (a packed word there may span two rows).
@@ -501,13 +525,10 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
             s(ind, f"gp = l0[:, None] + (jj * {V})[None, :]")
             s(ind, f"whole = (gp >= 0) & (gp + {V} <= L_out)")
             s(ind, "yb = y_ptr + rs_y[:, None] + gp")
-            for u, o in enumerate(outs):
-                s(ind, f"tl.store(yb + {u}, {o}.to(y_ptr.dtype.element_ty), "
+            for u, o in enumerate(elems):
+                val = o if packed else f"{o}.to(y_ptr.dtype.element_ty)"
+                s(ind, f"tl.store(yb + {u}, {val}, "
                        f"mask=rm2 & ~whole & ((gp + {u}).to(tl.uint32, bitcast=True) < L_out))")
-        if packed:
-            for v in range(W):
-                s(ind, f"p{v} = {_pack(outs[2 * v], outs[2 * v + 1], packed)}")
-            outs = [f"p{v}" for v in range(W)]
         if masked and split:
             s(ind, f"gp = l0[:, None] + (jj * {V})[None, :]")
             s(ind, f"inner = {inner}")

@@ -22,6 +22,21 @@ from convbench.impls import triton_depthwise as td  # noqa: E402
 from convbench.reference import rel_err, tolerance  # noqa: E402
 
 
+def ncl_case(label: str, dtype: str):
+    """A SHAPES.md case in (N, C, L) on the GPU: (problem, inputs, geometry, weight (C, K), y,
+    the generated kernels' (plans, launch), float64 reference)."""
+    p = problem(label)
+    inp = p.make_inputs(dtype, device="cuda", layout="ncl", seed=5)
+    g = td._geometry(inp.x, inp.weight, inp.bias, p.stride, p.padding, p.dilation, "ncl")
+    w = inp.weight.reshape(g.C_out, g.K).contiguous()
+    y = torch.empty((g.N, g.C_out, g.L_out), device="cuda", dtype=inp.x.dtype)
+    plans, launch, _ = td._gen_conv("ncl", g.dtype, g.N, g.C_out, g.L_in, g.L_out, g.K, g.padding,
+                                    False, inp.x, w, inp.bias, y)
+    ref = F.conv1d(inp.x.double(), inp.weight.double(), inp.bias.double() if inp.bias is not None else None,
+                   padding=g.padding, groups=g.C_in)
+    return p, inp, g, w, y, plans, launch, ref
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--case", action="append", required=True,
@@ -36,19 +51,11 @@ def main() -> int:
     bad = 0
     for spec in args.case:
         label, dtype, *rows = spec.split(":")
-        p = problem(label)
-        inp = p.make_inputs(dtype, device="cuda", layout="ncl", seed=5)
-        g = td._geometry(inp.x, inp.weight, inp.bias, p.stride, p.padding, p.dilation, "ncl")
-        w = inp.weight.reshape(g.C_out, g.K).contiguous()
-        y = torch.empty((g.N, g.C_out, g.L_out), device="cuda", dtype=inp.x.dtype)
-        plans, launch, _ = td._gen_conv("ncl", g.dtype, g.N, g.C_out, g.L_in, g.L_out, g.K, g.padding,
-                                        False, inp.x, w, inp.bias, y)
+        p, inp, g, w, y, plans, launch, ref = ncl_case(label, dtype)
         cands = [] if args.no_flat else [pl for pl in plans() if isinstance(pl[0], str)]
         for r in (rows[0].split(";") if rows else []):
             v = [int(t) for t in r.split(",")]
             cands.insert(0, (*v[:5], bool(v[5])))
-        ref = F.conv1d(inp.x.double(), inp.weight.double(), inp.bias.double() if inp.bias is not None else None,
-                       padding=g.padding, groups=g.C_in)
         floor = p.bytes(dtype) / gbps / 1e3
         print(f"{label} {dtype} floor {floor:.1f} us", flush=True)
         if args.toeplitz:

@@ -26,10 +26,10 @@ import os
 import sys
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_depthwise_kernels import copy_gbps, problem  # noqa: E402
+from bench_depthwise_kernels import copy_gbps  # noqa: E402
+from flat_probe import ncl_case  # noqa: E402
 from probe_io import emit  # noqa: E402
 
 from convbench.impls import _dw_codegen as gen  # noqa: E402
@@ -110,15 +110,7 @@ def main() -> int:
     bad = 0
     for spec in args.case:
         label, dtype, plans = spec.split(":")
-        p = problem(label)
-        inp = p.make_inputs(dtype, device="cuda", layout="ncl", seed=5)
-        g = td._geometry(inp.x, inp.weight, inp.bias, p.stride, p.padding, p.dilation, "ncl")
-        w = inp.weight.reshape(g.C_out, g.K).contiguous()
-        y = torch.empty((g.N, g.C_out, g.L_out), device="cuda", dtype=inp.x.dtype)
-        _, launch, _ = td._gen_conv("ncl", g.dtype, g.N, g.C_out, g.L_in, g.L_out, g.K, g.padding,
-                                    False, inp.x, w, inp.bias, y)
-        ref = F.conv1d(inp.x.double(), inp.weight.double(), inp.bias.double() if inp.bias is not None else None,
-                       padding=g.padding, groups=g.C_in)
+        p, inp, g, w, y, _, launch, ref = ncl_case(label, dtype)
         floor = p.bytes(dtype) / gbps / 1e3
         for plan in plans.split(";"):
             bc, G, warps, V, nb = (int(t) for t in plan.split(","))

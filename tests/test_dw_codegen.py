@@ -428,3 +428,51 @@ def test_row_class_window_loads_and_stores_are_vectors():
     sm_90, in a fresh process (see test_ncl_window_loads_and_stores_are_vectors)."""
     _assert_vector_ptx([("cls", 4, 2, "bf16", False, 8), ("cls", 4, 2, None, False, 4),
                         ("cls", 4, 2, None, False, 8)])
+
+
+def test_ncl_probe_knobs_leave_out_what_they_name():
+    """The timing-only knobs of ncl_forward_source (scripts/split_edge_probe.py, session 18) each
+    remove one part of the edge handling and nothing else, and the default source has them all."""
+    base = gen.ncl_forward_source(9, 8, 4, False, True, "bf16", False)
+    knob = {k: gen.ncl_forward_source(9, 8, 4, False, True, "bf16", False, None, False, k)
+            for k in ("i", "z", "s", "zs")}
+    assert base == gen.ncl_forward_source(9, 8, 4, False, True, "bf16", False, None, False, "")
+    zeroing = "tl.where((pb_e + "  # one a window element of the groups loaded (3 of 8 here)
+    estores = "tl.store(yb + "
+    assert base.count(zeroing) == 24 and base.count(estores) == 8 and "interior = True" not in base
+    assert knob["i"].count("interior = True") == 1 and "interior = (" not in knob["i"]
+    assert knob["z"].count(zeroing) == 0 and knob["z"].count(estores) == 8
+    assert knob["s"].count(zeroing) == 24 and knob["s"].count(estores) == 0
+    assert knob["zs"].count(zeroing) == 0 and knob["zs"].count(estores) == 0
+
+
+_PREFETCH_PTX = r"""
+import json, sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from convbench.impls import _dw_codegen as gen
+out = {}
+for prefetch in (False, True):
+    kern = gen.load(gen.ncl_forward_source(9, 8, 4, False, True, "bf16", False, None, prefetch))
+    sig = {"x_ptr": "*i32", "w_ptr": "*fp32", "b_ptr": "*fp32", "y_ptr": "*bf16", "yw_ptr": "*i32", "N": "i32",
+           "C": "i32", "L_in": "i32", "L_out": "i32", "padding": "i32", "total_x": "i32",
+           "HAS_BIAS": "constexpr", "BLOCK_C": "constexpr", "G": "constexpr", "EDGE": "constexpr", "EG": "constexpr"}
+    attrs = {(i,): [["tt.divisibility", 16]] for i in (0, 1, 2, 3, 4, 10)}
+    src = ASTSource(kern, sig, {"HAS_BIAS": True, "BLOCK_C": 4, "G": 32, "EDGE": 0, "EG": 2}, attrs)
+    ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4}).asm["ptx"]
+    out[str(prefetch)] = ptx.count("prefetch.global.L2")
+print(json.dumps(out))
+"""
+
+
+def test_ncl_prefetch_knob_asks_the_l2_for_the_next_item():
+    """ncl_forward_source(prefetch=True) (a probe knob, session 18: no gain, no plan uses it)
+    issues `prefetch.global.L2` for the next batch item's rows; without it there is none. PTX for
+    sm_90 in a fresh process."""
+    import json
+
+    from conftest import compile_in_fresh_process
+
+    counts = json.loads(compile_in_fresh_process(_PREFETCH_PTX, ""))
+    assert counts["False"] == 0 and counts["True"] >= 1

@@ -19,7 +19,7 @@
 #                             sets that policy; the gpu_full rows serve the default one)
 #   session6/.../training     fwd and fwd_bwd on the final depthwise kernels
 #   session6/depthwise_*_triton_final  the final depthwise kernels on every shape, last word
-# H200 (sessions 9-16, the current kernels):
+# H200 (sessions 9-18, the current kernels):
 #   session9/.../training     fwd and fwd_bwd, dtts_dec_b19 fp32 and FastConformer-L bf16
 #   session10/depthwise_kernels  every depthwise implementation on every shape, both layouts (fwd)
 #   session13/call4_final/depthwise_long_seq  long_seq, every implementation, both layouts (fwd):
@@ -34,6 +34,9 @@
 #                             supersedes session 15's rows
 #   session16/call9_pwodd/pointwise_ncl_odd_l  odd-L (N, C, L) rows, the same tuning set
 #   session12/final/pw_tf32, pw_ieee  fp32 pointwise under each stated policy
+#   session18/call13_ncl_triton/ncl  the (N, C, L) Triton depthwise forward alone after the packed
+#                             16-bit conversion change (every shape but long_seq and long_kernel):
+#                             supersedes session 10's triton (N, C, L) rows
 # Usage: bash scripts/current_tables.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,6 +67,7 @@ H200_RUNS=(
   "$G/session16/call9_pwodd/pointwise_ncl_odd_l"
   "$G/session12/final/pw_tf32"
   "$G/session12/final/pw_ieee"
+  "$G/session18/call13_ncl_triton/ncl"
 )
 python3 -m convbench select "${RUNS[@]}" "${H200_RUNS[@]}" -o convbench/data/selection.json
 mkdir -p $H/current $G/current

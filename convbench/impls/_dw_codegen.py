@@ -34,6 +34,8 @@ import sys
 import threading
 from pathlib import Path
 
+from ._triton_common import interpreting
+
 _MODULES: dict[str, object] = {}
 # load() runs from the tuners' compile threads (_triton_common.precompile), and candidates that
 # differ only in constexprs share a source: two threads that loaded one source at once shared a
@@ -95,15 +97,11 @@ class _Src:
         return HEADER + "\n".join(self.lines) + "\n"
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
 def _rowmask(vec: str, cond: str) -> str:
     """`vec & cond` for a mask tensor and a scalar condition. Triton's interpreter (3.9) gives
     that int32 data, which tl.load refuses; there the result is compared with 0 (CPU only)."""
     expr = f"{vec} & {cond}"
-    return f"(({expr}) != 0)" if _interpreting() else expr
+    return f"(({expr}) != 0)" if interpreting() else expr
 
 
 def _wk(k: int, K: int, flip: bool) -> int:
@@ -260,7 +258,7 @@ def _pack(lo: str, hi: str, packed: str) -> str:
     """One int32 word of two fp32 values rounded to the 16-bit type (round to nearest even). On
     the GPU one `cvt.rn.{bf16,f16}x2.f32` (F2FP: ptxas made the arithmetic form two F2F and a
     PRMT); the interpreter runs no PTX, so there the same rounding in Triton arithmetic."""
-    if _interpreting():
+    if interpreting():
         t = "tl.bfloat16" if packed == "bf16" else "tl.float16"
         return (f"(({lo}).to({t}).to(tl.int16, bitcast=True).to(tl.int32) & 65535) | "
                 f"(({hi}).to({t}).to(tl.int16, bitcast=True).to(tl.int32) << 16)")

@@ -38,37 +38,22 @@ from convbench.impls._triton_common import Relaunch, cdiv, device_ms  # noqa: E4
 from convbench.reference import rel_err, tolerance  # noqa: E402
 
 
-def split_tiles(g, x, w, bias, y, block_c, G, warps, V, nb, maxnreg=None):
-    """The row-tile kernel in split mode with no edge column: inner groups only."""
+def row_launch(g, x, w, bias, y, block_c, G, warps, V, nb, split=False, prefetch=False, probe="", maxnreg=None):
+    """A row-tile plan of the generated (N, C, L) kernel, launched as triton_depthwise does, with
+    the codegen's probe options: `split` tiles store inner groups only and get no edge column
+    (EDGE = 0: the row ends are left unwritten); `prefetch` and `probe` as in
+    ncl_forward_source; maxnreg: ptxas's register cap."""
     packed = td._ncl_packed(g.dtype, g.N, g.C_out, g.L_in, g.L_out, g.padding, x)
     V, kind = td._ncl_group(V, packed, g.dtype.itemsize)
     anchor_y, S, m_max = td._ncl_anchor(g.L_in, g.L_out, g.padding, V)
-    assert anchor_y, "split mode needs rows anchored to y"
-    kern = td._gen_kernel("ncl_fwd", g.K, V, S, False, anchor_y, kind, True)
+    assert anchor_y or not split, "split mode needs rows anchored to y"
+    kern = td._gen_kernel("ncl_fwd", g.K, V, S, False, anchor_y, kind, split, None, prefetch, probe)
     grid = (cdiv(g.L_out + m_max, G * V), cdiv(g.C_out, block_c), cdiv(g.N, nb))
     total_x = g.N * g.C_out * g.L_in // (2 if kind else 1)
     run = Relaunch.positional(kern, grid, (None,) * 5 + (g.N, g.C_out, g.L_in, g.L_out, g.padding, total_x), 5,
                               dict(HAS_BIAS=bias is not None, BLOCK_C=block_c, G=G, EDGE=0,
                                    EG=gen.ncl_edge_groups(g.K, V, g.padding, g.L_in, g.L_out), num_warps=warps,
                                    **({} if maxnreg is None else {"maxnreg": maxnreg})))
-    xs, yw = (td._as_words(x), td._as_words(y)) if kind else (x, y)
-    return lambda: run(xs, w, bias if bias is not None else w, y, yw)
-
-
-def rows_prefetch(g, x, w, bias, y, block_c, G, warps, V, nb, prefetch=True, maxnreg=None, probe=""):
-    """The row-tile plan (no split) with each batch item's tile asking the L2 for the next
-    item's rows first (ncl_forward_source's `prefetch`); maxnreg: ptxas's register cap."""
-    packed = td._ncl_packed(g.dtype, g.N, g.C_out, g.L_in, g.L_out, g.padding, x)
-    V, kind = td._ncl_group(V, packed, g.dtype.itemsize)
-    anchor_y, S, m_max = td._ncl_anchor(g.L_in, g.L_out, g.padding, V)
-    kern = td._gen_kernel("ncl_fwd", g.K, V, S, False, anchor_y, kind, False, None, prefetch, probe)
-    grid = (cdiv(g.L_out + m_max, G * V), cdiv(g.C_out, block_c), cdiv(g.N, nb))
-    total_x = g.N * g.C_out * g.L_in // (2 if kind else 1)
-    cap = {} if maxnreg is None else {"maxnreg": maxnreg}
-    run = Relaunch.positional(kern, grid, (None,) * 5 + (g.N, g.C_out, g.L_in, g.L_out, g.padding, total_x), 5,
-                              dict(HAS_BIAS=bias is not None, BLOCK_C=block_c, G=G, EDGE=0,
-                                   EG=gen.ncl_edge_groups(g.K, V, g.padding, g.L_in, g.L_out), num_warps=warps,
-                                   **cap))
     xs, yw = (td._as_words(x), td._as_words(y)) if kind else (x, y)
     return lambda: run(xs, w, bias if bias is not None else w, y, yw)
 
@@ -114,22 +99,15 @@ def main() -> int:
         floor = p.bytes(dtype) / gbps / 1e3
         for plan in plans.split(";"):
             bc, G, warps, V, nb = (int(t) for t in plan.split(","))
-            tiles = split_tiles(g, inp.x, w, inp.bias, y, bc, G, warps, V, nb)
-            edges = flat_edges(g, inp.x, w, inp.bias, y, V, args.edge_warps)
-
-            def both(tiles=tiles, edges=edges):
-                tiles()
-                edges()
+            plan_args = (g, inp.x, w, inp.bias, y, bc, G, warps, V, nb)
             paths = {"row plan (tuner's kind)": (lambda pl=(bc, G, warps, V, nb, False), launch=launch: launch(*pl), True)}
             if not args.no_prefetch:
-                paths["row+prefetch (next item's rows into L2)"] = (
-                    rows_prefetch(g, inp.x, w, inp.bias, y, bc, G, warps, V, nb), True)
+                paths["row+prefetch (next item's rows into L2)"] = (row_launch(*plan_args, prefetch=True), True)
             for cap in (int(c) for c in args.maxnreg.split(",") if c):
-                paths[f"row, maxnreg={cap}"] = (
-                    rows_prefetch(g, inp.x, w, inp.bias, y, bc, G, warps, V, nb, False, cap), True)
+                paths[f"row, maxnreg={cap}"] = (row_launch(*plan_args, maxnreg=cap), True)
                 if args.split:
                     paths[f"tiles (split, no edge column), maxnreg={cap}"] = (
-                        split_tiles(g, inp.x, w, inp.bias, y, bc, G, warps, V, nb, cap), False)
+                        row_launch(*plan_args, split=True, maxnreg=cap), False)
             if args.interior:
                 # padded copies: the unmasked path reads and writes a few groups past both ends
                 pad = 4096
@@ -141,8 +119,14 @@ def main() -> int:
                 for knob, what in (("i", "all tiles unmasked"), ("z", "edge tiles without zeroing"),
                                    ("s", "edge tiles without element stores"), ("zs", "edge tiles without both")):
                     paths[f"row plan, {what} (wrong at row ends)"] = (
-                        rows_prefetch(g, xp, w, inp.bias, yp, bc, G, warps, V, nb, False, None, knob), False)
+                        row_launch(g, xp, w, inp.bias, yp, bc, G, warps, V, nb, probe=knob), False)
             if args.split:
+                tiles = row_launch(*plan_args, split=True)
+                edges = flat_edges(g, inp.x, w, inp.bias, y, V, args.edge_warps)
+
+                def both(tiles=tiles, edges=edges):
+                    tiles()
+                    edges()
                 paths.update({"tiles (split, no edge column)": (tiles, False),
                               "edges (flat edge programs)": (edges, False), "tiles+edges": (both, True)})
             for what, (fn, checked) in paths.items():

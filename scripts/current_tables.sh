@@ -37,6 +37,9 @@
 #   session18/call13_ncl_triton/ncl  the (N, C, L) Triton depthwise forward alone after the packed
 #                             16-bit conversion change (every shape but long_seq and long_kernel):
 #                             supersedes session 10's triton (N, C, L) rows
+# Also the H200's per-issue status pages, results/h200/current/depthwise_status.md (issue 7:
+# scripts/depthwise_status.py over the depthwise runs above, later runs replacing earlier rows)
+# and pointwise_status.md (issue 8: scripts/pointwise_status.py on the newest bf16/fp16 run).
 # Usage: bash scripts/current_tables.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,3 +78,21 @@ for fmt in html md; do
   python3 -m convbench report "${RUNS[@]}" -o $H/current/report.$fmt
   python3 -m convbench report "${H200_RUNS[@]}" -o $G/current/report.$fmt
 done
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+DW_NEWER=(session13/call4_final/depthwise_long_seq session14/call7_final_longseq/depthwise_long_seq
+          session18/call13_ncl_triton/ncl)
+{
+  echo "# Depthwise status, H200 (issue 7)"
+  echo
+  echo "Made by \`bash scripts/current_tables.sh\` (\`scripts/depthwise_status.py\`) from the committed runs:"
+  echo "\`$G/session10/depthwise_kernels\` (every implementation, every shape), with the rows of"
+  printf '%s\n' "${DW_NEWER[@]/#/- \`$G/}" | sed 's/$/`/'
+  echo "replacing its rows of the same implementation, case and mode (marked †; the later runs re-measured"
+  echo "changed kernels only). Forward+backward: \`$G/session9/call7_c175ee2/training\`. The floor is bytes"
+  echo "over the copy bandwidth measured by the run the shape's first row came from; \"% copy\" is against a"
+  echo "same-size copy timed in the same run as the row. Medians of convbench's cold-L2 timing."
+  echo
+  python3 scripts/depthwise_status.py "$G/session10/depthwise_kernels" "$G/session9/call7_c175ee2/training" \
+    "${DW_NEWER[@]/#/--newer=$G/}"
+} > $G/current/depthwise_status.md
+python3 scripts/pointwise_status.py "$G/session16/call8_pointwise/pointwise_kernels" -o $G/current/pointwise_status.md

@@ -84,9 +84,6 @@ def main() -> int:
                     help="also the row plan with every tile on the unmasked path (timing only; x and y "
                          "padded so that its reads and writes past the ends stay in memory), and with the "
                          "edge tiles' zeroing, element stores, or both left out (ncl_forward_source's probe)")
-    ap.add_argument("--inprog", default="",
-                    help="comma-separated sub:nb pairs: the plan with in-program edges (session 19: "
-                         "\"ip\" plans, ncl_forward_source's sub), sub row blocks a program, nb batch items")
     ap.add_argument("--ncu", action="store_true",
                     help="no timing: run each path twice in NVTX ranges prof > <case>.<what>, for "
                          "ncu --nvtx --nvtx-include 'prof/'")
@@ -111,10 +108,6 @@ def main() -> int:
                 if args.split:
                     paths[f"tiles (split, no edge column), maxnreg={cap}"] = (
                         row_launch(*plan_args, split=True, maxnreg=cap), False)
-            for pair in (t for t in args.inprog.split(",") if t):
-                sub, nbi = (int(t) for t in pair.split(":"))
-                paths[f"in-program edges, sub {sub}, nb {nbi}"] = (
-                    lambda pl=("ip", bc, G, warps, V, nbi, sub), launch=launch: launch(*pl), True)
             if args.interior:
                 # padded copies: the unmasked path reads and writes a few groups past both ends
                 pad = 4096

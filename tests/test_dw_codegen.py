@@ -72,10 +72,6 @@ FLAT_V_CASES = [("K31_fp32", 8), ("K31_fp32", 16), ("packed16_bf16_odd_rows", 16
 SPLIT_CASES = ["anchor_y_S3", "anchor_y_S0", "K31", "packed_bf16_odd_rows", "packed_fp16_odd_rows",
                "packed_rows_shorter_than_group", "packed_length_1_K7", "unpacked_16bit"]
 
-# ncl with in-program edges ("ip" plans, a session 19 probe): the split cases, and rows shorter
-# than a tile, longer than one (several tile columns a program), C not a multiple of the
-# program's rows, K > L
-INPROG_CASES = SPLIT_CASES + ["odd_C_L129", "K_gt_L", "L16_K9", "packed16_bf16_odd_rows", "packed16_length_1_K7"]
 
 # cases added for the flat (N, C, L) kernel: the (N, L, C) kernels have their own odd sizes
 NCL_ONLY = {"K_gt_L", "L16_K9", "odd_C_L129"}
@@ -110,7 +106,6 @@ def _nlc_length(p):
 @pytest.mark.parametrize("name,layout", [(n, lay) for n in GEN_CASES for lay in ("ncl", "nlc", "nlc_roll")
                                          if lay == "ncl" or n not in NCL_ONLY]
                          + [(n, "ncl_split") for n in SPLIT_CASES]
-                         + [(n, "ncl_inprog") for n in INPROG_CASES]
                          + [(n, "ncl_fp32_v8") for n in FP32_V8_CASES]
                          + [(n, "ncl_fp32_v8_split") for n in FP32_V8_CASES]
                          + [(n, "ncl_v16") for n in V16_CASES]
@@ -131,8 +126,7 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
     monkeypatch.setattr(td, "_READY", {})
     if layout.startswith("ncl"):
         monkeypatch.setattr(td, "INTERPRETER_NCL", "split" if layout.endswith("_split") else
-                            "flat" if "flat" in layout else "classes" if "cls" in layout else
-                            "inprog" if "inprog" in layout else "nosplit")
+                            "flat" if "flat" in layout else "classes" if "cls" in layout else "nosplit")
         if "flat" in layout:  # the tuner offers it from L = 512; the code paths run at any L
             monkeypatch.setattr(td, "NCL_FLAT_MIN_L", 1)
             monkeypatch.setattr(td, "INTERPRETER_FLAT_MIX", int("mix" in layout))
@@ -157,8 +151,8 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
     if layout == "ncl":  # the edge handling asked for is the one that ran (the edge program
         # runs only where rows anchor to y: prepare() takes split and anchor_y)
         plan = td._PLANS[("fwd_any", g)]
-        if td.INTERPRETER_NCL in ("flat", "classes", "inprog"):  # forward and grad_x: that family
-            family = {"flat": "flat", "classes": "cls", "inprog": "ip"}[td.INTERPRETER_NCL]
+        if td.INTERPRETER_NCL in ("flat", "classes"):  # forward and grad_x both ran that family
+            family = "flat" if td.INTERPRETER_NCL == "flat" else "cls"
             assert plan[0] == family and td._PLANS[("bwd_x_any", g)][0] == family, (plan, td._PLANS)
         else:
             V = td._ncl_group(plan[4], td._ncl_packed(inp.x.dtype, g.N, g.C_in, g.L_in, g.L_out, g.padding,

@@ -433,14 +433,13 @@ def _zero_outside(s: _Src, ind: int, elems: list[str | None], t0: int, prefix: s
         s(ind, f"{e} = tl.where((pb_{prefix} + {t0 + r}).to(tl.uint32, bitcast=True) < {limit}, {e}, 0.0)")
 
 
-def _ncl_weights(s: _Src, ind: int, K: int, flip: bool, w: str = "w", bias: str = "bias",
-                 nrows: str = "BLOCK_C") -> None:
+def _ncl_weights(s: _Src, ind: int, K: int, flip: bool, w: str = "w", bias: str = "bias") -> None:
     for k in range(K):
         s(ind, f"{w}{k} = tl.load(w_ptr + rows * {K} + {_wk(k, K, flip)}).to(tl.float32)[:, None]")
     s(ind, "if HAS_BIAS:")
     s(ind + 1, f"{bias} = tl.load(b_ptr + rows).to(tl.float32)[:, None]")
     s(ind, "else:")
-    s(ind + 1, f"{bias} = tl.zeros(({nrows}, 1), dtype=tl.float32)")
+    s(ind + 1, f"{bias} = tl.zeros((BLOCK_C, 1), dtype=tl.float32)")
 
 
 def _ncl_outputs(s: _Src, ind: int, e: list[list[str]], K: int, V: int, S: int,
@@ -464,7 +463,7 @@ def ncl_edge_groups(K: int, V: int, padding: int, L_in: int, L_out: int) -> int:
 def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool,
                        packed: str | None = None, split: bool = True,
                        classes: tuple[int, ...] | None = None, prefetch: bool = False,
-                       probe: str = "", sub: int = 0) -> str:
+                       probe: str = "") -> str:
     """Forward (or, with `flip`, grad_x) of (N, C, L) rows in tiles of (BLOCK_C rows, G groups);
     each program loops over batch items n = pid, pid + num_programs(2), ... so the K weights it
     loads per row serve several tiles.
@@ -494,18 +493,7 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
     `probe` (probes only, to time what edge handling costs; the results are wrong at row ends):
     "i" puts every tile on the unmasked path (which then reads and writes up to a few groups
     outside the tensors); "z" drops the edge tiles' zeroing of window elements outside the row;
-    "s" drops their element stores of partial groups (every group stored as a vector).
-
-    `sub` > 0 (with `split`; a probe, session 19): the edge groups are computed by the program
-    that computed the tiles, not by an edge column. A program holds BLOCK_C x sub rows of one
-    batch item at a time: for each of its sub blocks of BLOCK_C rows it runs every tile column of
-    the row (split tiles: no zeroing, inner groups stored whole), then the edge code for all
-    BLOCK_C x sub rows at once, a (BLOCK_C x sub, 2 EG) tensor (one task a thread at BLOCK_C 4,
-    sub 8, EG 2, 4 warps), so no row's partial groups wait for another program. Launch with grid
-    (1, cdiv(C, BLOCK_C x sub), batch programs) and EDGE = 0."""
-    if sub:
-        assert split and anchor_y and classes is None and not prefetch and not probe, \
-            "in-program edges go with split tiles anchored to y, and no other option"
+    "s" drops their element stores of partial groups (every group stored as a vector)."""
     if classes is not None:
         assert anchor_y and not split, "row classes anchor rows to y and have no edge program"
     if packed:
@@ -559,7 +547,7 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
                 s(ind, f"lpos = l0[:, None, None] + goff + vw + {h * U}")
                 s(ind, "tl.store(yw_ptr + yoff, Y, mask=rm3 & (lpos.to(tl.uint32, bitcast=True) < L_out))")
 
-    def edge(ind: int, nrows: str = "BLOCK_C") -> None:
+    def edge(ind: int) -> None:
         Q1 = ncl_window(K, V, S)
         need = (S, S + V + K - 2)
         # names differ from the tile branch's: Triton wants one type per name across branches
@@ -577,7 +565,7 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
                              f"gp - padding - {S}", "f", True, scalar=True, need=need)
         # weights loaded again in this branch's layout: converting the tile branch's copies
         # would go through shared memory
-        _ncl_weights(s, ind, K, flip, "v", "bf", nrows)
+        _ncl_weights(s, ind, K, flip, "v", "bf")
         outs = _ncl_outputs(s, ind, e, K, V, S, "q", "v", "bf")
         s(ind, "yb = y_ptr + rs_y[:, None] + gp")
         for u, o in enumerate(outs):
@@ -589,9 +577,6 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
     s(0, f"def {_name('ncl', flip)}(x_ptr, w_ptr, b_ptr, y_ptr, yw_ptr, N, C, L_in, L_out, padding, total_x,")
     s(0, "           HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr, G: tl.constexpr,")
     s(0, "           EDGE: tl.constexpr, EG: tl.constexpr):")
-    if sub:
-        _ncl_inprog(s, K, V, S, flip, anchor_y, packed, sub, lambda i, m: body(i, m, S), edge)
-        return s.text()
     s(1, "pid_l = tl.program_id(0)")
     if classes is None:
         s(1, "rows = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)")
@@ -636,36 +621,6 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
             _ncl_tile(s, 4, V, Sc, ncl_window(K, V, Sc), anchor_y, packed,
                       lambda i, m, Sc=Sc: body(i, m, Sc))
     return s.text()
-
-
-def _ncl_rows(s: _Src, ind: int, rows: str) -> None:
-    """rows (clamped to C - 1), rm2, rm3 for the row indices `rows`."""
-    s(ind, f"rows = {rows}")
-    s(ind, "rm2 = (rows < C)[:, None]")
-    s(ind, "rm3 = rm2[:, :, None]")
-    s(ind, "rows = tl.minimum(rows, C - 1)")
-
-
-def _ncl_inprog(s: _Src, K: int, V: int, S: int, flip: bool, anchor_y: bool, packed: str | None,
-                sub: int, body, edge) -> None:
-    """The program of ncl_forward_source(sub=...): tiles of `sub` row blocks, then their edges."""
-    s(1, "jj = tl.arange(0, G)")
-    s(1, f"vw = tl.arange(0, {_unit(V, packed)})[None, None, :]")
-    s(1, "lo = tl.maximum(padding, 0)")
-    s(1, f"rb = tl.program_id(1) * (BLOCK_C * {sub})")
-    s(1, f"n_cols = tl.cdiv(L_out + {V - 1}, G * {V})")
-    s(1, "for n in range(tl.program_id(2), N, tl.num_programs(2)):")
-    s(2, f"for sb in range({sub}):")
-    _ncl_rows(s, 3, "rb + sb * BLOCK_C + tl.arange(0, BLOCK_C)")
-    _ncl_weights(s, 3, K, flip)
-    _ncl_prologue(s, 3, V, anchor_y)
-    s(3, "for lt in range(n_cols):")
-    s(4, f"l_start = lt * (G * {V})")
-    _ncl_tile(s, 4, V, S, ncl_window(K, V, S), anchor_y, packed, body)
-    # the edges of all the program's rows: names of the tile loop's shape, now (BLOCK_C * sub,)
-    _ncl_rows(s, 2, f"rb + tl.arange(0, BLOCK_C * {sub})")
-    _ncl_prologue(s, 2, V, anchor_y)
-    edge(2, f"BLOCK_C * {sub}")
 
 
 def ncl_grad_w_source(K: int, V: int, S: int, anchor_y: bool, packed: str | None = None) -> str:

@@ -819,9 +819,7 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
     with w (C, K), taps flipped if `flip` (grad_x). launch(*plan) runs a plan on these tensors;
     prepare(*plan) does all the plan's arithmetic once and returns go(x, w, bias, y), a launch
     for any tensors of this geometry and alignment (what _READY caches). In (N, C, L) a plan is
-    the row-tile kernel's (block_c, G, warps, V, nb, split), ("flat", G, warps, V, mix), row
-    classes ("cls", block_c, G, warps, V, nb) or in-program edges ("ip", block_c, G, warps, V,
-    nb, sub: ncl_forward_source's `sub`)."""
+    the row-tile kernel's (block_c, G, warps, V, nb, split) or ("flat", G, warps, V, mix)."""
     has_bias = bias is not None
     if layout == "ncl":
         packed = _ncl_packed(dtype, N, C, L_in, L_out, padding, x)
@@ -832,19 +830,7 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
                 return _ncl_flat_prepare(N, C, L_in, K, padding, flip, has_bias, packed, dtype, *plan[1:])
             if plan[0] == "cls":
                 return prepare_classes(*plan[1:])
-            if plan[0] == "ip":
-                return prepare_inprog(*plan[1:])
             return prepare_rows(*plan)
-
-        def prepare_inprog(block_c, G, warps, V, nb, sub):
-            V, kind = _ncl_group(V, packed, dtype.itemsize)
-            anchor_y, S, _ = _ncl_anchor(L_in, L_out, padding, V)
-            if not anchor_y:  # edge groups need rows anchored to y: edge tiles instead
-                return prepare_rows(block_c, G, warps, V, nb, False)
-            kern = _gen_kernel("ncl_fwd", K, V, S, flip, True, kind, True, None, False, "", sub)
-            # one program column: each program runs its rows' tile columns, then their edges
-            grid = (1, cdiv(C, block_c * sub), cdiv(N, nb))
-            return launch_rows(kern, grid, kind, block_c, G, warps, V, False)
 
         def prepare_classes(block_c, G, warps, V, nb):
             V, kind = _ncl_group(V, packed_c, dtype.itemsize)
@@ -993,8 +979,6 @@ def _gen_conv_plans(layout, dtype, N, C, L_out, K, Vs, sms, flat=False, Vc=()) -
                 return [("flat", 32, 1, Vs[0], INTERPRETER_FLAT_MIX)]
             if INTERPRETER_NCL == "classes" and Vc:
                 return [("cls", 4, 64 // Vc[0], 1, Vc[0], 2)]
-            if INTERPRETER_NCL == "inprog":  # 2 sub blocks of 4 rows: the edge tensor spans both
-                return [("ip", 4, 64 // Vs[0], 1, Vs[0], 2, 2)]
             return [(4, 64 // Vs[0], 1, Vs[0], 2, INTERPRETER_NCL == "split")]
         # nb: batch items per program (each loads its rows' K weights once for all of them);
         # split: inner tiles + an edge program, or edge tiles with masks (see _ncl_splits)

@@ -88,6 +88,9 @@ CLASS_CASES = {
 }
 CLASS_V8_CASES = ["cls_fp32_v8"]  # fp32 in 8-element groups (two vectors)
 CLASS_CASES["cls_fp32_v8"] = (_case(N=2, C=8, L=61, K=4, padding=2), "float32")
+# 16-element groups (two vectors a thread) on the 8-element grid: classes mod 8; rows shorter than
+# a group, fp16 rows that shrink, d = 2, fp32 (four vectors a thread)
+CLASS_V16_CASES = ["cls_bf16_d1", "cls_fp16_shrink", "cls_bf16_d2", "cls_K_gt_L", "cls_fp32_v8"]
 ALL_CASES = {**GEN_CASES, **CLASS_CASES}
 
 
@@ -114,7 +117,8 @@ def _nlc_length(p):
                          + [(n, "ncl_flat_mix") for n in ("packed_bf16_odd_rows", "K31_fp32", "packed_length_1_K7")]
                          + [(n, f"ncl_flat_v{v}") for n, v in FLAT_V_CASES]
                          + [(n, "ncl_cls") for n in CLASS_CASES if n not in CLASS_V8_CASES]
-                         + [(n, "ncl_cls_fp32_v8") for n in CLASS_V8_CASES])
+                         + [(n, "ncl_cls_fp32_v8") for n in CLASS_V8_CASES]
+                         + [(n, "ncl_cls_v16") for n in CLASS_V16_CASES])
 def test_generated_kernels_match_float64(name, layout, monkeypatch):
     """ncl: without the edge program (edge tiles store whole groups as vectors, partial groups
     element by element: what the tuner runs) and with it (inner tiles store whole groups, one
@@ -194,9 +198,11 @@ out = {}
 for kind, K, padding, packed, split, V in json.loads(sys.argv[1]):
     xt = "*i32" if packed else "*fp32"
     yt = {"bf16": "*bf16", "fp16": "*fp16"}.get(packed, "*fp32")
-    if kind == "cls":  # row classes of rows one longer in y than in x (d = 1)
-        classes = tuple((-c - padding) % V for c in range(V))
-        kern = gen.load(gen.ncl_forward_source(K, V, None, False, True, packed, False, classes))
+    if kind == "cls":  # row classes of rows one longer in y than in x (d = 1), on a grid of 8 at most
+        A = min(V, 8)
+        classes = tuple((-c - padding) % A for c in range(A))
+        kern = gen.load(gen.ncl_forward_source(K, V, None, False, True, packed, False, classes, False, "",
+                                               A if A < V else None))
         sig = {"x_ptr": xt, "w_ptr": "*fp32", "b_ptr": "*fp32", "y_ptr": yt, "yw_ptr": xt, "N": "i32",
                "C": "i32", "L_in": "i32", "L_out": "i32", "padding": "i32", "total_x": "i32",
                "HAS_BIAS": "constexpr", "BLOCK_C": "constexpr", "G": "constexpr", "EDGE": "constexpr",
@@ -427,7 +433,8 @@ def test_row_class_window_loads_and_stores_are_vectors():
     window loads and stores in packed 16-bit and fp32 groups, with no shared memory. PTX for
     sm_90, in a fresh process (see test_ncl_window_loads_and_stores_are_vectors)."""
     _assert_vector_ptx([("cls", 4, 2, "bf16", False, 8), ("cls", 4, 2, None, False, 4),
-                        ("cls", 4, 2, None, False, 8)])
+                        ("cls", 4, 2, None, False, 8), ("cls", 4, 2, "bf16", False, 16),
+                        ("cls", 4, 2, None, False, 16)])
 
 
 def test_ncl_probe_knobs_leave_out_what_they_name():

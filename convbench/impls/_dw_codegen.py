@@ -291,7 +291,9 @@ def _words(V: int, packed: str | None) -> int:
 
 
 def _ncl_prologue(s: _Src, ind: int, V: int, anchor_y: bool) -> None:
-    """Per-row start offsets: m (row offset to the group grid) and the row starts rs_x, rs_y."""
+    """Per-row start offsets: m (row offset to the group grid, V its spacing: the grid unit,
+    which is the group width unless groups span two vectors on a one-vector grid) and the row
+    starts rs_x, rs_y."""
     s(ind, "r64 = (n * C + rows).to(tl.int64)  # n * C + rows < 2**31: rows of the tensor")
     s(ind, "rs_x = r64 * L_in")
     s(ind, "rs_y = r64 * L_out")
@@ -301,16 +303,19 @@ def _ncl_prologue(s: _Src, ind: int, V: int, anchor_y: bool) -> None:
         s(ind, f"m = (((rs_x - padding) % {V} + {V}) % {V}).to(tl.int32)")
 
 
-def _ncl_tile_bases(s: _Src, ind: int, V: int, S: int, anchor_y: bool, packed: str | None) -> None:
+def _ncl_tile_bases(s: _Src, ind: int, V: int, S: int, anchor_y: bool, packed: str | None,
+                    A: int | None = None) -> None:
     """l0 (row position of tile element (j=0, u=0)), xa / ya (their flat indices, in x_ptr / yw_ptr
-    units, multiples of the group width) and goff (group offsets, same units)."""
+    units, multiples of the grid unit A, by default the group width) and goff (group offsets,
+    same units)."""
     W = _words(V, packed)
+    WA = _words(A or V, packed)
     div = " // 2" if packed else ""
     s(ind, "l0 = l_start - m  # int32: the edge masks below are row positions")
-    s(ind, f"xa = tl.multiple_of((rs_x + l0 - padding{f' - {S}' if S else ''}){div}, {W})")
+    s(ind, f"xa = tl.multiple_of((rs_x + l0 - padding{f' - {S}' if S else ''}){div}, {WA})")
     s(ind, "ya = rs_y + l0")
     if anchor_y:
-        s(ind, f"ya = tl.multiple_of(ya{div}, {W})")
+        s(ind, f"ya = tl.multiple_of(ya{div}, {WA})")
     s(ind, f"goff = (jj * {W})[None, :, None]")
 
 
@@ -323,10 +328,10 @@ def _ncl_interior(V: int, S: int, Q1: int) -> str:
 
 
 def _ncl_tile(s: _Src, ind: int, V: int, S: int, Q1: int, anchor_y: bool, packed: str | None,
-              body, all_interior: bool = False) -> None:
+              body, all_interior: bool = False, A: int | None = None) -> None:
     """A tile at l_start: its bases, then body(ind + 1, masked) once without masks (interior
     tiles) and once with them (edge tiles)."""
-    _ncl_tile_bases(s, ind, V, S, anchor_y, packed)
+    _ncl_tile_bases(s, ind, V, S, anchor_y, packed, A)
     s(ind, "interior = True" if all_interior else _ncl_interior(V, S, Q1))
     s(ind, "if interior:")
     body(ind + 1, False)
@@ -341,14 +346,15 @@ def _ncl_x_pos(V: int, S: int) -> str:
 
 def _ncl_load_window(s: _Src, ind: int, V: int, packed: str | None, groups: int, masked: bool,
                      gdim: str, ptr: str, gofs: str, total: str, limit: str, pbase: str,
-                     prefix: str, aligned: bool, zero: bool | None = None,
+                     prefix: str, aligned: bool | str, zero: bool | None = None,
                      scalar: bool = False, need: tuple[int, int] | None = None) -> list[list[str | None]]:
     """Load `groups` groups of V elements of `ptr` (window group 0 of output group (row, j) at
     `gofs`, shape (BLOCK_C, gdim, 1), in ptr units) and split them into names[q][r]: element
     t = q*V + r, at row position pbase + t ((BLOCK_C, gdim)). Packed 16-bit groups are V/2 int32
     words, split as words and unpacked with shifts: Triton would split 8 16-bit elements through
     shared memory. In masked (edge) tiles, groups outside the tensor are masked as a whole (`gofs`
-    a multiple of the group, so a group is wholly in or out; element masks where not `aligned`)
+    a multiple of the group, so a group is wholly in or out; vector masks where `aligned` is
+    "vector": groups on a grid finer than their width; element masks where not `aligned`)
     and, unless `zero` is False, elements outside [0, limit) are zeroed. `scalar` loads each unit
     on its own (for tensors too small to give each thread whole groups, where the split would go
     through shared memory). `need` = (first, last) window elements the caller reads: a vector
@@ -390,7 +396,8 @@ def _ncl_load_window(s: _Src, ind: int, V: int, packed: str | None, groups: int,
                 continue
             off = f"{gofs} + vw + {q * W + h * U}"
             if masked:
-                gs = f"{gofs} + {q * W}" + ("" if aligned else f" + vw + {h * U}")
+                gs = f"{gofs} + {q * W}" + ("" if aligned is True else f" + {h * U}" if aligned == "vector"
+                                             else f" + vw + {h * U}")
                 s(ind, f"gm{prefix} = ({gs} >= 0) & ({gs} < {total})")
                 s(ind, f"X{prefix} = tl.load({ptr} + ({off}), mask=gm{prefix}, other={other})")
             else:
@@ -463,7 +470,7 @@ def ncl_edge_groups(K: int, V: int, padding: int, L_in: int, L_out: int) -> int:
 def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool,
                        packed: str | None = None, split: bool = True,
                        classes: tuple[int, ...] | None = None, prefetch: bool = False,
-                       probe: str = "") -> str:
+                       probe: str = "", align: int | None = None) -> str:
     """Forward (or, with `flip`, grad_x) of (N, C, L) rows in tiles of (BLOCK_C rows, G groups);
     each program loops over batch items n = pid, pid + num_programs(2), ... so the K weights it
     loads per row serve several tiles.
@@ -493,7 +500,13 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
     `probe` (probes only, to time what edge handling costs; the results are wrong at row ends):
     "i" puts every tile on the unmasked path (which then reads and writes up to a few groups
     outside the tensors); "z" drops the edge tiles' zeroing of window elements outside the row;
-    "s" drops their element stores of partial groups (every group stored as a vector)."""
+    "s" drops their element stores of partial groups (every group stored as a vector).
+
+    `align` (default V): the grid rows anchor to, when finer than the group: V = 16 groups (two
+    vectors a thread) on an 8-element grid, so row offsets m, window shifts S and row classes
+    are taken mod 8 (8 classes, not 16) and loads mask whole vectors. Not with `split`."""
+    A = align or V
+    assert V % A == 0 and (A == V or not split), "a grid finer than the group: a divisor of it, no split"
     if classes is not None:
         assert anchor_y and not split, "row classes anchor rows to y and have no edge program"
     if packed:
@@ -506,7 +519,7 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
         Q1 = ncl_window(K, V, S)
         need = (S, S + V + K - 2)  # the window elements output taps read
         e = _ncl_load_window(s, ind, V, packed, Q1, masked, "G", "x_ptr", "xa[:, None, None] + goff",
-                             "total_x", "L_in", _ncl_x_pos(V, S), "e", True,
+                             "total_x", "L_in", _ncl_x_pos(V, S), "e", True if A == V else "vector",
                              zero=masked and not split and "z" not in probe, need=need)
         outs = _ncl_outputs(s, ind, e, K, V, S)
         elems = outs
@@ -598,7 +611,7 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
     s(1, "lo = tl.maximum(padding, 0)")
     _ncl_weights(s, 1, K, flip)
     s(1, "for n in range(tl.program_id(2), N, tl.num_programs(2)):")
-    _ncl_prologue(s, 2, V, anchor_y)
+    _ncl_prologue(s, 2, A, anchor_y)
     if prefetch:
         s(2, "nn = n + tl.num_programs(2)")
         s(2, "if nn < N:  # the next item's rows, one address a group (a line serves 8 groups)")
@@ -614,12 +627,12 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
     s(2, "else:")
     s(3, f"l_start = pid_l * (G * {V})")
     if classes is None:
-        _ncl_tile(s, 3, V, S, ncl_window(K, V, S), anchor_y, packed, lambda i, m: body(i, m, S), "i" in probe)
+        _ncl_tile(s, 3, V, S, ncl_window(K, V, S), anchor_y, packed, lambda i, m: body(i, m, S), "i" in probe, A)
     else:
         for c, Sc in enumerate(classes):
             s(3, f"if cls == {c}:  # S = {Sc}")
             _ncl_tile(s, 4, V, Sc, ncl_window(K, V, Sc), anchor_y, packed,
-                      lambda i, m, Sc=Sc: body(i, m, Sc))
+                      lambda i, m, Sc=Sc: body(i, m, Sc), A=A)
     return s.text()
 
 

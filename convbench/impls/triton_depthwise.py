@@ -721,11 +721,14 @@ def _ncl_class_widths(packed: str | None, itemsize: int, N: int, C: int, L_in: i
     on long_seq bf16 (H200, session 13) every V = 4 class plan (62-92 us) lost to the V = 8 ones
     (47-62 us)."""
     top = (8, NCL_V) if (packed or itemsize == 4) and _ncl_fits(N, C, L_in, L_out, 8) else (NCL_V,)
+    wide = os.environ.get("CONVBENCH_DW_CLS_V16", "0") == "1" or interpreting()
+    if wide and top[0] == 8:  # 16-element groups on the 8-element grid (8 classes; a probe)
+        top = (16, *top)
     if interpreting():  # as _ncl_widths: the narrowest groups unless a test asks for wider
         top = tuple(v for v in top if v <= (INTERPRETER_NCL_V or (8 if packed else NCL_V)))
-    ws = [v for v in top if _ncl_classes(N, C, L_in, L_out, padding, v) is not None
-          and _ncl_fits(N, C, L_in, L_out, v)]
-    return tuple(ws[:1])
+    ws = [v for v in top if _ncl_classes(N, C, L_in, L_out, padding, min(v, 8)) is not None
+          and _ncl_fits(N, C, L_in, L_out, min(v, 8))]
+    return tuple(ws[:2] if wide and ws[:1] == [16] else ws[:1])
 
 
 def _as_words(t):
@@ -834,12 +837,14 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
 
         def prepare_classes(block_c, G, warps, V, nb):
             V, kind = _ncl_group(V, packed_c, dtype.itemsize)
-            classes = _ncl_classes(N, C, L_in, L_out, padding, V)
+            A = min(V, 8)  # 16-element groups (two vectors a thread) sit on the 8-element grid
+            classes = _ncl_classes(N, C, L_in, L_out, padding, A)
             if classes is None:  # 4-element groups (data not readable as words) that anchor to y
                 return prepare_rows(block_c, G, warps, V, nb, False)
-            kern = _gen_kernel("ncl_fwd", K, V, None, flip, True, kind, False, classes)
+            kern = _gen_kernel("ncl_fwd", K, V, None, flip, True, kind, False, classes, False, "",
+                               A if A < V else None)
             P = len(classes)  # program columns come in runs of P, one per class
-            grid = (cdiv(L_out + (V - 1 if L_out % V else 0), G * V), cdiv(C, block_c * P) * P, cdiv(N, nb))
+            grid = (cdiv(L_out + (A - 1 if L_out % A else 0), G * V), cdiv(C, block_c * P) * P, cdiv(N, nb))
             return launch_rows(kern, grid, kind, block_c, G, warps, V, False)
 
         def prepare_rows(block_c, G, warps, V, nb, split):

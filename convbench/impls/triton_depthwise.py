@@ -714,21 +714,25 @@ def _ncl_classes(N: int, C: int, L_in: int, L_out: int, padding: int, V: int) ->
 
 def _ncl_class_widths(packed: str | None, itemsize: int, N: int, C: int, L_in: int, L_out: int,
                       padding: int) -> tuple[int, ...]:
-    """Group widths of the row-class plans ("cls"): packed 16-bit words or fp32 pairs of vectors
-    (V = 8) where the tensors are whole 8-element groups, else V = 4. One width only: a class
+    """Group widths of the row-class plans ("cls"): two vectors of packed 16-bit words (V = 16 on
+    the 8-element grid) or fp32 pairs of vectors (V = 8) where the tensors are whole 8-element
+    groups, else V = 4. One width only: a class
     kernel has a branch per class and compiles far slower than a row kernel (8 classes: 31.8 s
     against 1.6 s, results/h200/session13/cpu_compile_here.txt; 22-23 s on the H200 host), and
     on long_seq bf16 (H200, session 13) every V = 4 class plan (62-92 us) lost to the V = 8 ones
     (47-62 us)."""
     top = (8, NCL_V) if (packed or itemsize == 4) and _ncl_fits(N, C, L_in, L_out, 8) else (NCL_V,)
-    wide = os.environ.get("CONVBENCH_DW_CLS_V16", "0") == "1" or interpreting()
-    if wide and top[0] == 8:  # 16-element groups on the 8-element grid (8 classes; a probe)
+    if top[0] == 8 and (packed or interpreting()):
+        # 16-bit: 16-element groups (two word vectors a thread) on the 8-element grid, so still 8
+        # classes. On long_seq (H200, session 19 tuning) they beat 8-element groups at both tile
+        # shapes (bf16 44.1 and 47.2 us against 45.7 and 52.8; fp16 44.5, 47.5 against 46.8,
+        # 53.4); in fp32 (four vectors a thread) they lost (82.0 against 73.4)
         top = (16, *top)
     if interpreting():  # as _ncl_widths: the narrowest groups unless a test asks for wider
         top = tuple(v for v in top if v <= (INTERPRETER_NCL_V or (8 if packed else NCL_V)))
     ws = [v for v in top if _ncl_classes(N, C, L_in, L_out, padding, min(v, 8)) is not None
           and _ncl_fits(N, C, L_in, L_out, min(v, 8))]
-    return tuple(ws[:2] if wide and ws[:1] == [16] else ws[:1])
+    return tuple(ws[:1])
 
 
 def _as_words(t):

@@ -409,8 +409,8 @@ def test_row_classes_anchor_every_row_to_both_tensors():
 
 def test_row_class_plans_offered_and_described(monkeypatch):
     """The GPU tuner offers row-class plans where rows differ in length (long_seq: bf16, K = 4,
-    L_out = L + 1), in packed 8-element groups, next to the row tiles (which anchor
-    such rows to x); a class plan reads as cls(...) in rows and traces."""
+    L_out = L + 1), in packed 16-bit groups of 16 on the 8-element grid (fp32: 8), next to the
+    row tiles (which anchor such rows to x); a class plan reads as cls(...) in rows and traces."""
     import torch
 
     long_seq = (1, 4096, 8192, 8193, 2)
@@ -419,11 +419,12 @@ def test_row_class_plans_offered_and_described(monkeypatch):
     assert td._ncl_packed(torch.bfloat16, *long_seq, x) is None  # one S cannot anchor every row
     monkeypatch.setattr(td, "interpreting", lambda: False)
     Vc = td._ncl_class_widths("bf16", 2, *long_seq)
-    assert Vc == (8,)  # the widest group only (compile time; V = 4 lost)
+    assert Vc == (16,)  # one width only (compile time; V = 4 and, in 16-bit, V = 8 lost)
+    assert td._ncl_class_widths(None, 4, *long_seq) == (8,)  # fp32: 16 lost (session 19)
     assert td._ncl_class_widths(None, 2, *long_seq) == (4,)  # data not readable as words
     plans = td._gen_conv_plans("ncl", torch.bfloat16, 1, 4096, 8193, 4, (4,), 132, Vc=Vc)
     cls = [p for p in plans if p[0] == "cls"]
-    assert cls == [("cls", 4, 32, 4, 8, 1), ("cls", 8, 16, 4, 8, 1)] and len(plans) > len(cls)
+    assert cls == [("cls", 4, 32, 4, 16, 1), ("cls", 8, 16, 4, 16, 1)] and len(plans) > len(cls)
     assert td._gen_conv_plans("ncl", torch.bfloat16, 1, 4096, 8193, 4, (4,), 132) == plans[:len(plans) - 2]
     assert td._describe("ncl", "fwd_any", ("cls", 4, 32, 4, 8, 1)) == "cls(block_c=4, G=32, warps=4, V=8, nb=1)"
 

@@ -37,6 +37,8 @@
 #   session18/call13_ncl_triton/ncl  the (N, C, L) Triton depthwise forward alone after the packed
 #                             16-bit conversion change (every shape but long_seq and long_kernel):
 #                             supersedes session 10's triton (N, C, L) rows
+#   session19/call6_longseq/depthwise_long_seq  long_seq, every implementation, both layouts (fwd),
+#                             16-bit row classes in 16-element groups: supersedes session 14's
 # Also the H200's per-issue status pages, results/h200/current/depthwise_status.md (issue 7:
 # scripts/depthwise_status.py over the depthwise runs above, later runs replacing earlier rows)
 # and pointwise_status.md (issue 8: scripts/pointwise_status.py on the newest bf16/fp16 run).
@@ -71,6 +73,7 @@ H200_RUNS=(
   "$G/session12/final/pw_tf32"
   "$G/session12/final/pw_ieee"
   "$G/session18/call13_ncl_triton/ncl"
+  "$G/session19/call6_longseq/depthwise_long_seq"
 )
 python3 -m convbench select "${RUNS[@]}" "${H200_RUNS[@]}" -o convbench/data/selection.json
 mkdir -p $H/current $G/current
@@ -80,7 +83,7 @@ for fmt in html md; do
 done
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 DW_NEWER=(session13/call4_final/depthwise_long_seq session14/call7_final_longseq/depthwise_long_seq
-          session18/call13_ncl_triton/ncl)
+          session18/call13_ncl_triton/ncl session19/call6_longseq/depthwise_long_seq)
 {
   echo "# Depthwise status, H200 (issue 7)"
   echo

@@ -510,7 +510,7 @@ def ncl_forward_source(K: int, V: int, S: int | None, flip: bool, anchor_y: bool
     if classes is not None:
         assert anchor_y and not split, "row classes anchor rows to y and have no edge program"
     if packed:
-        assert anchor_y and V in (8, 16), "packed 16-bit groups need rows aligned to y and V = 8 or 16"
+        assert anchor_y and V in (8, 16, 32), "packed 16-bit groups need rows aligned to y and V = 8, 16 or 32"
     split = split and anchor_y
     W = _words(V, packed)
     inner = (f"(gp >= lo) & (gp + {V + K - 2} - padding < L_in) & (gp + {V} <= L_out)")

@@ -722,12 +722,13 @@ def _ncl_class_widths(packed: str | None, itemsize: int, N: int, C: int, L_in: i
     on long_seq bf16 (H200, session 13) every V = 4 class plan (62-92 us) lost to the V = 8 ones
     (47-62 us)."""
     top = (8, NCL_V) if (packed or itemsize == 4) and _ncl_fits(N, C, L_in, L_out, 8) else (NCL_V,)
-    if top[0] == 8 and (packed or interpreting()):
+    wide = int(os.environ.get("CONVBENCH_DW_CLS_WIDE", "16"))  # a probe may ask for 32
+    if top[0] == 8 and (packed or interpreting()) and wide > 8:
         # 16-bit: 16-element groups (two word vectors a thread) on the 8-element grid, so still 8
         # classes. On long_seq (H200, session 19 tuning) they beat 8-element groups at both tile
         # shapes (bf16 44.1 and 47.2 us against 45.7 and 52.8; fp16 44.5, 47.5 against 46.8,
         # 53.4); in fp32 (four vectors a thread) they lost (82.0 against 73.4)
-        top = (16, *top)
+        top = (wide, *top)
     if interpreting():  # as _ncl_widths: the narrowest groups unless a test asks for wider
         top = tuple(v for v in top if v <= (INTERPRETER_NCL_V or (8 if packed else NCL_V)))
     ws = [v for v in top if _ncl_classes(N, C, L_in, L_out, padding, min(v, 8)) is not None

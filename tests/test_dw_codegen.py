@@ -118,7 +118,8 @@ def _nlc_length(p):
                          + [(n, f"ncl_flat_v{v}") for n, v in FLAT_V_CASES]
                          + [(n, "ncl_cls") for n in CLASS_CASES if n not in CLASS_V8_CASES]
                          + [(n, "ncl_cls_fp32_v8") for n in CLASS_V8_CASES]
-                         + [(n, "ncl_cls_v16") for n in CLASS_V16_CASES])
+                         + [(n, "ncl_cls_v16") for n in CLASS_V16_CASES]
+                         + [("cls_K_gt_L", "ncl_cls_v32")])
 def test_generated_kernels_match_float64(name, layout, monkeypatch):
     """ncl: without the edge program (edge tiles store whole groups as vectors, partial groups
     element by element: what the tuner runs) and with it (inner tiles store whole groups, one
@@ -134,10 +135,13 @@ def test_generated_kernels_match_float64(name, layout, monkeypatch):
         if "flat" in layout:  # the tuner offers it from L = 512; the code paths run at any L
             monkeypatch.setattr(td, "NCL_FLAT_MIN_L", 1)
             monkeypatch.setattr(td, "INTERPRETER_FLAT_MIX", int("mix" in layout))
-        wide = 8 if ("fp32_v8" in layout or "flat_v8" in layout) else 16 if "v16" in layout else None
+        wide = (8 if ("fp32_v8" in layout or "flat_v8" in layout) else 16 if "v16" in layout
+                else 32 if "v32" in layout else None)
         monkeypatch.setattr(td, "INTERPRETER_NCL_V", wide)
         if wide == 16:  # the tuner offers them from K = 17; the code paths run at any K
             monkeypatch.setattr(td, "NCL_V16_MIN_K", 1)
+        if wide == 32:  # row classes in 32-element groups: the probe knob's width
+            monkeypatch.setenv("CONVBENCH_DW_CLS_WIDE", "32")
         layout = "ncl"
     else:
         monkeypatch.setattr(td, "INTERPRETER_NLC", "roll" if layout == "nlc_roll" else "tile")
@@ -422,6 +426,9 @@ def test_row_class_plans_offered_and_described(monkeypatch):
     assert Vc == (16,)  # one width only (compile time; V = 4 and, in 16-bit, V = 8 lost)
     assert td._ncl_class_widths(None, 4, *long_seq) == (8,)  # fp32: 16 lost (session 19)
     assert td._ncl_class_widths(None, 2, *long_seq) == (4,)  # data not readable as words
+    monkeypatch.setenv("CONVBENCH_DW_CLS_WIDE", "32")  # the probe knob (session 19: 32 lost)
+    assert td._ncl_class_widths("bf16", 2, *long_seq) == (32,)
+    monkeypatch.delenv("CONVBENCH_DW_CLS_WIDE")
     plans = td._gen_conv_plans("ncl", torch.bfloat16, 1, 4096, 8193, 4, (4,), 132, Vc=Vc)
     cls = [p for p in plans if p[0] == "cls"]
     assert cls == [("cls", 4, 32, 4, 16, 1), ("cls", 8, 16, 4, 16, 1)] and len(plans) > len(cls)

@@ -720,7 +720,8 @@ def _ncl_class_widths(packed: str | None, itemsize: int, N: int, C: int, L_in: i
     kernel has a branch per class and compiles far slower than a row kernel (8 classes: 31.8 s
     against 1.6 s, results/h200/session13/cpu_compile_here.txt; 22-23 s on the H200 host), and
     on long_seq bf16 (H200, session 13) every V = 4 class plan (62-92 us) lost to the V = 8 ones
-    (47-62 us)."""
+    (47-62 us). CONVBENCH_DW_CLS_WIDE (default 16) sets the 16-bit width, for probes: 32 (four
+    word vectors a thread) lost to both 16 and 8 on long_seq (session 19)."""
     top = (8, NCL_V) if (packed or itemsize == 4) and _ncl_fits(N, C, L_in, L_out, 8) else (NCL_V,)
     wide = int(os.environ.get("CONVBENCH_DW_CLS_WIDE", "16"))  # a probe may ask for 32
     if top[0] == 8 and (packed or interpreting()) and wide > 8:

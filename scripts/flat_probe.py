@@ -44,8 +44,12 @@ def main() -> int:
     ap.add_argument("--toeplitz", action="store_true",
                     help="also the tensor-core (Toeplitz) kernel's plans, at any K")
     ap.add_argument("--no-flat", action="store_true", help="leave out the flat kernel's plans")
+    ap.add_argument("--v16", action="store_true",
+                    help="also 16-element groups at any K (the tuner offers them from NCL_V16_MIN_K)")
     args = ap.parse_args()
     td.NCL_FLAT_MIN_L = 1  # probe the flat kernel on every row length, not only where it is offered
+    if args.v16:
+        td.NCL_V16_MIN_K = 1
     gbps = copy_gbps()
     print(f"device {torch.cuda.get_device_name()}, triton {td.triton.__version__}, copy {gbps:.0f} GB/s", flush=True)
     bad = 0

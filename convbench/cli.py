@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .config import ConfigError
+from .config import ConfigError, _did_you_mean
 
 
 class UserError(click.ClickException):
@@ -29,8 +29,11 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)
-    if not m or not (1 <= int(m.group(1)) <= int(m.group(2))):
+    if not m:
         fail(f"--shard: could not parse {value!r}; write I/N with 1 <= I <= N, e.g. 1/4")
+    if not 1 <= int(m.group(1)) <= int(m.group(2)):
+        fail(f"--shard: {value!r} names shard {m.group(1)} of {m.group(2)}, which does not exist; "
+             "write I/N with 1 <= I <= N, e.g. 1/4")
     return int(m.group(1)), int(m.group(2))
 
 
@@ -47,7 +50,7 @@ def load_config_for_cli(config: str, devices, precision, impls):
     for name in impls or ():
         if name not in known:
             fail(f"--impl: no implementation named {name!r} for ops {', '.join(cfg.ops)} of "
-                 f"{config!r}; known: {', '.join(known)}")
+                 f"{config!r}.{_did_you_mean(name, known)} Known: {', '.join(known)}.")
     return cfg
 
 
@@ -70,7 +73,7 @@ def list_cmd(device):
     from .registry import Case, all_impls
 
     try:
-        label, devs = next(iter(resolve_devices([device], "--device", "--device").items()))
+        label, devs = next(iter(resolve_devices([device], "--device", "").items()))
     except ConfigError as exc:
         fail(str(exc))
     dev = devs[0]

@@ -67,7 +67,11 @@ def report(runs, out, fmt, image_format):
     from .results import ResultsError
 
     out_p = Path(out)
-    fmt = fmt or ("md" if out_p.suffix.lower() in (".md", ".markdown") else "html")
+    suffix = out_p.suffix.lower()
+    if fmt is None and suffix not in (".html", ".htm", ".md", ".markdown"):
+        raise _user_error(f"-o: cannot tell the report format from {out!r}: name the file .html "
+                          "(self-contained) or .md (figures beside it), or pass --format html|md")
+    fmt = fmt or ("md" if suffix in (".md", ".markdown") else "html")
     try:
         write_report(runs, out_p, fmt, image_format)
     except ResultsError as exc:

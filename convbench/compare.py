@@ -487,6 +487,14 @@ def compare_runs(
                 for p, m in ((base, base_meta), (new, new_meta)) if not m]
     diff = env_diff(base_meta, new_meta) if base_meta and new_meta else {}
     cs = compare_rows(base_rows, new_rows, gate, normalize_to, impls, ops, resamples, seed)
+    if cs and all(c.verdict in ("missing", "added") for c in cs):
+        def where(rows):
+            names = sorted({str(r.get("device_name") or r.get("device")) for r in rows})
+            return f"{len(rows)} row(s) on {', '.join(names) or 'no device'}"
+        raise ValueError(f"no row of {str(new)!r} matches a row of {str(base)!r} (rows pair by case, "
+                         f"implementation, device type and, for float32, precision policy): the base "
+                         f"holds {where(base_rows)}, the new run {where(new_rows)}. Compare two runs "
+                         "of the same config on the same kind of device.")
     if common_only:
         kept = [c for c in cs if c.verdict not in ("missing", "added")]
         if len(kept) < len(cs):

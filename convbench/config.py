@@ -224,7 +224,9 @@ def resolve_devices(values, source: str, key: str) -> dict[str, tuple[str, ...]]
                 v.fail(k, f"device {d!r} does not exist here ({seen}); allowed here: {allowed}")
             out[d] = (f"cuda:{idx}",)
         else:
-            v.fail(k, f"unknown device {d!r}.{_did_you_mean(d, ['auto', 'cpu', 'cuda', 'all'])} "
+            hint = (" Did you mean 'cuda'?" if d.lower() in ("gpu", "nvidia", "cuda0")
+                    else _did_you_mean(d, ['auto', 'cpu', 'cuda', 'all']))
+            v.fail(k, f"unknown device {d!r}.{hint} "
                       "Allowed: auto, cpu, cuda, cuda:N, all.")
     cuda_labels = [label for label in out if label.startswith("cuda")]
     if len(cuda_labels) > 1:  # rows are keyed by device type: two CUDA labels would collide

@@ -188,12 +188,16 @@ def measure_interleaved(
 
 
 def stop_reason(samples: list[float], spent_s: float, settings: MeasureSettings) -> str | None:
-    """The adaptive stopping rule: enough samples and a tight CI, or a cap reached."""
+    """The adaptive stopping rule: at least min_samples, then a tight CI or a cap reached.
+    min_samples is a true minimum, as pytest-benchmark's min_rounds: the time cap waits for it
+    (a slow case takes min_samples x its time), so a row never has fewer samples than asked."""
     n = len(samples)
     if n >= settings.max_samples:
         return "sample_cap"
-    if n >= settings.min_samples and summarize(samples).rel_ci <= settings.target_rel_ci:
+    if n < settings.min_samples:
+        return None
+    if summarize(samples).rel_ci <= settings.target_rel_ci:
         return "converged"
-    if spent_s >= settings.max_time_s and n >= min(settings.min_samples, 3):
+    if spent_s >= settings.max_time_s:
         return "time_cap"
     return None

@@ -314,3 +314,14 @@ def test_unknown_impl_exits_2(tmp_path):
     base, new = runs(tmp_path, [row(seed=1)], [row(seed=2)])
     res = cli(base, new, "--normalize-to", "torhc")
     assert res.exit_code == 2 and "'torhc'" in res.stderr
+
+
+def test_runs_with_no_row_in_common_exit_2_naming_both(tmp_path):
+    """A CPU run against a GPU baseline (or two unrelated configs): nothing pairs, so there is no
+    verdict to give; exit 2 with what each run holds, not a wall of missing/added 'regressions'."""
+    base, new = runs(tmp_path, [row(seed=1), row("torch", 2.0, seed=2)],
+                     [{**row(seed=3), "device": "cpu"}, {**row("torch", 2.0, seed=4), "device": "cpu"}])
+    res = cli(base, new)
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and "no row of" in res.output
+    assert "the base holds 2 row(s)" in res.output and "the new run 2 row(s)" in res.output

@@ -74,7 +74,7 @@ CASES = [
     ("empty-file", "", [], ["the file is empty"]),
     ("bad-shard", GOOD, ["--shard", "3/2"], ["--shard", "'3/2'", "1 <= I <= N"]),
     ("bad-shard-text", GOOD, ["--shard", "half"], ["--shard", "'half'"]),
-    ("unknown-impl-option", GOOD, ["--impl", "torhc"], ["--impl", "'torhc'"]),
+    ("unknown-impl-option", GOOD, ["--impl", "torhc"], ["--impl", "'torhc'", "Did you mean 'torch'?"]),
     ("resume-missing", GOOD, ["--resume", "{tmp}/nowhere"], ["--resume", "nowhere", "does not exist"]),
     ("resume-foreign", GOOD, ["--resume", "{tmp}"], ["--resume", "not a convbench run folder"]),
 ]

@@ -221,11 +221,15 @@ def test_cli_bad_input_exits_2(synth, tmp_path):
         (["plot", str(synth), "--filter", "colour=red"], "no column named 'colour'"),
         (["plot", str(synth), "--filter", "op"], "could not parse 'op'"),
         (["plot", str(synth), "--filter", "op=conv2d"], "nothing to plot"),
+        (["report", str(synth), "-o", str(tmp_path / "r.pdf")], "name the file .html"),
+        (["list", "--device", "cuda:7"], "--device: device 'cuda:7' does not exist here"),
+        (["list", "--device", "gpu"], "Did you mean 'cuda'?"),
     ]
     for args, msg in cases:
         r = cli.invoke(main, args)
         assert r.exit_code == 2, (args, r.output)
         assert msg in r.output and "Traceback" not in r.output, r.output
+        assert "--device: --device" not in r.output, r.output
 
 
 # ---------------------------------------------------------------- a real CPU run

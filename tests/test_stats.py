@@ -71,5 +71,7 @@ def test_rounds_are_interleaved():
 
 def test_stop_reason_time_cap():
     s = MeasureSettings(min_samples=10, target_rel_ci=0.0, max_time_s=0.5)
-    assert stop_reason([1.0, 2.0, 3.0], 0.6, s) == "time_cap"
-    assert stop_reason([1.0, 2.0], 0.6, s) is None  # at least 3 samples even past the cap
+    assert stop_reason([1.0, 2.0, 3.0] * 4, 0.6, s) == "time_cap"
+    # min_samples is a true minimum: the cap waits for it
+    assert stop_reason([1.0, 2.0, 3.0] * 3, 0.6, s) is None
+    assert stop_reason([1.0, 2.0, 3.0] * 3, 0.4, s) is None

@@ -147,3 +147,7 @@ def select(runs, out):
     click.echo(f"wrote {len(data['entries'])} entries to {path}"
                + (f" ({data['unresolved_cases']} cases had no valid implementation)"
                   if data["unresolved_cases"] else ""))
+    if not data["entries"]:
+        click.echo("warning: the table is empty: no case of these runs had an implementation that ran "
+                   "correctly (skipped, wrong or failed rows never win), so backend='auto' would fall "
+                   "back to the baseline everywhere", err=True)

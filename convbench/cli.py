@@ -140,6 +140,7 @@ def run(config, out_dir, devices, impls, resume, shard, isolation, precision, qu
             fail(f"--out: {str(run_dir)!r} already holds a run; pass --resume {str(run_dir)!r} to "
                  f"continue it, or choose another folder")
     again = _resume_command(config, run_dir, devices, impls, isolation, precision)
+    before = len(results.load(run_dir)) if resume and (run_dir / results.RESULTS_FILE).exists() else 0
     console = Console(stderr=True)
     reporter = Reporter(enabled=not quiet, console=console)
     try:
@@ -162,7 +163,9 @@ def run(config, out_dir, devices, impls, resume, shard, isolation, precision, qu
         baselines = {(i.op, i.layout): i.name for i in _all() if i.baseline}
         stdout_console().print(summary_table(df, baselines))
     counts = df.status.value_counts().to_dict()
-    click.echo(f"wrote {len(df)} rows to {run_dir} ({', '.join(f'{k}: {v}' for k, v in counts.items())})")
+    resumed = f"; {len(df) - before} new, {before} from before --resume" if resume else ""
+    click.echo(f"wrote {len(df)} rows to {run_dir} ({', '.join(f'{k}: {v}' for k, v in counts.items())}"
+               f"{resumed})")
 
 
 def _resume_command(config, run_dir, devices, impls, isolation, precision) -> str:

@@ -188,7 +188,8 @@ def load_config(path: str | Path, overrides: dict | None = None) -> SweepConfig:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise ConfigError(source, "", f"YAML syntax error at {where}: {exc.problem}") from None
+        kind = "duplicate key" if "is given twice" in str(exc.problem) else "YAML syntax error"
+        raise ConfigError(source, "", f"{kind} at {where}: {exc.problem}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(source, "", f"cannot parse YAML: {exc}") from None
     if raw is None:

@@ -24,7 +24,7 @@ measure: {min_samples: 3, max_time_s: 0.02, warmup_ms: 1}
 CASES = [
     ("yaml-syntax", "ops: [depthwise\nshapes: {N: [1]}\n", [], ["line 2", "column", "YAML syntax error"]),
     ("yaml-tab", "ops:\n\t- depthwise\n", [], ["line 2", "column 1"]),
-    ("duplicate-key", GOOD + "ops: [pointwise]\n", [], ["'ops' is given twice", "line 1"]),
+    ("duplicate-key", GOOD + "ops: [pointwise]\n", [], ["duplicate key", "'ops' is given twice", "line 1"]),
     ("top-level-list", "- ops\n- shapes\n", [], ["(top level)", "expected a mapping"]),
     ("unknown-top-key", GOOD + "shape: {N: [1]}\n", [], ["'shape'", "Did you mean 'shapes'?"]),
     ("misspelled-measure-key", GOOD.replace("min_samples", "min_sample"), [],

@@ -175,6 +175,7 @@ def test_resume_refuses_incomparable_settings_and_skips_done_rows(tmp_path):
     assert res.exit_code == 2 and "already holds a run" in res.output
     res = CliRunner().invoke(main, ["run", str(cfg), "--resume", str(run), *opts])
     assert res.exit_code == 0 and len(read_rows(run / "results.jsonl")) == n  # nothing re-run
+    assert f"0 new, {n} from before --resume" in res.output, res.output
     for change, needle in [({"measure": {**FAST, "max_time_s": 0.5}}, "measure.max_time_s: 0.02 then, 0.5 now"),
                            ({"seed": 7}, "seed: 0 then, 7 now"),
                            ({"precision": "ieee"}, "precision: 'default' then, 'ieee' now")]:

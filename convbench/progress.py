@@ -64,6 +64,10 @@ class Reporter:
 
     def stop(self) -> None:
         if self._progress is not None:
+            # the last render stays on screen (and is all a non-terminal stderr gets): say done,
+            # not the last implementation at work
+            task = self._progress.tasks[0]
+            self._progress.update(self._task, description="done" if task.finished else "stopped")
             self._progress.stop()
             self._progress = None
 

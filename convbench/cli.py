@@ -140,7 +140,8 @@ def run(config, out_dir, devices, impls, resume, shard, isolation, precision, qu
             fail(f"--out: {str(run_dir)!r} already holds a run; pass --resume {str(run_dir)!r} to "
                  f"continue it, or choose another folder")
     again = _resume_command(config, run_dir, devices, impls, isolation, precision)
-    before = len(results.load(run_dir)) if resume and (run_dir / results.RESULTS_FILE).exists() else 0
+    done_file = run_dir / results.RESULTS_FILE
+    before = len(results.read_rows(done_file)) if resume and done_file.exists() else 0
     console = Console(stderr=True)
     reporter = Reporter(enabled=not quiet, console=console)
     try:

@@ -158,6 +158,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last)."""
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping: valid YAML syntax, refused as a config mistake."""
+
+
 def _construct_mapping(loader, node, deep=False):
     seen: dict = {}
     for key_node, _ in node.value:
@@ -168,7 +172,7 @@ def _construct_mapping(loader, node, deep=False):
             continue  # the base constructor reports unhashable keys
         if key in seen:
             m = key_node.start_mark
-            raise yaml.constructor.ConstructorError(
+            raise _DuplicateKey(
                 None, None, f"key {key!r} is given twice (first on line {seen[key] + 1})", m)
         seen[key] = key_node.start_mark.line
     return yaml.SafeLoader.construct_mapping(loader, node, deep)
@@ -188,7 +192,7 @@ def load_config(path: str | Path, overrides: dict | None = None) -> SweepConfig:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        kind = "duplicate key" if "is given twice" in str(exc.problem) else "YAML syntax error"
+        kind = "duplicate key" if isinstance(exc, _DuplicateKey) else "YAML syntax error"
         raise ConfigError(source, "", f"{kind} at {where}: {exc.problem}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(source, "", f"cannot parse YAML: {exc}") from None

@@ -712,6 +712,12 @@ def _ncl_classes(N: int, C: int, L_in: int, L_out: int, padding: int, V: int) ->
     return tuple((-c * d - padding) % V for c in range(P))
 
 
+def _cls_grid(V: int) -> int:
+    """The grid row-class rows anchor to: the group itself up to 8 elements; wider groups (two or
+    more vectors a thread) sit on the 8-element grid, so the classes stay 8, not V."""
+    return min(V, 8)
+
+
 def _ncl_class_widths(packed: str | None, itemsize: int, N: int, C: int, L_in: int, L_out: int,
                       padding: int) -> tuple[int, ...]:
     """Group widths of the row-class plans ("cls"): two vectors of packed 16-bit words (V = 16 on
@@ -732,8 +738,8 @@ def _ncl_class_widths(packed: str | None, itemsize: int, N: int, C: int, L_in: i
         top = (wide, *top)
     if interpreting():  # as _ncl_widths: the narrowest groups unless a test asks for wider
         top = tuple(v for v in top if v <= (INTERPRETER_NCL_V or (8 if packed else NCL_V)))
-    ws = [v for v in top if _ncl_classes(N, C, L_in, L_out, padding, min(v, 8)) is not None
-          and _ncl_fits(N, C, L_in, L_out, min(v, 8))]
+    ws = [v for v in top if _ncl_classes(N, C, L_in, L_out, padding, _cls_grid(v)) is not None
+          and _ncl_fits(N, C, L_in, L_out, _cls_grid(v))]
     return tuple(ws[:1])
 
 
@@ -843,7 +849,7 @@ def _gen_conv(layout: str, dtype: torch.dtype, N: int, C: int, L_in: int, L_out:
 
         def prepare_classes(block_c, G, warps, V, nb):
             V, kind = _ncl_group(V, packed_c, dtype.itemsize)
-            A = min(V, 8)  # 16-element groups (two vectors a thread) sit on the 8-element grid
+            A = _cls_grid(V)
             classes = _ncl_classes(N, C, L_in, L_out, padding, A)
             if classes is None:  # 4-element groups (data not readable as words) that anchor to y
                 return prepare_rows(block_c, G, warps, V, nb, False)

@@ -19,7 +19,7 @@ import yaml
 from .precision import POLICIES
 from .presets import PRESETS, preset
 from .problem import DTYPES, LAYOUTS, MODES, OPS, SHAPE_KEYS, Problem, make_problem, same_padding
-from .timing import MeasureSettings
+from .timing import L2_MODES, MeasureSettings
 
 TOP_KEYS = ("name", "ops", "impls", "devices", "dtypes", "layouts", "modes", "presets", "shapes",
             "zip", "exclude", "where", "measure", "precision", "seed", "timeout_s")
@@ -329,8 +329,8 @@ def _parse_measure(v: _V, m) -> MeasureSettings:
     for k, val in m.items():
         key = f"measure.{k}"
         if k == "l2":
-            if val not in ("cold", "warm"):
-                v.fail(key, f"{val!r} is not allowed. Allowed: cold, warm.")
+            if val not in L2_MODES:
+                v.fail(key, f"{val!r} is not allowed. Allowed: {', '.join(L2_MODES)}.")
             kw[k] = val
         elif k == "graph":
             if not isinstance(val, bool):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from .results import ROW_KEY, load, load_meta, run_dir_of
+from .timing import l2_label
 
 SHAPE_COLS = ("N", "C_in", "C_out", "L", "K", "stride", "padding", "dilation", "bias")
 # One winner table per group; a case is a group plus a shape.
@@ -549,6 +550,7 @@ def _env_table(metas: dict[str, dict]) -> pd.DataFrame:
                 "cuDNN": str(libs.get("cudnn")), "triton": str(libs.get("triton")),
                 "python": str(libs.get("python")),
                 "precision flags": ", ".join(f"{k}={v}" for k, v in (m.get("precision_flags") or {}).items()),
+                "timing": l2_label((m.get("comparability") or {}).get("measure")) if dev.startswith("cuda") else "host clock",
                 "git": str(m.get("git_sha") or "-")[:12],
                 "config": f"{(m.get('config') or {}).get('name', '-')} ({str(m.get('config_hash') or '')[:10]})",
             })

@@ -11,12 +11,31 @@ import torch
 
 from .stats import Summary, summarize
 
+# How the L2 is prepared before each CUDA sample (the YAML `measure.l2`).
+L2_MODES = {
+    "cold": "cold L2: a buffer of twice the L2 is zeroed before each sample (as triton's do_bench and "
+            "nvbench); the L2 is left full of dirty lines, which a case smaller than the L2 writes back "
+            "inside its own timing",
+    "clean": "cold L2 with clean lines: a buffer of twice the L2 is read before each sample, so earlier "
+             "writes are written back before the timing starts and the case pays for its own bytes only",
+    "warm": "warm L2: no flush; inputs may sit in the L2 from the previous call",
+}
+
+
+def l2_label(measure: dict | None) -> str:
+    """A run's timing mode in a few words, from meta.json's comparability.measure."""
+    m = measure or {}
+    if m.get("graph"):
+        return f"CUDA-graph replays of {m.get('graph_reps', 10)} calls (warm L2)"
+    mode = m.get("l2", "cold")
+    return {"cold": "cold L2, dirty flush", "clean": "cold L2, clean flush", "warm": "warm L2"}.get(mode, str(mode))
+
 
 @dataclass(frozen=True)
 class MeasureSettings:
     """How long and how precisely to measure; the YAML `measure:` block."""
 
-    l2: str = "cold"  # cold | warm
+    l2: str = "cold"  # cold | clean | warm (L2_MODES)
     graph: bool = False  # time CUDA-graph replays (implies warm L2)
     target_rel_ci: float = 0.01  # stop when the median's 95 % CI half-width is within this
     min_samples: int = 10
@@ -54,7 +73,9 @@ class CpuTimer:
 
 class CudaTimer:
     """CUDA events around one call. Cold L2: a buffer of 2x the L2 is overwritten before each
-    sample, outside the events, while the host enqueues the call (as triton.testing.do_bench)."""
+    sample, outside the events, while the host enqueues the call (as triton.testing.do_bench).
+    Clean: the same buffer is read instead, so the L2 holds only clean lines when the call starts
+    (see L2_MODES)."""
 
     batch = 8  # samples enqueued per round and implementation
 
@@ -64,8 +85,9 @@ class CudaTimer:
         props = torch.cuda.get_device_properties(device)
         l2 = getattr(props, "L2_cache_size", 0) or 64 * 2**20
         self.flush_buf = None
-        if settings.l2 == "cold" and not settings.graph:
-            self.flush_buf = torch.empty(2 * l2 // 4 + 1, dtype=torch.int32, device=device)
+        if settings.l2 in ("cold", "clean") and not settings.graph:
+            self.flush_buf = torch.zeros(2 * l2 // 4 + 1, dtype=torch.int32, device=device)
+        self._flush = self._flush_clean if settings.l2 == "clean" else self._flush_dirty
         self.host_ms: list[float] = []
         self._host_est_ms = 0.2
         self._cpm: float | None = None
@@ -106,7 +128,7 @@ class CudaTimer:
         host = []
         for i in range(n):
             if self.flush_buf is not None:
-                self.flush_buf.zero_()
+                self._flush()
             starts[i].record()
             t0 = time.perf_counter()
             fn()
@@ -117,6 +139,14 @@ class CudaTimer:
         # next batch: sleep long enough for the host to enqueue it (with margin)
         self._host_est_ms = 2.0 * max(host) * reps + 0.05
         return [s.elapsed_time(e) / reps for s, e in zip(starts, ends, strict=True)]
+
+    def _flush_dirty(self) -> None:
+        self.flush_buf.zero_()
+
+    def _flush_clean(self) -> None:
+        # a read of every line: dirty lines (the last call's output) are written back here, before
+        # the start event, and what is left in the L2 is clean
+        torch.amax(self.flush_buf)
 
     @property
     def _cycles_per_ms(self) -> float:

@@ -56,7 +56,7 @@ CASES = [
      ["shapes.C_out", "required for pointwise"]),
     ("measure-not-mapping", GOOD.replace("measure: {min_samples: 3, max_time_s: 0.02, warmup_ms: 1}", "measure: fast"),
      [], ["measure", "expected a mapping"]),
-    ("measure-l2", GOOD.replace("min_samples: 3", "l2: hot"), [], ["measure.l2", "'hot'", "cold, warm"]),
+    ("measure-l2", GOOD.replace("min_samples: 3", "l2: hot"), [], ["measure.l2", "'hot'", "cold, clean, warm"]),
     ("max-below-min", GOOD.replace("min_samples: 3", "min_samples: 5, max_samples: 2"), [],
      ["measure.max_samples", "below measure.min_samples"]),
     ("unknown-preset", GOOD + "presets: [dtts_dec_b91]\n", [], ["presets[0]", "Did you mean 'dtts_dec_b19'?"]),

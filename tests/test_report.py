@@ -149,6 +149,21 @@ def test_html_report_is_self_contained(synth, tmp_path):
         assert needle in text, needle
 
 
+def test_environment_names_the_timing_mode(tmp_path):
+    """The Environment table says how a GPU run was timed (dirty or clean cold-L2 flush, warm,
+    graphs), from meta.json's comparability, and that a CPU run used the host clock."""
+    run = write_run(tmp_path / "gpu", [row("depthwise", "torch", "ncl", median=1.0, ci=0.01, device="cuda:0")])
+    meta = json.loads((run / "meta.json").read_text())
+    meta["devices"] = {"cuda:0": {"device": "cuda:0", "device_name": DEVICE}}
+    meta["ceilings"] = {}
+    meta["comparability"] = {"measure": {"l2": "clean"}}
+    (run / "meta.json").write_text(json.dumps(meta))
+    env = rp._env_table(rp.load_runs([run]).metas)
+    assert list(env["timing"]) == ["cold L2, clean flush"]
+    cpu = rp._env_table(rp.load_runs([write_run(tmp_path / "cpu", SYNTHETIC)]).metas)
+    assert set(cpu["timing"]) == {"host clock"}
+
+
 def test_markdown_report_writes_images_beside(synth, tmp_path):
     out = rp.write_report([synth], tmp_path / "r.md")
     text = out.read_text()

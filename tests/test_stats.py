@@ -75,3 +75,26 @@ def test_stop_reason_time_cap():
     # min_samples is a true minimum: the cap waits for it
     assert stop_reason([1.0, 2.0, 3.0] * 3, 0.6, s) is None
     assert stop_reason([1.0, 2.0, 3.0] * 3, 0.4, s) is None
+
+
+@pytest.mark.parametrize("mode, zeroed", [("cold", True), ("clean", False)])
+def test_l2_flush_modes_write_or_only_read_the_flush_buffer(monkeypatch, mode, zeroed):
+    """`cold` zeroes a buffer of twice the L2 (dirty lines, as do_bench); `clean` only reads it, so
+    nothing it does leaves lines to write back. Run with a CPU tensor standing in for the GPU's."""
+    import types
+
+    import torch
+
+    from convbench.timing import CudaTimer, l2_label
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: types.SimpleNamespace(L2_cache_size=4096))
+    timer = CudaTimer(MeasureSettings(l2=mode), torch.device("cpu"))
+    assert timer.flush_buf.numel() == 2 * 4096 // 4 + 1
+    timer.flush_buf.fill_(7)
+    timer._flush()
+    assert bool((timer.flush_buf == 0).all()) is zeroed
+    assert bool((timer.flush_buf == 7).all()) is not zeroed
+    assert CudaTimer(MeasureSettings(l2="warm"), torch.device("cpu")).flush_buf is None
+    assert CudaTimer(MeasureSettings(l2="clean", graph=True), torch.device("cpu")).flush_buf is None
+    assert l2_label({"l2": mode}) == f"cold L2, {'dirty' if zeroed else 'clean'} flush"
+    assert l2_label({"l2": mode, "graph": True, "graph_reps": 4}).startswith("CUDA-graph replays of 4")

@@ -37,13 +37,13 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
     return int(m.group(1)), int(m.group(2))
 
 
-def load_config_for_cli(config: str, devices, precision, impls):
-    """Load CONFIG with the --device/--precision overrides and check --impl names; exit 2 on error."""
+def load_config_for_cli(config: str, devices, precision, impls, l2=None):
+    """Load CONFIG with the --device/--precision/--l2 overrides and check --impl names; exit 2 on error."""
     from .config import load_config
     from .registry import all_impls
 
     try:
-        cfg = load_config(config, {"devices": list(devices) or None, "precision": precision})
+        cfg = load_config(config, {"devices": list(devices) or None, "precision": precision, "l2": l2})
     except ConfigError as exc:
         fail(str(exc))
     known = sorted({i.name for i in all_impls() if i.op in cfg.ops})
@@ -110,8 +110,10 @@ def list_cmd(device):
               help="Run cases in a worker process (crash/hang isolation) or in this process.")
 @click.option("--precision", type=click.Choice(["default", "ieee", "tf32"]), default=None,
               help="Override `precision` (float32 TF32 policy).")
+@click.option("--l2", type=click.Choice(["cold", "clean", "warm"]), default=None,
+              help="Override `measure.l2`: cold (dirty flush, as do_bench), clean (a flush that reads), warm.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary table.")
-def run(config, out_dir, devices, impls, resume, shard, isolation, precision, quiet):
+def run(config, out_dir, devices, impls, resume, shard, isolation, precision, l2, quiet):
     """Run the sweep described by CONFIG (YAML) and write a run folder.
 
     Ctrl-C (or SIGTERM) stops at once with every finished row kept; --resume continues.
@@ -123,7 +125,7 @@ def run(config, out_dir, devices, impls, resume, shard, isolation, precision, qu
     from .runner import Interrupted, ResumeError, WorkerError, check_resume, run_sweep
 
     shard_t = parse_shard(shard)
-    cfg = load_config_for_cli(config, devices, precision, impls)
+    cfg = load_config_for_cli(config, devices, precision, impls, l2)
     if resume:
         if out_dir and Path(out_dir).resolve() != Path(resume).resolve():
             fail(f"--out {out_dir!r} and --resume {resume!r} name different folders; a resumed "
@@ -139,7 +141,7 @@ def run(config, out_dir, devices, impls, resume, shard, isolation, precision, qu
         if (run_dir / results.RESULTS_FILE).exists():
             fail(f"--out: {str(run_dir)!r} already holds a run; pass --resume {str(run_dir)!r} to "
                  f"continue it, or choose another folder")
-    again = _resume_command(config, run_dir, devices, impls, isolation, precision)
+    again = _resume_command(config, run_dir, devices, impls, isolation, precision, l2)
     done_file = run_dir / results.RESULTS_FILE
     before = len(results.read_rows(done_file)) if resume and done_file.exists() else 0
     console = Console(stderr=True)
@@ -169,7 +171,7 @@ def run(config, out_dir, devices, impls, resume, shard, isolation, precision, qu
                f"{resumed})")
 
 
-def _resume_command(config, run_dir, devices, impls, isolation, precision) -> str:
+def _resume_command(config, run_dir, devices, impls, isolation, precision, l2=None) -> str:
     """The command line that continues this run (the shard is read back from the run)."""
     import shlex
 
@@ -182,6 +184,8 @@ def _resume_command(config, run_dir, devices, impls, isolation, precision) -> st
         parts += ["--isolation", isolation]
     if precision:
         parts += ["--precision", precision]
+    if l2:
+        parts += ["--l2", l2]
     return shlex.join(parts)
 
 

@@ -247,7 +247,12 @@ def parse_config(raw, source: str = "<config>", overrides: dict | None = None) -
     v.keys(raw, TOP_KEYS, "")
     raw = dict(raw)
     for k, val in (overrides or {}).items():
-        if val is not None:
+        if val is None:
+            continue
+        if k == "l2":  # --l2 replaces one key of the measure block
+            measure = raw.get("measure")
+            raw["measure"] = {**(measure if isinstance(measure, dict) else {}), "l2": val}
+        else:
             raw[k] = val
     name = raw.get("name") or Path(source).stem
     if not isinstance(name, str):

@@ -85,6 +85,20 @@ def test_comparability_names_what_makes_rows_incomparable():
     assert cfg(name="other").comparability == cfg().comparability
 
 
+def test_l2_override_replaces_one_measure_key():
+    """`run --l2 clean` changes measure.l2 only; the rest of the block stays, and the run's
+    comparability changes with it (so --resume refuses to mix the two)."""
+    raw = {"ops": ["depthwise"], "impls": ["torch"], "devices": ["cpu"], "measure": {"min_samples": 4},
+           "shapes": {"N": [1], "C_in": [4], "L": [16], "K": [3]}}
+    clean = parse_config(raw, "test.yaml", {"l2": "clean"})
+    assert (clean.measure.l2, clean.measure.min_samples) == ("clean", 4)
+    assert parse_config({**raw, "measure": None}, "t.yaml", {"l2": "warm"}).measure.l2 == "warm"
+    assert parse_config(raw, "test.yaml").comparability != clean.comparability
+    with pytest.raises(ConfigError) as e:
+        parse_config(raw, "test.yaml", {"l2": "tepid"})
+    assert e.value.key == "measure.l2"
+
+
 def test_config_error_carries_the_key_path():
     with pytest.raises(ConfigError, match="cpu") as e:
         cfg(devices=["gpu"])

@@ -39,6 +39,8 @@
 #                             supersedes session 10's triton (N, C, L) rows
 #   session19/call6_longseq/depthwise_long_seq  long_seq, every implementation, both layouts (fwd),
 #                             16-bit row classes in 16-element groups: supersedes session 14's
+#   session20/call1_floor     the depthwise status page's flush section only (our kernels on the
+#                             large rows under a dirty and a clean flush); not in the selection table
 # Also the H200's per-issue status pages, results/h200/current/depthwise_status.md (issue 7:
 # scripts/depthwise_status.py over the depthwise runs above, later runs replacing earlier rows)
 # and pointwise_status.md (issue 8: scripts/pointwise_status.py on the newest bf16/fp16 run).
@@ -97,5 +99,14 @@ DW_NEWER=(session13/call4_final/depthwise_long_seq session14/call7_final_longseq
   echo
   python3 scripts/depthwise_status.py "$G/session10/depthwise_kernels" "$G/session9/call7_c175ee2/training" \
     "${DW_NEWER[@]/#/--newer=$G/}"
+  echo
+  echo "## What the cold-L2 flush costs our kernels"
+  echo
+  echo "\`configs/depthwise_floor_rows.yaml\` (the rows above moving >= 50 MB, long_kernel aside) run twice in one"
+  echo "device call (\`$G/session20/call1_floor/\`): under \`measure.l2: cold\` (the dirty flush of every table"
+  echo "above, as triton's do_bench and nvbench) and under \`clean\` (a flush that reads, so no foreign dirty"
+  echo "lines are written back inside the timing). Each run's floor is its own measured copy bandwidth."
+  echo
+  python3 scripts/depthwise_status.py --flush "$G/session20/call1_floor/floor_cold" "$G/session20/call1_floor/floor_clean"
 } > $G/current/depthwise_status.md
 python3 scripts/pointwise_status.py "$G/session16/call8_pointwise/pointwise_kernels" -o $G/current/pointwise_status.md

@@ -5,9 +5,13 @@ recorded it, % of a same-size copy timed alongside (`pct_same_size_copy`), their
 training run. Prints markdown.
 
 Usage: python3 scripts/depthwise_status.py RUN_DIR [TRAINING_RUN_DIR] [--newer RUN_DIR]...
+                                           [--flush COLD_RUN CLEAN_RUN]
 
 --newer (repeatable, later runs last): rows of that run replace the main run's rows of the same implementation, shape, dtype,
 layout and mode (a focused re-run of changed kernels); their times are marked with †.
+--flush: two runs of one config, the first under `measure.l2: cold` (the dirty flush every table
+above uses), the second under `clean` (a flush that reads), made in one device call: our kernels'
+% of the floor and of a same-size copy under each.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sys
 import pandas as pd
 
 import convbench
+from convbench.results import load_meta
 
 SHAPE_LABELS = {  # (N, C, L, K) -> SHAPES.md label
     (19, 1024, 517, 11): "dtts_dec_b19", (5, 1024, 517, 11): "dtts_dec_b5",
@@ -105,6 +110,35 @@ def summary(t: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
+def flush_table(cold: str, clean: str) -> str:
+    runs = []
+    for run, mode in ((cold, "cold"), (clean, "clean")):
+        meta_mode = (load_meta(run).get("comparability") or {}).get("measure", {}).get("l2", "cold")
+        if meta_mode != mode:
+            raise SystemExit(f"--flush: {run} was measured under measure.l2 {meta_mode!r}, expected {mode!r}")
+        df = convbench.load(run)
+        df = df[(df.status == "ok") & df.impl.isin(OURS.values())].copy()
+        df["floor_us"] = df.bytes / (df.gbps / df.pct_peak_bw * 100 * 1e3)
+        runs.append(df.assign(l2=mode, us=df.median_ms * 1e3, shape=df.apply(label, axis=1)))
+    df = pd.concat(runs)
+    lines = ["| shape | dtype | MB | floor µs | kernel | µs cold / clean | % floor cold / clean | "
+             "% copy cold / clean |", "|---|---|---:|---:|---|---:|---:|---:|"]
+    met = {(k, m): [0, 0] for k in OURS.values() for m in ("cold", "clean")}
+    for (shape, dtype, impl), g in sorted(df.groupby(["shape", "dtype", "impl"]),
+                                          key=lambda kv: (-kv[1].bytes.iloc[0], kv[0])):
+        c, k = (g[g.l2 == m].iloc[0] for m in ("cold", "clean"))
+        pct = {m: 100 * r.floor_us / r.us for m, r in (("cold", c), ("clean", k))}
+        for m in pct:
+            met[(impl, m)][0] += pct[m] >= 85
+            met[(impl, m)][1] += 1
+        lines.append(f"| {shape} | {dtype} | {c.bytes / 1e6:.0f} | {c.floor_us:.1f} | {impl} | {c.us:.1f} / {k.us:.1f} | "
+                     f"{pct['cold']:.0f} / {pct['clean']:.0f} % | {c.pct_same_size_copy:.0f} / {k.pct_same_size_copy:.0f} % |")
+    lines.append("")
+    for (impl, mode), (n, of) in met.items():
+        lines.append(f"- {impl}, {mode} flush: >= 85 % of the floor on {n} of {of} rows")
+    return "\n".join(lines)
+
+
 def training_table(run: str) -> str:
     df = convbench.load(run)
     df = df[df.status == "ok"].copy()
@@ -122,14 +156,21 @@ def training_table(run: str) -> str:
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run")
+    ap.add_argument("run", nargs="?")
     ap.add_argument("training", nargs="?")
     ap.add_argument("--newer", action="append", help="a later focused run (repeatable)")
+    ap.add_argument("--flush", nargs=2, metavar=("COLD_RUN", "CLEAN_RUN"),
+                    help="one config measured under measure.l2 cold and clean")
     args = ap.parse_args(argv[1:])
+    if args.flush and not args.run:
+        print(flush_table(*args.flush))
+        return 0
     table, t = forward_table(args.run, args.newer)
     print(table + "\n\n" + summary(t))
     if args.training:
         print("\n" + training_table(args.training))
+    if args.flush:
+        print("\n" + flush_table(*args.flush))
     return 0
 
 

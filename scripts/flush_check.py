@@ -13,7 +13,12 @@ script measured) as CUDA-graph replays (flush + copy, less the flush alone) afte
 - warm: no flush (source and destination may already sit in the L2).
 
 and writes $OUT/flush_check.md: each size's GB/s (bytes read + written / time) and its share of
-the 1 GiB copy's bandwidth, the ceiling convbench's byte floor divides by."""
+the 1 GiB copy's bandwidth, the ceiling convbench's byte floor divides by.
+
+A second table times the same copies with convbench's own timer (`convbench.timing`: CUDA events,
+the sample queued behind a sleep kernel) under each `measure.l2` mode, `cold`, `clean` and `warm`,
+medians of at least 40 samples, so the modes can be checked against the graph-timed flushes above
+(`clean` must stay cold: slower than `warm` on sizes that fit the L2)."""
 
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ import os
 
 import torch
 from triton.testing import do_bench_cudagraph
+
+from convbench.timing import L2_MODES, MeasureSettings, make_timer, measure_interleaved
 
 
 def graph_us(fn) -> float:
@@ -73,6 +80,23 @@ def main() -> None:
         print(lines[-1], flush=True)
     lines += ["", "Flush kernels alone (µs, subtracted above): " +
               ", ".join(f"{k} {v:.1f}" for k, v in base.items())]
+    lines += ["", "## convbench's timer under each measure.l2 mode (CUDA events; medians, at least 40 samples)", "",
+              "| MB moved | " + " | ".join(f"{m} µs | GB/s (%)" for m in L2_MODES) + " |",
+              "|---:|" + "---:|---:|" * len(L2_MODES)]
+    for mb in (10, 27, 55, 110, 220):
+        n = mb * 10**6
+        src = torch.randn(n // 8, device=dev)
+        dst = torch.empty_like(src)
+        row = [f"{mb}"]
+        for mode in L2_MODES:
+            settings = MeasureSettings(l2=mode, target_rel_ci=0.005, min_samples=40, max_time_s=0.5)
+            timer = make_timer("cuda", settings)
+            m = measure_interleaved({"copy": lambda s=src, d=dst: torch.neg(s, out=d)}, timer, settings)["copy"]
+            us = m.summary.median_ms * 1e3
+            gbps = n / us / 1e3
+            row += [f"{us:.1f}", f"{gbps:.0f} ({100 * gbps / ceiling:.0f} %)"]
+        lines.append("| " + " | ".join(row) + " |")
+        print(lines[-1], flush=True)
     out = os.environ.get("OUT", "/tmp")
     with open(os.path.join(out, "flush_check.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")

@@ -37,13 +37,15 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
     return int(m.group(1)), int(m.group(2))
 
 
-def load_config_for_cli(config: str, devices, precision, impls, l2=None):
-    """Load CONFIG with the --device/--precision/--l2 overrides and check --impl names; exit 2 on error."""
+def load_config_for_cli(config: str, devices, precision, impls, l2=None, graph=None):
+    """Load CONFIG with the --device/--precision/--l2/--graph overrides and check --impl names;
+    exit 2 on error."""
     from .config import load_config
     from .registry import all_impls
 
     try:
-        cfg = load_config(config, {"devices": list(devices) or None, "precision": precision, "l2": l2})
+        cfg = load_config(config, {"devices": list(devices) or None, "precision": precision, "l2": l2,
+                                    "graph": graph})
     except ConfigError as exc:
         fail(str(exc))
     known = sorted({i.name for i in all_impls() if i.op in cfg.ops})
@@ -112,8 +114,10 @@ def list_cmd(device):
               help="Override `precision` (float32 TF32 policy).")
 @click.option("--l2", type=click.Choice(["cold", "clean", "warm"]), default=None,
               help="Override `measure.l2`: cold (dirty flush, as do_bench), clean (a flush that reads), warm.")
+@click.option("--graph/--events", "graph", default=None,
+              help="Override `measure.graph`: time CUDA-graph replays (flushes inside, subtracted) or events.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary table.")
-def run(config, out_dir, devices, impls, resume, shard, isolation, precision, l2, quiet):
+def run(config, out_dir, devices, impls, resume, shard, isolation, precision, l2, graph, quiet):
     """Run the sweep described by CONFIG (YAML) and write a run folder.
 
     Ctrl-C (or SIGTERM) stops at once with every finished row kept; --resume continues.
@@ -125,7 +129,7 @@ def run(config, out_dir, devices, impls, resume, shard, isolation, precision, l2
     from .runner import Interrupted, ResumeError, WorkerError, check_resume, run_sweep
 
     shard_t = parse_shard(shard)
-    cfg = load_config_for_cli(config, devices, precision, impls, l2)
+    cfg = load_config_for_cli(config, devices, precision, impls, l2, graph)
     if resume:
         if out_dir and Path(out_dir).resolve() != Path(resume).resolve():
             fail(f"--out {out_dir!r} and --resume {resume!r} name different folders; a resumed "
@@ -141,7 +145,7 @@ def run(config, out_dir, devices, impls, resume, shard, isolation, precision, l2
         if (run_dir / results.RESULTS_FILE).exists():
             fail(f"--out: {str(run_dir)!r} already holds a run; pass --resume {str(run_dir)!r} to "
                  f"continue it, or choose another folder")
-    again = _resume_command(config, run_dir, devices, impls, isolation, precision, l2)
+    again = _resume_command(config, run_dir, devices, impls, isolation, precision, l2, graph)
     done_file = run_dir / results.RESULTS_FILE
     before = len(results.read_rows(done_file)) if resume and done_file.exists() else 0
     console = Console(stderr=True)
@@ -171,7 +175,7 @@ def run(config, out_dir, devices, impls, resume, shard, isolation, precision, l2
                f"{resumed})")
 
 
-def _resume_command(config, run_dir, devices, impls, isolation, precision, l2=None) -> str:
+def _resume_command(config, run_dir, devices, impls, isolation, precision, l2=None, graph=None) -> str:
     """The command line that continues this run (the shard is read back from the run)."""
     import shlex
 
@@ -186,6 +190,8 @@ def _resume_command(config, run_dir, devices, impls, isolation, precision, l2=No
         parts += ["--precision", precision]
     if l2:
         parts += ["--l2", l2]
+    if graph is not None:
+        parts += ["--graph" if graph else "--events"]
     return shlex.join(parts)
 
 

@@ -249,9 +249,9 @@ def parse_config(raw, source: str = "<config>", overrides: dict | None = None) -
     for k, val in (overrides or {}).items():
         if val is None:
             continue
-        if k == "l2":  # --l2 replaces one key of the measure block
+        if k in ("l2", "graph"):  # --l2 / --graph replace one key of the measure block
             measure = raw.get("measure")
-            raw["measure"] = {**(measure if isinstance(measure, dict) else {}), "l2": val}
+            raw["measure"] = {**(measure if isinstance(measure, dict) else {}), k: val}
         else:
             raw[k] = val
     name = raw.get("name") or Path(source).stem

@@ -25,10 +25,12 @@ L2_MODES = {
 def l2_label(measure: dict | None) -> str:
     """A run's timing mode in a few words, from meta.json's comparability.measure."""
     m = measure or {}
-    if m.get("graph"):
-        return f"CUDA-graph replays of {m.get('graph_reps', 10)} calls (warm L2)"
     mode = m.get("l2", "cold")
-    return {"cold": "cold L2, dirty flush", "clean": "cold L2, clean flush", "warm": "warm L2"}.get(mode, str(mode))
+    label = {"cold": "cold L2, dirty flush", "clean": "cold L2, clean flush", "warm": "warm L2"}.get(mode, str(mode))
+    if m.get("graph"):
+        return f"CUDA-graph replays of {m.get('graph_reps', 10)} calls, {label}" + (
+            " (less the flushes alone)" if mode != "warm" else "")
+    return f"CUDA events, {label}"
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class MeasureSettings:
     """How long and how precisely to measure; the YAML `measure:` block."""
 
     l2: str = "cold"  # cold | clean | warm (L2_MODES)
-    graph: bool = False  # time CUDA-graph replays (implies warm L2)
+    graph: bool = False  # time CUDA-graph replays (with l2 cold or clean: the flushes inside, subtracted)
     target_rel_ci: float = 0.01  # stop when the median's 95 % CI half-width is within this
     min_samples: int = 10
     max_samples: int = 2000
@@ -85,7 +87,7 @@ class CudaTimer:
         props = torch.cuda.get_device_properties(device)
         l2 = getattr(props, "L2_cache_size", 0) or 64 * 2**20
         self.flush_buf = None
-        if settings.l2 in ("cold", "clean") and not settings.graph:
+        if settings.l2 in ("cold", "clean"):
             self.flush_buf = torch.zeros(2 * l2 // 4 + 1, dtype=torch.int32, device=device)
         self._flush = self._flush_clean if settings.l2 == "clean" else self._flush_dirty
         self.host_ms: list[float] = []
@@ -93,25 +95,48 @@ class CudaTimer:
         self._cpm: float | None = None
 
     def prepare(self, fn):
-        """In graph mode, capture graph_reps calls into one CUDA graph and return its replay."""
+        """In graph mode, capture graph_reps calls into one CUDA graph and return its replay.
+        With a cold or clean L2, each call follows its own flush inside the graph (and one more
+        flush ends it), and a second graph holds the flushes alone (`replay.base`): a sample is
+        the difference of adjacent replays of the two, as the Triton tuners time candidates
+        (`_triton_common.device_ms`). So a call is charged for writing back its own output (the
+        flush after it does that), with no launch gaps and no foreign work in its time."""
         if not self.settings.graph:
             return fn
         reps = self.settings.graph_reps
-        stream = torch.cuda.Stream(self.device)
-        stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(stream):
-            fn()  # warm-up on a side stream, as CUDA graph capture requires
-        torch.cuda.current_stream(self.device).wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        flush = self._flush if self.flush_buf is not None else None
+
+        def calls():
             for _ in range(reps):
+                if flush is not None:
+                    flush()
                 fn()
+            if flush is not None:
+                flush()  # the last call's output is written back here, as every other call's
+
+        graph = self._capture(calls)
+
         def replay():
             graph.replay()
 
         replay.reps = reps  # type: ignore[attr-defined]  (samples divide by it)
         replay.graph = graph  # type: ignore[attr-defined]  (keeps the graph alive)
+        if flush is not None:
+            flushes = self._capture(lambda: [flush() for _ in range(reps + 1)])
+            replay.base = flushes.replay  # type: ignore[attr-defined]  (subtracted per sample)
+            replay.base_graph = flushes  # type: ignore[attr-defined]
         return replay
+
+    def _capture(self, body) -> torch.cuda.CUDAGraph:
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            body()  # warm-up on a side stream, as CUDA graph capture requires
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            body()
+        return graph
 
     def sample(self, fn) -> float:
         return self.samples(fn, 1)[0]
@@ -122,13 +147,21 @@ class CudaTimer:
         hidden behind device work and the events bracket the call's kernels alone (as nvbench's
         blocking kernel). The host's own cost per call is kept in self.host_ms."""
         reps = getattr(fn, "reps", 1)
+        base = getattr(fn, "base", None)  # graph mode, cold or clean: the flushes alone
+        flush_outside = self.flush_buf is not None and not self.settings.graph
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+        b_starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)] if base else []
+        b_ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)] if base else []
         torch.cuda._sleep(int(self._cycles_per_ms * min(50.0, 0.2 + n * self._host_est_ms)))
         host = []
         for i in range(n):
-            if self.flush_buf is not None:
+            if flush_outside:
                 self._flush()
+            if base is not None:
+                b_starts[i].record()
+                base()
+                b_ends[i].record()
             starts[i].record()
             t0 = time.perf_counter()
             fn()
@@ -137,8 +170,11 @@ class CudaTimer:
         ends[-1].synchronize()
         self.host_ms.extend(host)
         # next batch: sleep long enough for the host to enqueue it (with margin)
-        self._host_est_ms = 2.0 * max(host) * reps + 0.05
-        return [s.elapsed_time(e) / reps for s, e in zip(starts, ends, strict=True)]
+        self._host_est_ms = (4.0 if base else 2.0) * max(host) * reps + 0.05
+        times = [s.elapsed_time(e) for s, e in zip(starts, ends, strict=True)]
+        if base is not None:
+            times = [t - s.elapsed_time(e) for t, s, e in zip(times, b_starts, b_ends, strict=True)]
+        return [t / reps for t in times]
 
     def _flush_dirty(self) -> None:
         self.flush_buf.zero_()

@@ -15,10 +15,11 @@ script measured) as CUDA-graph replays (flush + copy, less the flush alone) afte
 and writes $OUT/flush_check.md: each size's GB/s (bytes read + written / time) and its share of
 the 1 GiB copy's bandwidth, the ceiling convbench's byte floor divides by.
 
-A second table times the same copies with convbench's own timer (`convbench.timing`: CUDA events,
-the sample queued behind a sleep kernel) under each `measure.l2` mode, `cold`, `clean` and `warm`,
+A second table times the same copies with convbench's own timer (`convbench.timing`) under each
+`measure.l2` mode, `cold`, `clean` and `warm`, with CUDA events and with `measure.graph: true`,
 medians of at least 40 samples, so the modes can be checked against the graph-timed flushes above
-(`clean` must stay cold: slower than `warm` on sizes that fit the L2)."""
+(`clean` must stay cold: slower than `warm` on sizes that fit the L2; graph mode with a flush
+should read as the first table's graph timing does)."""
 
 from __future__ import annotations
 
@@ -80,8 +81,11 @@ def main() -> None:
         print(lines[-1], flush=True)
     lines += ["", "Flush kernels alone (µs, subtracted above): " +
               ", ".join(f"{k} {v:.1f}" for k, v in base.items())]
-    lines += ["", "## convbench's timer under each measure.l2 mode (CUDA events; medians, at least 40 samples)", "",
-              "| MB moved | " + " | ".join(f"{m} µs | GB/s (%)" for m in L2_MODES) + " |",
+    lines += ["", "## convbench's timer under each measure.l2 mode (medians, at least 40 samples)", "",
+              "Events: CUDA events around each call, the flush before it outside them. Graph: "
+              "`measure.graph: true`, replays of 10 (flush, call) pairs less replays of the flushes alone "
+              "(warm: 10 calls, no flush).", "",
+              "| MB moved | " + " | ".join(f"{m} events µs (%) | {m} graph µs (%)" for m in L2_MODES) + " |",
               "|---:|" + "---:|---:|" * len(L2_MODES)]
     for mb in (10, 27, 55, 110, 220):
         n = mb * 10**6
@@ -89,12 +93,13 @@ def main() -> None:
         dst = torch.empty_like(src)
         row = [f"{mb}"]
         for mode in L2_MODES:
-            settings = MeasureSettings(l2=mode, target_rel_ci=0.005, min_samples=40, max_time_s=0.5)
-            timer = make_timer("cuda", settings)
-            m = measure_interleaved({"copy": lambda s=src, d=dst: torch.neg(s, out=d)}, timer, settings)["copy"]
-            us = m.summary.median_ms * 1e3
-            gbps = n / us / 1e3
-            row += [f"{us:.1f}", f"{gbps:.0f} ({100 * gbps / ceiling:.0f} %)"]
+            for graph in (False, True):
+                settings = MeasureSettings(l2=mode, graph=graph, target_rel_ci=0.005, min_samples=40,
+                                           max_time_s=0.5)
+                timer = make_timer("cuda", settings)
+                m = measure_interleaved({"copy": lambda s=src, d=dst: torch.neg(s, out=d)}, timer, settings)["copy"]
+                us = m.summary.median_ms * 1e3
+                row.append(f"{us:.1f} ({100 * n / us / 1e3 / ceiling:.0f} %)")
         lines.append("| " + " | ".join(row) + " |")
         print(lines[-1], flush=True)
     out = os.environ.get("OUT", "/tmp")

@@ -5,7 +5,7 @@
 # Usage (GPU machine, repo root): bash scripts/gpu_evidence.sh STEP[:SECONDS]...
 # Steps: warmtrain train1 (configs/training.yaml alone) correctness flatcheck (every flat (N, C, L) candidate) clscheck (every row-class one) flatprobe (scripts/flat_probe.py, PROBE_ARGS) sweep2 warmpw pwbench pwlaunch transpose (scripts/transpose_probe.py) gluon nclts nclts_memcheck (probes) pwplans (every pointwise variant forced) pointwise (issue 8) pwdtts (its DTTS 1024->512 rows, 3 runs) pwodd (its (N, C, L) odd-L rows) sweep training precision full timer attribution fault power gate_baseline gate
 #        flush (scripts/flush_check.py: copies after a dirty, a clean and no L2 flush)
-#        floor (configs/depthwise_floor_rows.yaml under --l2 cold, then --l2 clean)
+#        floor (configs/depthwise_floor_rows.yaml under --l2 cold, then --l2 clean) floorgraph (the same with --graph)
 #        warm (compile Triton tuning candidates in parallel) warmfwd (forward candidates of WARM_SHAPES) warmncl ncl (configs/depthwise_ncl_triton.yaml) median (configs/depthwise_median.yaml) dtts (configs/depthwise_dtts.yaml) longseq (configs/depthwise_long_seq.yaml) tunetime (its triton rows on a fresh Triton cache, compile threads 1 then 8) warmnlc nlc (configs/depthwise_nlc_triton.yaml) longk (configs/depthwise_long_kernel.yaml) longktrain (its fwd+bwd) dw1 dw2 (configs/depthwise_kernels.yaml
 #        in two shards) devbench (scripts/bench_depthwise_gen.py) tunefwd (its forward tuning landscape)
 #        ncupw (Nsight Compute: Triton pointwise vs F.linear, PW_SHAPE=N,C_in,C_out,L; PW_CONFIGS: forced nlc_tma configs too)
@@ -100,6 +100,8 @@ for arg in "$@"; do
       dtts) cb run configs/depthwise_dtts.yaml --out "$R/depthwise_dtts" --quiet ;;
       floor) cb run configs/depthwise_floor_rows.yaml --out "$R/floor_cold" --quiet \
                && cb run configs/depthwise_floor_rows.yaml --l2 clean --out "$R/floor_clean" --quiet ;;
+      floorgraph) cb run configs/depthwise_floor_rows.yaml --graph --out "$R/floor_graph_cold" --quiet \
+               && cb run configs/depthwise_floor_rows.yaml --graph --l2 clean --out "$R/floor_graph_clean" --quiet ;;
       longseq) cb run configs/depthwise_long_seq.yaml --out "$R/depthwise_long_seq" --quiet ;;
       tunetime)  # triton on long_seq (N, C, L), 3 dtypes, each run on a fresh Triton cache: compiles one at a
         # time (CONVBENCH_COMPILE_THREADS=1), then in threads; wall times, and the plans each run picked

@@ -93,6 +93,9 @@ def test_l2_override_replaces_one_measure_key():
     clean = parse_config(raw, "test.yaml", {"l2": "clean"})
     assert (clean.measure.l2, clean.measure.min_samples) == ("clean", 4)
     assert parse_config({**raw, "measure": None}, "t.yaml", {"l2": "warm"}).measure.l2 == "warm"
+    both = parse_config(raw, "test.yaml", {"l2": "clean", "graph": True}).measure
+    assert (both.l2, both.graph, both.min_samples) == ("clean", True, 4)
+    assert parse_config(raw, "test.yaml", {"graph": None}).measure.graph is False
     assert parse_config(raw, "test.yaml").comparability != clean.comparability
     with pytest.raises(ConfigError) as e:
         parse_config(raw, "test.yaml", {"l2": "tepid"})

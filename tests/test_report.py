@@ -159,7 +159,7 @@ def test_environment_names_the_timing_mode(tmp_path):
     meta["comparability"] = {"measure": {"l2": "clean"}}
     (run / "meta.json").write_text(json.dumps(meta))
     env = rp._env_table(rp.load_runs([run]).metas)
-    assert list(env["timing"]) == ["cold L2, clean flush"]
+    assert list(env["timing"]) == ["CUDA events, cold L2, clean flush"]
     cpu = rp._env_table(rp.load_runs([write_run(tmp_path / "cpu", SYNTHETIC)]).metas)
     assert set(cpu["timing"]) == {"host clock"}
 

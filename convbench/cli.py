@@ -113,7 +113,7 @@ def list_cmd(device):
 @click.option("--precision", type=click.Choice(["default", "ieee", "tf32"]), default=None,
               help="Override `precision` (float32 TF32 policy).")
 @click.option("--l2", type=click.Choice(["cold", "clean", "warm"]), default=None,
-              help="Override `measure.l2`: cold (dirty flush, as do_bench), clean (a flush that reads), warm.")
+              help="Override `measure.l2`: cold (dirty flush, as do_bench), clean (a flush that writes, then reads), warm.")
 @click.option("--graph/--events", "graph", default=None,
               help="Override `measure.graph`: time CUDA-graph replays (flushes inside, subtracted) or events.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary table.")

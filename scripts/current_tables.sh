@@ -104,7 +104,7 @@ DW_NEWER=(session13/call4_final/depthwise_long_seq session14/call7_final_longseq
   echo
   echo "\`configs/depthwise_floor_rows.yaml\` (the rows above moving >= 50 MB, long_kernel aside) run twice in one"
   echo "device call (\`$G/session20/call1_floor/\`): under \`measure.l2: cold\` (the dirty flush of every table"
-  echo "above, as triton's do_bench and nvbench) and under \`clean\` (a flush that reads, so no foreign dirty"
+  echo "above, as triton's do_bench and nvbench) and under \`clean\` (a flush that writes, then reads, so no foreign dirty"
   echo "lines are written back inside the timing). Each run's floor is its own measured copy bandwidth."
   echo
   python3 scripts/depthwise_status.py --flush "$G/session20/call1_floor/floor_cold" "$G/session20/call1_floor/floor_clean"

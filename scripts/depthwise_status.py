@@ -10,7 +10,7 @@ Usage: python3 scripts/depthwise_status.py RUN_DIR [TRAINING_RUN_DIR] [--newer R
 --newer (repeatable, later runs last): rows of that run replace the main run's rows of the same implementation, shape, dtype,
 layout and mode (a focused re-run of changed kernels); their times are marked with †.
 --flush: two runs of one config, the first under `measure.l2: cold` (the dirty flush every table
-above uses), the second under `clean` (a flush that reads), made in one device call: our kernels'
+above uses), the second under `clean` (a flush that writes, then reads), made in one device call: our kernels'
 % of the floor and of a same-size copy under each.
 """
 

@@ -39,8 +39,8 @@
 #                             supersedes session 10's triton (N, C, L) rows
 #   session19/call6_longseq/depthwise_long_seq  long_seq, every implementation, both layouts (fwd),
 #                             16-bit row classes in 16-element groups: supersedes session 14's
-#   session20/call1_floor     the depthwise status page's flush section only (our kernels on the
-#                             large rows under a dirty and a clean flush); not in the selection table
+#   session20/call1_floor, call4_graph, call5_final  the depthwise status page's timer section only
+#                             (our kernels on the large rows under four timers); not in the selection table
 # Also the H200's per-issue status pages, results/h200/current/depthwise_status.md (issue 7:
 # scripts/depthwise_status.py over the depthwise runs above, later runs replacing earlier rows)
 # and pointwise_status.md (issue 8: scripts/pointwise_status.py on the newest bf16/fp16 run).
@@ -100,13 +100,23 @@ DW_NEWER=(session13/call4_final/depthwise_long_seq session14/call7_final_longseq
   python3 scripts/depthwise_status.py "$G/session10/depthwise_kernels" "$G/session9/call7_c175ee2/training" \
     "${DW_NEWER[@]/#/--newer=$G/}"
   echo
-  echo "## What the cold-L2 flush costs our kernels"
+  echo "## What the timer costs our kernels: flush and events"
   echo
-  echo "\`configs/depthwise_floor_rows.yaml\` (the rows above moving >= 50 MB, long_kernel aside) run twice in one"
-  echo "device call (\`$G/session20/call1_floor/\`): under \`measure.l2: cold\` (the dirty flush of every table"
-  echo "above, as triton's do_bench and nvbench) and under \`clean\` (a flush that writes, then reads, so no foreign dirty"
-  echo "lines are written back inside the timing). Each run's floor is its own measured copy bandwidth."
+  echo "\`configs/depthwise_floor_rows.yaml\` (the rows above moving >= 50 MB, long_kernel aside), our two kernels"
+  echo "under four timers (session 20, \`$G/session20/\`; each run's floor is its own measured copy bandwidth):"
+  echo "- \`measure.l2: cold\`, CUDA events: the dirty flush and event timing of every table above (as triton's"
+  echo "  do_bench and nvbench); \`call1_floor/floor_cold\`;"
+  echo "- \`clean\`, CUDA events: a flush that writes, then reads, so no foreign dirty lines are written back"
+  echo "  inside the timing; \`call5_final/floor_clean\`;"
+  echo "- \`--graph\`, cold and clean: CUDA-graph replays of (flush, call) pairs less the flushes alone (the"
+  echo "  Triton tuners' timer: no event or launch gaps); \`call4_graph/floor_graph_cold\`, \`call5_final/floor_graph_clean\`."
   echo
-  python3 scripts/depthwise_status.py --flush "$G/session20/call1_floor/floor_cold" "$G/session20/call1_floor/floor_clean"
+  echo "### CUDA events, cold / clean"
+  echo
+  python3 scripts/depthwise_status.py --flush "$G/session20/call1_floor/floor_cold" "$G/session20/call5_final/floor_clean"
+  echo
+  echo "### CUDA-graph replays less the flushes, cold / clean"
+  echo
+  python3 scripts/depthwise_status.py --flush "$G/session20/call4_graph/floor_graph_cold" "$G/session20/call5_final/floor_graph_clean"
 } > $G/current/depthwise_status.md
 python3 scripts/pointwise_status.py "$G/session16/call8_pointwise/pointwise_kernels" -o $G/current/pointwise_status.md

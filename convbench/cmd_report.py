@@ -147,6 +147,8 @@ def select(runs, out):
     click.echo(f"wrote {len(data['entries'])} entries to {path}"
                + (f" ({data['unresolved_cases']} cases had no valid implementation)"
                   if data["unresolved_cases"] else ""))
+    if (warning := loaded.timing_warning()):
+        click.echo(f"warning: {warning}", err=True)
     if not data["entries"]:
         click.echo("warning: the table is empty: no case of these runs had an implementation that ran "
                    "correctly (skipped, wrong or failed rows never win), so backend='auto' would fall "

@@ -86,6 +86,21 @@ class Runs:
     metas: dict[str, dict]
     duplicates: int = 0
 
+    def timing_warning(self) -> str | None:
+        """A sentence when the runs with GPU rows were timed differently (flush, events or
+        graphs): their medians then measure different things, and winners across them mislead."""
+        modes: dict[str, list[str]] = {}
+        for path, meta in self.metas.items():
+            if not any(str(dev).startswith("cuda") for dev in meta.get("devices") or {}):
+                continue
+            label = l2_label((meta.get("comparability") or {}).get("measure"))
+            modes.setdefault(label, []).append(Path(path).name)
+        if len(modes) < 2:
+            return None
+        return ("The GPU runs were timed differently, so medians from different runs measure "
+                "different things and a winner across them may only reflect the timer: "
+                + "; ".join(f"{label} ({', '.join(runs)})" for label, runs in modes.items()) + ".")
+
 
 def load_runs(paths) -> Runs:
     """Concatenate run folders (shards, devices). A row measured twice on the same device name
@@ -567,6 +582,8 @@ def build_doc(runs: Runs) -> Doc:
           f"{len(df)} rows: " + ", ".join(f"{k} {v}" for k, v in df["status"].value_counts().items()) + "."
           + (f" {runs.duplicates} duplicate rows were dropped (the later run's row is kept)."
              if runs.duplicates else ""))
+    if (warning := runs.timing_warning()):
+        doc.p("Warning: " + warning)
     doc.h(2, "Environment")
     doc.table(_env_table(runs.metas))
     for path, m in runs.metas.items():

@@ -164,6 +164,31 @@ def test_environment_names_the_timing_mode(tmp_path):
     assert set(cpu["timing"]) == {"host clock"}
 
 
+def _gpu_run(path, measure):
+    run = write_run(path, [row("depthwise", "torch", "ncl", median=1.0, ci=0.01, device="cuda:0"),
+                           row("depthwise", "triton", "ncl", median=0.5, ci=0.01, device="cuda:0")])
+    meta = json.loads((run / "meta.json").read_text())
+    meta.update(devices={"cuda:0": {"device": "cuda:0", "device_name": DEVICE}}, ceilings={},
+                comparability={"measure": measure})
+    (run / "meta.json").write_text(json.dumps(meta))
+    return run
+
+
+def test_runs_timed_differently_are_flagged_in_report_and_select(tmp_path):
+    """Winners across runs timed with different flushes or with graphs compare timers, not
+    kernels: the report and `select` say so; runs timed alike (and CPU runs) raise nothing."""
+    a = _gpu_run(tmp_path / "events_cold", {"l2": "cold"})
+    b = _gpu_run(tmp_path / "graph_clean", {"l2": "clean", "graph": True})
+    c = _gpu_run(tmp_path / "events_cold_2", {"l2": "cold"})
+    warning = rp.load_runs([a, b]).timing_warning()
+    assert warning and "events_cold" in warning and "graph_clean" in warning and "clean flush" in warning
+    assert rp.load_runs([a, c]).timing_warning() is None
+    assert rp.load_runs([a, write_run(tmp_path / "cpu", SYNTHETIC)]).timing_warning() is None
+    assert "Warning: The GPU runs were timed differently" in rp.write_report([a, b], tmp_path / "r.md").read_text()
+    res = CliRunner().invoke(main, ["select", str(a), str(b), "-o", str(tmp_path / "sel.json")])
+    assert res.exit_code == 0 and "timed differently" in res.output
+
+
 def test_markdown_report_writes_images_beside(synth, tmp_path):
     out = rp.write_report([synth], tmp_path / "r.md")
     text = out.read_text()

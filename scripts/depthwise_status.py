@@ -127,6 +127,9 @@ def flush_table(cold: str, clean: str) -> str:
     copy_short = {"cold": set(), "clean": set()}  # cases where a same-size copy itself is under 85 %
     for (shape, dtype, impl), g in sorted(df.groupby(["shape", "dtype", "impl"]),
                                           key=lambda kv: (-kv[1].bytes.iloc[0], kv[0])):
+        if set(g.l2) != {"cold", "clean"}:  # a row only one run has (a run cut short)
+            lines.append(f"| {shape} | {dtype} | | | {impl} | only {', '.join(sorted(set(g.l2)))} | | | |")
+            continue
         c, k = (g[g.l2 == m].iloc[0] for m in ("cold", "clean"))
         pct = {m: 100 * r.floor_us / r.us for m, r in (("cold", c), ("clean", k))}
         copy = {m: 100 * r.floor_us / (r.same_size_copy_ms * 1e3) for m, r in (("cold", c), ("clean", k))}

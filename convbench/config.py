@@ -19,7 +19,7 @@ import yaml
 from .precision import POLICIES
 from .presets import PRESETS, preset
 from .problem import DTYPES, LAYOUTS, MODES, OPS, SHAPE_KEYS, Problem, make_problem, same_padding
-from .timing import L2_MODES, MeasureSettings
+from .timing import L2_MODES, TIMER_VERSION, MeasureSettings, timer_versioned
 
 TOP_KEYS = ("name", "ops", "impls", "devices", "dtypes", "layouts", "modes", "presets", "shapes",
             "zip", "exclude", "where", "measure", "precision", "seed", "timeout_s")
@@ -75,7 +75,10 @@ class SweepConfig:
     @property
     def comparability(self) -> dict:
         """What must not change for rows of two runs to be compared or one run to be resumed."""
-        return {"measure": _asdict(self.measure), "precision": self.precision, "seed": self.seed}
+        measure = _asdict(self.measure)
+        if timer_versioned(measure):  # only where the meaning changed, so older runs stay comparable
+            measure["timer"] = TIMER_VERSION
+        return {"measure": measure, "precision": self.precision, "seed": self.seed}
 
 
 def _asdict(ms: MeasureSettings) -> dict:
@@ -251,7 +254,8 @@ def parse_config(raw, source: str = "<config>", overrides: dict | None = None) -
             continue
         if k in ("l2", "graph"):  # --l2 / --graph replace one key of the measure block
             measure = raw.get("measure")
-            raw["measure"] = {**(measure if isinstance(measure, dict) else {}), k: val}
+            if measure is None or isinstance(measure, dict):  # else the block's own error stands
+                raw["measure"] = {**(measure or {}), k: val}
         else:
             raw[k] = val
     name = raw.get("name") or Path(source).stem

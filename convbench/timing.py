@@ -17,21 +17,37 @@ L2_MODES = {
             "nvbench); the L2 is left full of dirty lines, which a case smaller than the L2 writes back "
             "inside its own timing",
     "clean": "cold L2 with clean lines: a buffer of twice the L2 is zeroed and then read before each "
-             "sample, so earlier writes are written back before the timing starts and the case pays for "
-             "its own bytes only",
+             "sample, so earlier writes are written back before the timing starts. Under events the "
+             "case's own output still in the L2 when it ends is not timed either; graph mode times it",
     "warm": "warm L2: no flush; inputs may sit in the L2 from the previous call",
 }
+
+# The timer's version, recorded (meta.json comparability.measure.timer) where it matters: for
+# `clean` and for graphs with a flush. 2 (session 20): graph mode honours l2, and `clean` zeroes
+# then reads. Before, graph mode ignored l2 (ran warm), and session 20's first `clean` only read.
+TIMER_VERSION = 2
+
+
+def timer_versioned(measure: dict) -> bool:
+    """Whether these settings' meaning changed with the timer's version (see TIMER_VERSION)."""
+    return measure.get("l2") == "clean" or bool(measure.get("graph")) and measure.get("l2") != "warm"
 
 
 def l2_label(measure: dict | None) -> str:
     """A run's timing mode in a few words, from meta.json's comparability.measure."""
-    m = measure or {}
+    if measure is None:
+        return "not recorded"
+    m = measure
     mode = m.get("l2", "cold")
     label = {"cold": "cold L2, dirty flush", "clean": "cold L2, clean flush", "warm": "warm L2"}.get(mode, str(mode))
     if m.get("graph"):
-        return f"CUDA-graph replays of {m.get('graph_reps', 10)} calls, {label}" + (
+        label = f"CUDA-graph replays of {m.get('graph_reps', 10)} calls, {label}" + (
             " (less the flushes alone)" if mode != "warm" else "")
-    return f"CUDA events, {label}"
+    else:
+        label = f"CUDA events, {label}"
+    if timer_versioned(m) and m.get("timer") != TIMER_VERSION:
+        label += f" (timer version {m.get('timer', 'before 2')}: see convbench.timing.TIMER_VERSION)"
+    return label
 
 
 @dataclass(frozen=True)

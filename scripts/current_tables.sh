@@ -107,9 +107,12 @@ DW_NEWER=(session13/call4_final/depthwise_long_seq session14/call7_final_longseq
   echo "- \`measure.l2: cold\`, CUDA events: the dirty flush and event timing of every table above (as triton's"
   echo "  do_bench and nvbench); \`call1_floor/floor_cold\`;"
   echo "- \`clean\`, CUDA events: a flush that writes, then reads, so no foreign dirty lines are written back"
-  echo "  inside the timing; \`call5_final/floor_clean\`;"
+  echo "  inside the timing (nor the case's own output still in the L2 at its end: this one flatters);"
+  echo "  \`call5_final/floor_clean\`;"
   echo "- \`--graph\`, cold and clean: CUDA-graph replays of (flush, call) pairs less the flushes alone (the"
-  echo "  Triton tuners' timer: no event or launch gaps); \`call4_graph/floor_graph_cold\`, \`call5_final/floor_graph_clean\`."
+  echo "  Triton tuners' timer: no event or launch gaps; each call pays for its output's write-back);"
+  echo "  \`call4_graph/floor_graph_cold\`, \`call5_final/floor_graph_clean\`. Graphs with the clean flush time a"
+  echo "  kernel's own traffic and nothing else."
   echo
   echo "### CUDA events, cold / clean"
   echo

@@ -111,11 +111,14 @@ def summary(t: pd.DataFrame) -> str:
 
 
 def flush_table(cold: str, clean: str) -> str:
-    runs = []
+    runs, graphs = [], set()
     for run, mode in ((cold, "cold"), (clean, "clean")):
-        meta_mode = (load_meta(run).get("comparability") or {}).get("measure", {}).get("l2", "cold")
-        if meta_mode != mode:
-            raise SystemExit(f"--flush: {run} was measured under measure.l2 {meta_mode!r}, expected {mode!r}")
+        measure = (load_meta(run).get("comparability") or {}).get("measure") or {}
+        if measure.get("l2", "cold") != mode:
+            raise SystemExit(f"--flush: {run} was measured under measure.l2 {measure.get('l2')!r}, expected {mode!r}")
+        graphs.add(bool(measure.get("graph")))
+        if len(graphs) > 1:
+            raise SystemExit(f"--flush: {cold} and {clean} differ in measure.graph; compare flushes under one timer")
         df = convbench.load(run)
         df = df[(df.status == "ok") & df.impl.isin(OURS.values())].copy()
         df["floor_us"] = df.bytes / (df.gbps / df.pct_peak_bw * 100 * 1e3)

@@ -100,6 +100,13 @@ def test_l2_override_replaces_one_measure_key():
     with pytest.raises(ConfigError) as e:
         parse_config(raw, "test.yaml", {"l2": "tepid"})
     assert e.value.key == "measure.l2"
+    with pytest.raises(ConfigError) as e:  # an override does not hide a broken block
+        parse_config({**raw, "measure": "fast"}, "test.yaml", {"l2": "clean"})
+    assert e.value.key == "measure"
+    # the timer's version is recorded only where the settings' meaning changed with it
+    assert "timer" in clean.comparability["measure"]
+    assert "timer" not in parse_config(raw, "test.yaml").comparability["measure"]
+    assert "timer" not in parse_config(raw, "test.yaml", {"l2": "warm", "graph": True}).comparability["measure"]
 
 
 def test_config_error_carries_the_key_path():

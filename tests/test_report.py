@@ -156,7 +156,7 @@ def test_environment_names_the_timing_mode(tmp_path):
     meta = json.loads((run / "meta.json").read_text())
     meta["devices"] = {"cuda:0": {"device": "cuda:0", "device_name": DEVICE}}
     meta["ceilings"] = {}
-    meta["comparability"] = {"measure": {"l2": "clean"}}
+    meta["comparability"] = {"measure": {"l2": "clean", "timer": 2}}
     (run / "meta.json").write_text(json.dumps(meta))
     env = rp._env_table(rp.load_runs([run]).metas)
     assert list(env["timing"]) == ["CUDA events, cold L2, clean flush"]

@@ -86,7 +86,7 @@ def test_l2_flush_modes_write_or_write_then_read_the_flush_buffer(monkeypatch, m
 
     import torch
 
-    from convbench.timing import CudaTimer, l2_label
+    from convbench.timing import TIMER_VERSION, CudaTimer, l2_label
 
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: types.SimpleNamespace(L2_cache_size=4096))
     timer = CudaTimer(MeasureSettings(l2=mode), torch.device("cpu"))
@@ -103,7 +103,74 @@ def test_l2_flush_modes_write_or_write_then_read_the_flush_buffer(monkeypatch, m
     # graph mode keeps the flush (inside the graph, subtracted), unless the L2 is to stay warm
     assert CudaTimer(MeasureSettings(l2=mode, graph=True), torch.device("cpu")).flush_buf is not None
     kind = "clean" if reads else "dirty"
-    assert l2_label({"l2": mode}) == f"CUDA events, cold L2, {kind} flush"
-    assert l2_label({"l2": mode, "graph": True, "graph_reps": 4}) == (
+    v = {"timer": TIMER_VERSION}
+    assert l2_label({"l2": mode, **v}) == f"CUDA events, cold L2, {kind} flush"
+    assert l2_label({"l2": mode, "graph": True, "graph_reps": 4, **v}) == (
         f"CUDA-graph replays of 4 calls, cold L2, {kind} flush (less the flushes alone)")
     assert l2_label({"l2": "warm", "graph": True}) == "CUDA-graph replays of 10 calls, warm L2"
+    # a run from before the timer was versioned, where the meaning has changed since
+    assert "timer version before 2" in l2_label({"l2": mode, "graph": True})
+    assert ("timer version" in l2_label({"l2": mode})) is reads  # events + cold never changed
+    assert l2_label(None) == "not recorded"
+
+
+@pytest.mark.parametrize("mode, graph", [("cold", False), ("clean", False), ("warm", False),
+                                         ("cold", True), ("clean", True), ("warm", True)])
+def test_cuda_timer_arithmetic_on_a_fake_device_clock(monkeypatch, mode, graph):
+    """CudaTimer's sampling on a fake GPU timeline: a call takes 5 units and a flush 30. Every
+    mode must read 5 a call: events with the flush outside them, graphs of (flush, call) pairs
+    plus a trailing flush less a graph of the flushes alone, and graphs of calls alone (warm)."""
+    import contextlib
+    import types
+
+    import torch
+
+    from convbench.timing import CudaTimer
+
+    clock = {"t": 0.0}
+
+    def advance(dt):
+        clock["t"] += dt
+
+    class Event:
+        def __init__(self, enable_timing=True):
+            self.t = None
+
+        def record(self):
+            self.t = clock["t"]
+
+        def synchronize(self):
+            pass
+
+        def elapsed_time(self, end):
+            return end.t - self.t
+
+    class Graph:  # capture runs the body once to learn its length, then rewinds: nothing executes
+        def replay(self):
+            advance(self.length)
+
+    @contextlib.contextmanager
+    def capture(g):
+        t0 = clock["t"]
+        yield
+        g.length, clock["t"] = clock["t"] - t0, t0
+
+    stream = types.SimpleNamespace(wait_stream=lambda s: None)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: types.SimpleNamespace(L2_cache_size=4096))
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(torch.cuda, "graph", capture)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: stream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "_sleep", lambda cycles: None)
+    timer = CudaTimer(MeasureSettings(l2=mode, graph=graph, graph_reps=4), torch.device("cpu"))
+    timer._cpm = 1.0
+    flushes = []
+    timer._flush = lambda: (flushes.append(1), advance(30.0))
+    fn = timer.prepare(lambda: advance(5.0))
+    assert hasattr(fn, "base") is (graph and mode != "warm")
+    flushes.clear()
+    samples = timer.samples(fn, 3)
+    assert samples == pytest.approx([5.0] * 3)
+    assert (len(flushes) > 0) is (mode != "warm" and not graph)  # graphs flush inside their replays

@@ -37,8 +37,7 @@ def l2_label(measure: dict | None) -> str:
     """A run's timing mode in a few words, from meta.json's comparability.measure."""
     if measure is None:
         return "not recorded"
-    m = measure
-    mode = m.get("l2", "cold")
+    m, mode = measure, measure.get("l2", "cold")
     label = {"cold": "cold L2, dirty flush", "clean": "cold L2, clean flush", "warm": "warm L2"}.get(mode, str(mode))
     if m.get("graph"):
         label = f"CUDA-graph replays of {m.get('graph_reps', 10)} calls, {label}" + (

@@ -50,13 +50,18 @@ def load(run: str, newer: list[str] | None = None) -> pd.DataFrame:
     return df
 
 
+def floor_us(df: pd.DataFrame) -> pd.Series:
+    """Each row's byte floor in µs: its bytes over the run's measured copy ceiling (the base of
+    pct_peak_bw, recovered from gbps and pct_peak_bw)."""
+    return df.bytes / (df.gbps / df.pct_peak_bw * 100 * 1e3)
+
+
 def forward_table(run: str, newer: list[str] | None = None) -> tuple[str, pd.DataFrame]:
     df = load(run, newer)
     df = df[(df.op == "depthwise") & (df.status == "ok") & (df["mode"] == "fwd")].copy()
     df["shape"] = df.apply(label, axis=1)
     df["us"] = df.median_ms * 1e3
-    gbps = df.gbps / df.pct_peak_bw * 100  # the run's measured copy ceiling (pct_peak_bw's base)
-    df["floor_us"] = df.bytes / (gbps * 1e3)
+    df["floor_us"] = floor_us(df)
     rows = []
     for (shape, dtype), g in df.groupby(["shape", "dtype"]):
         torch_us = g[g.impl == "torch"].us.min()
@@ -121,7 +126,7 @@ def flush_table(cold: str, clean: str) -> str:
             raise SystemExit(f"--flush: {cold} and {clean} differ in measure.graph; compare flushes under one timer")
         df = convbench.load(run)
         df = df[(df.status == "ok") & df.impl.isin(OURS.values())].copy()
-        df["floor_us"] = df.bytes / (df.gbps / df.pct_peak_bw * 100 * 1e3)
+        df["floor_us"] = floor_us(df)
         runs.append(df.assign(l2=mode, us=df.median_ms * 1e3, shape=df.apply(label, axis=1)))
     df = pd.concat(runs)
     lines = ["| shape | dtype | MB | floor µs | kernel | µs cold / clean | % floor cold / clean | "
